@@ -1,0 +1,60 @@
+# cmmixer: one-command setup, tests and reproduction. Every target installs what it needs first.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
+NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
+DATA ?= data/synth
+CACHE ?= data/synth_cache
+
+.PHONY: setup export readme sync-check test test-fast reproduce bench clean
+
+setup: $(STAMP)
+
+# torch first (from the machine's disk), then nbdev's pinned trio, then the package and its dev extras.
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_PINS)
+	$(BIN)/pip install -q $(NBDEV_PINS)
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip check
+	touch $(STAMP)
+
+export: setup
+	$(BIN)/nbdev_export
+
+# README.md is generated from nbs/index.ipynb (Quarto, which nbdev_readme needs, is not installable here).
+readme: setup
+	$(BIN)/python tools/readme.py nbs/index.ipynb README.md
+
+# The exported package, README.md and the cleaned notebooks must equal what is committed.
+sync-check: export readme
+	$(BIN)/nbdev_clean
+	@if [ -n "$$(git status --porcelain -- cmmixer README.md nbs)" ]; then \
+	  echo "OUT OF SYNC: run 'make export readme' and 'nbdev_clean', then commit:"; \
+	  git status --porcelain -- cmmixer README.md nbs; git diff --stat -- cmmixer README.md nbs; exit 1; fi
+	@echo "cmmixer/, README.md and nbs/ are in sync"
+
+test: setup sync-check
+	$(BIN)/nbdev_test --n_workers 2 --timing
+	$(BIN)/pytest -q tests/
+
+# Notebook tests only, without the sync check (handy while editing).
+test-fast: setup
+	$(BIN)/nbdev_test --n_workers 2
+
+# The README's main job on the embedded benchmark: generate SynthM2M, prepare its cache.
+reproduce: setup
+	$(BIN)/cmmixer synth $(DATA) --seed 0
+	$(BIN)/cmmixer prepare $(DATA) $(CACHE) --workers 2
+
+# Speed figures (not tests): needs the ffmpeg command line for the decode floor.
+bench: setup
+	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null)
+	$(BIN)/python benchmarks/media.py
+
+clean:
+	rm -rf data _proc _docs
