@@ -43,7 +43,7 @@ def prepare(source:Param("dataset folder: M2M-style, YouTube-8M-style, Kinetics-
             quiet:Param("no progress bar", store_true)=False):
     "Decode a dataset into the memory-mapped cache; unreadable files go to OUT/rejects.csv with the reason."
     from cmmixer.media import MediaConfig
-    from cmmixer.data import prepare as prepare_cache
+    from cmmixer.cache import prepare as prepare_cache
     cfg = MediaConfig(clips=clips, image_size=image_size, threads=threads)
     summary = prepare_cache(source, out, cfg, workers=workers, kind=kind, progress=not quiet)
     print(f"cache at {out}: {summary}")
