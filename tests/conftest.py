@@ -1,0 +1,22 @@
+"End-to-end test helpers: run the installed `cmmixer` command the way a user would."
+import subprocess, sys
+from pathlib import Path
+import pytest
+
+CMMIXER = Path(sys.executable).parent / 'cmmixer'
+
+
+def run_cli(*args, timeout=600, check_rc=None):
+    "Run `cmmixer ARGS` in a subprocess; returns CompletedProcess (text). Asserts the exit code when given."
+    p = subprocess.run([str(CMMIXER), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if check_rc is not None:
+        assert p.returncode == check_rc, f"cmmixer {' '.join(map(str, args))} -> {p.returncode}\n{p.stdout}\n{p.stderr}"
+    return p
+
+
+@pytest.fixture(scope='session')
+def small_synth(tmp_path_factory):
+    "A small SynthM2M benchmark generated once through the command line."
+    out = tmp_path_factory.mktemp('synth') / 'synth'
+    run_cli('synth', out, '--videos', 14, '--tracks', 6, '--seed', 3, '--duration', 4, '--size', 64, '--workers', 2, '--quiet', check_rc=0)
+    return out
