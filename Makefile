@@ -9,7 +9,7 @@ NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 DATA ?= data/synth
 CACHE ?= data/synth_cache
 
-.PHONY: setup export readme sync-check test test-fast reproduce bench clean
+.PHONY: setup export readme sync-check test test-fast reproduce bench synth-table clean
 
 setup: $(STAMP)
 
@@ -55,6 +55,11 @@ reproduce: setup
 bench: setup
 	command -v ffmpeg >/dev/null || (apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null)
 	$(BIN)/python benchmarks/media.py
+
+# SynthM2M's floor/ceiling table (chance, hand-crafted baseline, oracle) at the default size.
+synth-table: setup
+	mkdir -p results
+	$(BIN)/papermill nbs/01a_synth.ipynb /tmp/cmmixer_synth_table.ipynb -p floor_ceiling_csv results/synth_floor_ceiling.csv
 
 clean:
 	rm -rf data _proc _docs
