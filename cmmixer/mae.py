@@ -19,9 +19,10 @@ from timm.models.vision_transformer import Block
 
 # %% auto #0
 __all__ = ['DECODERS', 'PAPER_TABLE3', 'check_mask_ratio', 'MAEConfig', 'patchify', 'unpatchify', 'sincos_1d', 'sincos_pos_embed',
-           'random_masking', 'init_mae_weights', 'vit_blocks', 'check_images', 'CMMixerEncoder', 'clip_embeddings',
-           'DecoderStack', 'SoloDecoder', 'DuetDecoder', 'patch_targets', 'masked_mse', 'CMMixerMAE', 'param_breakdown',
-           'meta_model', 'count_flops', 'table3', 'compare_table3', 'reconstruct', 'reconstruction_figure']
+           'check_noise', 'random_masking', 'init_mae_weights', 'vit_blocks', 'check_images', 'CMMixerEncoder',
+           'clip_embeddings', 'DecoderStack', 'SoloDecoder', 'DuetDecoder', 'patch_targets', 'masked_mse', 'CMMixerMAE',
+           'param_breakdown', 'meta_model', 'count_flops', 'table3', 'compare_table3', 'reconstruct',
+           'reconstruction_figure']
 
 # %% ../nbs/03_mae.ipynb #f9f9f084
 DECODERS = ('solo', 'duet')
@@ -135,24 +136,34 @@ def sincos_pos_embed(dim: int,   # width, a multiple of 16
     k, r, c = torch.meshgrid(torch.arange(clips), torch.arange(grid), torch.arange(grid), indexing='ij')
     return torch.cat([sincos_1d(dc, k.flatten()), sincos_1d(ds, r.flatten()), sincos_1d(ds, c.flatten())], 1)
 
-# %% ../nbs/03_mae.ipynb #906c3ad3
+# %% ../nbs/03_mae.ipynb #fde39e7b
+def check_noise(noise, batch: int, length: int, generator=None):
+    "Raise a ValueError naming `noise` unless it is a float [batch, length] tensor (and no generator is given too)."
+    if noise is None: return
+    if generator is not None: raise ValueError("noise: give the masking noise or a generator, not both")
+    if not isinstance(noise, torch.Tensor) or not noise.is_floating_point() or tuple(noise.shape) != (batch, length):
+        raise ValueError(f"noise: expected a float [{batch}, {length}] tensor, got {getattr(noise, 'dtype', type(noise))} "
+                         f"{tuple(getattr(noise, 'shape', ()))}")
+
 def random_masking(batch: int, length: int, mask_ratio: float,
                    generator: torch.Generator|None = None, # default: torch's global RNG
-                   device=None,                            # where ids and mask live (default: the generator's device)
+                   device=None,                            # where ids and mask live (default: the generator's/noise's device)
+                   noise: torch.Tensor|None = None,        # [B, L] float noise instead of a generator (torch.compile)
                   ) -> tuple[torch.Tensor, torch.Tensor]:  # ids_keep [B, keep] sorted int64, mask [B, L] float (1 = masked)
     "Per-sample random masking: keep round(length*(1-mask_ratio)) tokens chosen by argsort of uniform noise."
     check_mask_ratio(mask_ratio, low_inclusive=True)
-    gdev = generator.device if generator is not None else device
+    check_noise(noise, batch, length, generator)
+    gdev = noise.device if noise is not None else generator.device if generator is not None else device
     device = gdev if device is None else device
     keep = min(length, max(1, round(length * (1 - mask_ratio))))
     if keep == length:
         return torch.arange(length, device=device).expand(batch, length), torch.zeros(batch, length, device=device)
-    noise = torch.rand(batch, length, generator=generator, device=gdev).to(device)
-    ids_keep = noise.argsort(1)[:, :keep].sort(1).values
+    if noise is None: noise = torch.rand(batch, length, generator=generator, device=gdev)
+    ids_keep = noise.to(device).argsort(1)[:, :keep].sort(1).values
     mask = torch.ones(batch, length, device=device).scatter_(1, ids_keep, 0.0)
     return ids_keep, mask
 
-# %% ../nbs/03_mae.ipynb #830d61e8
+# %% ../nbs/03_mae.ipynb #406058a5
 def init_mae_weights(module: nn.Module):
     "MAE's initialisation: xavier_uniform Linear and patch projection, zero biases, unit LayerNorm, N(0, .02) mask tokens."
     for m in module.modules():
@@ -200,13 +211,14 @@ class CMMixerEncoder(nn.Module):
         t = t.reshape(B, K * t.shape[1], t.shape[2])
         return t + self.pos_embed[:, :t.shape[1]].to(t.dtype)
 
-    def forward_masked(self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator|None = None):
+    def forward_masked(self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator|None = None,
+                       noise: torch.Tensor|None = None):
         "Encode the visible tokens: (tokens [B, keep, D], ids_keep [B, keep], mask [B, L] with 1 = masked)."
         check_mask_ratio(mask_ratio, low_inclusive=True)
         check_images('x', x, self.cfg)
         t = self.embed(x)
         B, L, D = t.shape
-        ids_keep, mask = random_masking(B, L, mask_ratio, generator, t.device)
+        ids_keep, mask = random_masking(B, L, mask_ratio, generator, t.device, noise)
         if ids_keep.shape[1] < L: t = t.gather(1, ids_keep[..., None].expand(-1, -1, D))
         for blk in self.blocks: t = blk(t)
         return self.norm(t), ids_keep, mask
@@ -214,9 +226,10 @@ class CMMixerEncoder(nn.Module):
     def forward(self, x: torch.Tensor,  # [B, K, C, H, W] images (mixed, or one modality)
                 mask_ratio: float = 0.0, # 0: all K*N tokens, in order
                 generator: torch.Generator|None = None,
+                noise: torch.Tensor|None = None, # [B, K*N] masking noise instead of a generator
                ) -> torch.Tensor:        # [B, keep, D]; [B, K*N, D] when mask_ratio = 0
         "Encoded tokens of the visible patches (all patches by default)."
-        return self.forward_masked(x, mask_ratio, generator)[0]
+        return self.forward_masked(x, mask_ratio, generator, noise)[0]
 
 def clip_embeddings(tokens: torch.Tensor, # [B, K*N, D] unmasked encoder output
                     clips: int,           # K
@@ -286,7 +299,7 @@ def masked_mse(pred: torch.Tensor,   # [B, L, P]
     per_patch = ((pred.float() - target.float()) ** 2).mean(-1)
     return (per_patch * mask).sum() / mask.sum().clamp_min(1)
 
-# %% ../nbs/03_mae.ipynb #8b7a3430
+# %% ../nbs/03_mae.ipynb #85661d2b
 class CMMixerMAE(nn.Module):
     "CMMixer pre-training model: ViT encoder on masked mixed images, Solo or Duet decoder reconstructing video and audio."
     def __init__(self, cfg: MAEConfig):
@@ -301,6 +314,7 @@ class CMMixerMAE(nn.Module):
                 audio: torch.Tensor,        # [B, K, C, H, W] spectrogram images, target 2
                 generator: torch.Generator|None = None, # draws the token mask (default: global RNG)
                 mask_ratio: float|None = None,          # default: cfg.mask_ratio
+                noise: torch.Tensor|None = None,        # [B, L] masking noise instead of a generator (torch.compile)
                ) -> dict:
         "loss = loss_video + loss_audio (MSE on masked patches); pred_* [B, L, p*p*C]; mask [B, L] (1 = masked)."
         cfg = self.cfg
@@ -310,7 +324,7 @@ class CMMixerMAE(nn.Module):
         for name, t in (('video', video), ('audio', audio)):
             if not isinstance(t, torch.Tensor) or t.shape != mixed.shape:
                 raise ValueError(f"{name}: expected the shape of mixed {tuple(mixed.shape)}, got {tuple(getattr(t, 'shape', ()))}")
-        tokens, ids_keep, mask = self.encoder.forward_masked(mixed, mask_ratio, generator)
+        tokens, ids_keep, mask = self.encoder.forward_masked(mixed, mask_ratio, generator, noise)
         pred_video, pred_audio = self.decoder(tokens, ids_keep, mask.shape[1])
         loss_video = masked_mse(pred_video, patch_targets(video, cfg.patch_size, cfg.norm_pix_loss), mask)
         loss_audio = masked_mse(pred_audio, patch_targets(audio, cfg.patch_size, cfg.norm_pix_loss), mask)
@@ -373,14 +387,14 @@ def compare_table3(cfg: MAEConfig|None = None) -> pd.DataFrame:
                      'ours GFLOPs fwd+bwd': count_flops(c, backward=True) / 1e9})
     return pd.DataFrame(rows, index=PAPER_TABLE3.index)
 
-# %% ../nbs/03_mae.ipynb #db43bf2a
+# %% ../nbs/03_mae.ipynb #faaaa0f4
 @torch.no_grad()
 def reconstruct(model: CMMixerMAE, mixed, video, audio, generator: torch.Generator|None = None,
-                mask_ratio: float|None = None) -> dict:
+                mask_ratio: float|None = None, noise: torch.Tensor|None = None) -> dict:
     "Images [B, K, C, H, W]: 'video_rec', 'audio_rec' (visible patches pasted from the originals), 'mask' (1 = masked), 'loss'."
     cfg = model.cfg
     was_training = model.training; model.eval()
-    try: out = model(mixed, video, audio, generator=generator, mask_ratio=mask_ratio)
+    try: out = model(mixed, video, audio, generator=generator, mask_ratio=mask_ratio, noise=noise)
     finally: model.train(was_training)
     p, K, C = cfg.patch_size, mixed.shape[1], cfg.in_chans
     hidden = out['mask'][..., None].bool()
