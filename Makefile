@@ -9,7 +9,7 @@ NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 DATA ?= data/synth
 CACHE ?= data/synth_cache
 
-.PHONY: setup export readme sync-check test test-fast reproduce bench synth-table clean
+.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,16 @@ bench: setup
 synth-table: setup
 	mkdir -p results
 	$(BIN)/papermill nbs/01a_synth.ipynb /tmp/cmmixer_synth_table.ipynb -p floor_ceiling_csv results/synth_floor_ceiling.csv
+
+# Table 1 at smoke scale: six variants (Solo/Duet x CutMix/Pixel Mixup/Mixup) x 3 seeds, gathered with the paper's numbers.
+table1: setup
+	$(BIN)/python tools/table1.py --data synth --scale smoke --seeds 3
+
+bench-retrieval: setup
+	$(BIN)/python benchmarks/retrieval.py
+
+bench-pretrain: setup
+	$(BIN)/python benchmarks/pretrain.py
 
 clean:
 	rm -rf data _proc _docs
