@@ -46,7 +46,7 @@ def time_prepare(source, out, cfg, workers) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--videos', type=int, default=48, help='SynthM2M videos to generate and prepare')
+    ap.add_argument('--videos', type=int, default=160, help='SynthM2M videos to generate and prepare')
     ap.add_argument('--long-seconds', type=int, default=60, help='length of the long 720p file')
     ap.add_argument('--image-size', type=int, default=224, help='frame size prepared (paper: 224)')
     ap.add_argument('--clips', type=int, default=8, help='clips per video (paper: 8)')
@@ -70,15 +70,20 @@ def main(argv=None):
         long = make_long_file(long_dir / 'long720p.mp4', a.long_seconds)
         floor = ffmpeg_floor([long])
         rows.append(dict(data=f'{a.long_seconds} s 720p H.264', method='ffmpeg -f null (decode floor)', workers=1, seconds=floor, files_per_s=1 / floor))
-        t0 = time.perf_counter(); load_clips(long, cfg); s = time.perf_counter() - t0
-        rows.append(dict(data=f'{a.long_seconds} s 720p H.264', method='load_clips (seek, K frames + K windows)', workers=1, seconds=s, files_per_s=1 / s))
+        for threads in (1, 2):
+            t0 = time.perf_counter(); load_clips(long, MediaConfig(clips=a.clips, image_size=a.image_size, threads=threads))
+            s = time.perf_counter() - t0
+            rows.append(dict(data=f'{a.long_seconds} s 720p H.264', method=f'load_clips, {threads} decoder thread(s)', workers=1,
+                             seconds=s, files_per_s=1 / s))
         for w in (1, 2):
             s = time_prepare(tmp / 'long', tmp / f'cache_long{w}', cfg, w)
             rows.append(dict(data=f'{a.long_seconds} s 720p H.264', method='cmmixer prepare', workers=w, seconds=s, files_per_s=1 / s))
     df = pd.DataFrame(rows)
     table = df.to_string(index=False, float_format=lambda x: f'{x:.3f}')
+    load = os.getloadavg()[0]
     facts = (f'machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}; '
              f'torch {torch.__version__}; K={a.clips}, image {a.image_size}px; measured {time.strftime("%Y-%m-%d")}')
+    facts += f'; load average at the end: {load:.2f}'
     print(facts); print(table)
     Path(a.out).write_text(f'# benchmarks/media.py\n\n{facts}\n\n```\n{table}\n```\n')
 
