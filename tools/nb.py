@@ -7,7 +7,7 @@ Cells start with `# %%` (code) or `# %% [markdown]` (markdown, every line prefix
 A papermill parameters cell is `# %% tags=["parameters"]`. Outputs are not kept: notebooks in nbs/
 are committed clean (nbdev_clean).
 """
-import json, re, sys
+import hashlib, json, re, sys
 from pathlib import Path
 
 HEAD = re.compile(r'^# %%( \[markdown\])?( tags=(\[.*\]))?\s*$')
@@ -40,7 +40,8 @@ def to_nb(py_path, nb_path):
         if c['md']: lines = [l[2:] if l.startswith('# ') else l.lstrip('#') for l in lines]
         src = '\n'.join(lines)
         meta = {'tags': c['tags']} if c['tags'] else {}
-        cell = dict(cell_type='markdown' if c['md'] else 'code', metadata=meta,
+        cid = hashlib.sha1(f'{len(nb_cells)}:{src}'.encode()).hexdigest()[:8]   # nbformat 4.5 wants cell ids
+        cell = dict(cell_type='markdown' if c['md'] else 'code', id=cid, metadata=meta,
                     source=[l + '\n' for l in src.split('\n')[:-1]] + [src.split('\n')[-1]])
         if not c['md']: cell.update(execution_count=None, outputs=[])
         nb_cells.append(cell)
