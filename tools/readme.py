@@ -25,6 +25,22 @@ def csv_table(path: Path) -> str:
     return '\n'.join(lines)
 
 
+def table1_markdown(path: Path) -> str:
+    "Table 1 as the paper lays it out: ours as mean ± std over seeds, the paper's value in brackets, chance last."
+    rows = list(csv.DictReader(path.open()))
+    metrics = [('v2m_MedR', 'V→M MedR ↓'), ('v2m_R@1', 'V→M R@1'), ('v2m_R@5', 'V→M R@5'), ('v2m_R@10', 'V→M R@10'),
+               ('m2v_MedR', 'M→V MedR ↓'), ('m2v_R@1', 'M→V R@1'), ('m2v_R@5', 'M→V R@5'), ('m2v_R@10', 'M→V R@10')]
+    head = ['architecture', 'mixer', 'seeds'] + [h for _, h in metrics]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        cells = [r['decoder'].title(), r['mixer'].replace('_', ' '), r['seeds']]
+        cells += [f"{float(r[m + '_mean']):.1f} ± {float(r[m + '_std']):.1f} [{_fmt(r[m + '_paper'])}]" for m, _ in metrics]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    r = rows[0]
+    lines.append('| chance | | | ' + ' | '.join(f"{float(r[m + '_chance']):.1f}" for m, _ in metrics) + ' |')
+    return '\n'.join(lines) + f"\n\npools: N = {r['N_v2m']} tracks (V→M), {r['N_m2v']} videos (M→V); [brackets]: the paper's Table 1 (M2M, N = 2000)"
+
+
 def main(nb_path, out_path):
     nb = json.loads(Path(nb_path).read_text())
     parts = []
@@ -34,6 +50,12 @@ def main(nb_path, out_path):
         directives = [l for l in lines if l.startswith('#|')]
         if not src or any(d.replace(' ', '') == '#|hide' for d in directives): continue
         table = [d.split(None, 2)[2] for d in directives if d.split()[1:2] == ['readme_table']]
+        t1 = [d.split(None, 2)[2] for d in directives if d.split()[1:2] == ['readme_table1']]
+        if c['cell_type'] == 'code' and t1:
+            path = ROOT / t1[0].strip()
+            if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")
+            parts.append(table1_markdown(path) + f'\n\n<sub>from `{t1[0].strip()}`</sub>')
+            continue
         if c['cell_type'] == 'code' and table:
             path = ROOT / table[0].strip()
             if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")
