@@ -41,6 +41,21 @@ def table1_markdown(path: Path) -> str:
     return '\n'.join(lines) + f"\n\npools: N = {r['N_v2m']} tracks (V→M), {r['N_m2v']} videos (M→V); [brackets]: the paper's Table 1 (M2M, N = 2000)"
 
 
+def references_markdown(path: Path) -> str:
+    "Reference points on Table 1's pools (chance, no pre-training, feature baseline, oracle), mean ± std where seeded."
+    rows = list(csv.DictReader(path.open()))
+    metrics = [('v2m_MedR', 'V→M MedR ↓'), ('v2m_R@1', 'V→M R@1'), ('v2m_R@5', 'V→M R@5'), ('v2m_R@10', 'V→M R@10'),
+               ('m2v_MedR', 'M→V MedR ↓'), ('m2v_R@1', 'M→V R@1'), ('m2v_R@5', 'M→V R@5'), ('m2v_R@10', 'M→V R@10')]
+    head = ['reference', 'seeds'] + [h for _, h in metrics]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        seeded = int(r['seeds']) > 1
+        cells = [r['method'], r['seeds']] + [f"{float(r[m + '_mean']):.1f}" + (f" ± {float(r[m + '_std']):.1f}" if seeded else '')
+                                             for m, _ in metrics]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def main(nb_path, out_path):
     nb = json.loads(Path(nb_path).read_text())
     parts = []
@@ -51,6 +66,12 @@ def main(nb_path, out_path):
         if not src or any(d.replace(' ', '') == '#|hide' for d in directives): continue
         table = [d.split(None, 2)[2] for d in directives if d.split()[1:2] == ['readme_table']]
         t1 = [d.split(None, 2)[2] for d in directives if d.split()[1:2] == ['readme_table1']]
+        refs = [d.split(None, 2)[2] for d in directives if d.split()[1:2] == ['readme_refs']]
+        if c['cell_type'] == 'code' and refs:
+            path = ROOT / refs[0].strip()
+            if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")
+            parts.append(references_markdown(path) + f'\n\n<sub>from `{refs[0].strip()}`</sub>')
+            continue
         if c['cell_type'] == 'code' and t1:
             path = ROOT / t1[0].strip()
             if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")

@@ -1,24 +1,30 @@
 """Regenerate Table 1 of the CMMixer paper: the six variants (Solo/Duet x CutMix/Pixel Mixup/Mixup) over seeds.
 
 Each (variant, seed) runs nbs/04_retrieval.ipynb with papermill (pre-train or reuse, fine-tune, evaluate on the
-held-out pool) and leaves results/retrieval/<data>_<scale>_<decoder>_<mixer>_seed<S>.json; the runs go one after
-another on the same data (one SynthM2M for all seeds: the seed changes training only). A finished run's JSON is
-kept unless --force. The gather step writes results/table1_<data>_<scale>.csv (mean and std over seeds, chance,
-the paper's number) and .png (ours beside the paper's).
+held-out pool and on the val split) and leaves results/retrieval/<data>_<scale>_<decoder>_<mixer>_seed<S>.json, all
+on the same data (one SynthM2M for all seeds: the seed changes training only), which is prepared once before the
+runs start. At smoke scale two runs go at a time (--jobs; each uses one CPU thread). A finished run's JSON is kept
+unless --force. Unless --no-baselines, the same fine-tuning from a randomly initialised encoder runs for each seed
+(<data>_<scale>_random-init_seed<S>.json: does pre-training help?) and, on SynthM2M, the feature baseline and the
+oracle are measured on the same pools (<data>_<scale>_references.json). The gather step writes
+results/table1_<data>_<scale>.csv (mean and std over seeds, chance, the paper's number), .png (ours beside the
+paper's, the reference points as lines), _references.csv (chance, no pre-training, baseline, oracle) and _val.csv
+(the val split, the one settings are chosen on).
 
     python tools/table1.py                                  # smoke scale on SynthM2M, 3 seeds (make table1)
     python tools/table1.py --scale paper --seeds 3          # GPU
     python tools/table1.py --variants solo:cutmix --seeds 1 # one cell
-    python tools/table1.py --gather-only                    # just rebuild the CSV and PNG from the JSONs
+    python tools/table1.py --gather-only                    # just rebuild the CSVs and PNG from the JSONs
 """
-import argparse, json, sys, time
+import argparse, json, os, sys, time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cmmixer.retrieval import (result_path, write_table1, table1_text, check_experiment, run_experiment,
-                               PAPER_TABLE1_SOURCE)
+from cmmixer.retrieval import (result_path, write_table1, table1_text, references_text, check_experiment, run_experiment,
+                               write_references, PAPER_TABLE1_SOURCE)
 from cmmixer.mixer import MIXERS
 from cmmixer.mae import DECODERS
 
@@ -35,17 +41,17 @@ def parse_variants(s):
     return out
 
 
-def run_one(decoder, mixer, seed, a, nb_out):
+def run_one(decoder, mixer, seed, a, nb_out, init='pretrained'):
     "One papermill execution of the retrieval chapter; returns its wall time."
     import papermill as pm
     params = dict(mixer=mixer, decoder=decoder, scale=a.scale, data=a.data, pool_size=a.pool_size, seed=seed,
-                  epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out)
+                  epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, init=init)
     nb_out.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     if a.inline:      # same code path without papermill (no kernel start): for quick checks
-        import os; os.chdir(a.work)
+        os.chdir(a.work)
         run_experiment(mixer=mixer, decoder=decoder, scale=a.scale, data=a.data, pool_size=a.pool_size, seed=seed,
-                       epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, progress=False)
+                       epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, progress=False, init=init)
     else:
         pm.execute_notebook(str(ROOT / 'nbs' / '04_retrieval.ipynb'), str(nb_out), parameters=params, cwd=str(a.work),
                             kernel_name='python3', progress_bar=False, log_output=False)
@@ -64,6 +70,8 @@ def main(argv=None):
     p.add_argument('--out', default='results/retrieval', help='folder of the per-run JSONs (relative to the repo)')
     p.add_argument('--results', default='results', help='folder of the table CSV and PNG (relative to the repo)')
     p.add_argument('--force', action='store_true', help='rerun runs whose JSON exists')
+    p.add_argument('--jobs', type=int, default=None, help='runs at a time (default: 2 at smoke scale on a multi-core CPU, else 1)')
+    p.add_argument('--no-baselines', action='store_true', help='skip the random-init runs and the baseline/oracle references')
     p.add_argument('--gather-only', action='store_true', help='only gather the existing JSONs')
     p.add_argument('--inline', action='store_true', help='call run_experiment in this process instead of papermill')
     p.add_argument('--workdir', default=str(ROOT), help='where data/, runs/ and the relative --out/--results go (default: the repo)')
@@ -72,6 +80,9 @@ def main(argv=None):
     if a.data != 'synth': a.data = str(Path(a.data).absolute())
     variants = parse_variants(a.variants)
     if a.seeds < 1: raise SystemExit("--seeds: must be >= 1")
+    jobs_n = a.jobs if a.jobs is not None else (2 if a.scale == 'smoke' and (os.cpu_count() or 1) >= 2 else 1)
+    if jobs_n < 1: raise SystemExit("--jobs: must be >= 1")
+    if a.inline: jobs_n = 1                                  # in-process runs share torch's thread settings
     try:
         for d, m in variants: check_experiment(m, d, a.scale, a.data, a.pool_size, 0, a.epochs, a.finetune_epochs)
     except ValueError as e: raise SystemExit(f"table1: {e}")
@@ -79,24 +90,45 @@ def main(argv=None):
     a.out, a.work = str(out), work
     t0 = time.perf_counter()
     if not a.gather_only:
-        jobs = [(d, m, s) for d, m in variants for s in range(a.seeds)]
-        for i, (d, m, s) in enumerate(jobs, 1):
-            res = result_path(out, a.data, a.scale, d, m, s)
-            if res.exists() and not a.force:
-                print(f"[{i}/{len(jobs)}] {res.name}: exists, kept"); continue
+        jobs = [(d, m, s, 'pretrained') for d, m in variants for s in range(a.seeds)]
+        if not a.no_baselines: jobs += [('solo', 'cutmix', s, 'random') for s in range(a.seeds)]
+        todo, n = [], len(jobs)
+        for i, (d, m, s, init) in enumerate(jobs, 1):
+            res = result_path(out, a.data, a.scale, d, m, s, init)
+            if res.exists() and not a.force: print(f"[{i}/{n}] {res.name}: exists, kept")
+            else: todo.append((i, d, m, s, init, res))
+        cache = None
+        if todo or not a.no_baselines:                       # the data once, before parallel runs could race for it
+            from cmmixer.pretrain import ensure_cache, scale_config
+            t = time.perf_counter()
+            cache = ensure_cache(a.data, scale_config(a.scale), root=work / 'data', workers=2)
+            print(f"data: {cache} ready in {time.perf_counter() - t:.1f} s", flush=True)
+
+        def one(i, d, m, s, init, res):
             nb = work / 'runs' / 'table1' / (res.stem + '.ipynb')   # executed notebooks: not results
-            w = run_one(d, m, s, a, nb)
-            r = json.loads(res.read_text())
-            print(f"[{i}/{len(jobs)}] {res.name}: {w:.1f} s (run {r['times']['total_s']:.1f} s)  "
-                  f"V→M R@1 {r['v2m']['R@1']:.1f} MedR {r['v2m']['MedR']:g} (chance {r['chance_v2m']['R@1']:.1f}, N {r['v2m']['N']})  "
-                  f"M→V R@1 {r['m2v']['R@1']:.1f} MedR {r['m2v']['MedR']:g} (chance {r['chance_m2v']['R@1']:.1f}, N {r['m2v']['N']})",
-                  flush=True)
+            return i, res, run_one(d, m, s, a, nb, init)
+        with ThreadPoolExecutor(jobs_n) as ex:
+            for f in as_completed([ex.submit(one, *j) for j in todo]):
+                i, res, w = f.result()
+                r = json.loads(res.read_text())
+                print(f"[{i}/{n}] {res.name}: {w:.1f} s (run {r['times']['total_s']:.1f} s)  "
+                      f"V→M R@1 {r['v2m']['R@1']:.1f} MedR {r['v2m']['MedR']:g} (chance {r['chance_v2m']['R@1']:.1f}, N {r['v2m']['N']})  "
+                      f"M→V R@1 {r['m2v']['R@1']:.1f} MedR {r['m2v']['MedR']:g} (chance {r.get('chance_best_of_m2v', r['chance_m2v'])['R@1']:.1f}, N {r['m2v']['N']})",
+                      flush=True)
+        if not a.no_baselines:
+            try:
+                t = time.perf_counter()
+                write_references(cache, out, a.data, a.scale, pool_size=a.pool_size)
+                print(f"references (feature baseline, oracle) measured in {time.perf_counter() - t:.1f} s", flush=True)
+            except ValueError as e: print(f"references: skipped ({e})")
     w = write_table1(out, a.data, a.scale, results=work / a.results)
     import pandas as pd
     with pd.option_context('display.width', 250, 'display.max_columns', 20):
         print(table1_text(w['table']).to_string(index=False))
+        if len(w['references']): print(references_text(w['references']).to_string(index=False))
     print(f"paper: {PAPER_TABLE1_SOURCE}")
-    print(f"wrote {w['csv']} and {w['png']}; wall time {time.perf_counter() - t0:.1f} s")
+    print(f"wrote {', '.join(str(v) for k, v in w.items() if k in ('csv', 'png', 'references_csv', 'val_csv'))}; "
+          f"wall time {time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == '__main__':
