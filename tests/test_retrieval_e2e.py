@@ -146,7 +146,7 @@ def test_index_build_resumes_after_sigint(tmp_path):
 def test_table1_driver_one_variant(tmp_path):
     "papermill runs the chapter (cache, pre-training, fine-tuning, evaluation) and the gather writes CSV + PNG."
     r = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--variants', 'solo:cutmix', '--seeds', '1', '--epochs', '1',
-              '--finetune_epochs', '1', '--workdir', tmp_path], timeout=900)
+              '--finetune_epochs', '1', '--no-baselines', '--workdir', tmp_path], timeout=900)
     res = json.loads((tmp_path / 'results' / 'retrieval' / 'synth_smoke_solo_cutmix_seed0.json').read_text())
     for d in ('v2m', 'm2v'):
         assert {'R@1', 'R@5', 'R@10', 'MedR', 'N'} <= set(res[d]) and res[f'chance_{d}']['R@1'] == 100 / res[d]['N']
@@ -160,7 +160,8 @@ def test_table1_driver_one_variant(tmp_path):
     assert (tmp_path / 'results' / 'table1_synth_smoke.png').stat().st_size > 10_000
     assert (tmp_path / 'runs' / 'table1' / 'synth_smoke_solo_cutmix_seed0.ipynb').exists()
     # a finished run is kept, and a wrong parameter fails before any work
-    again = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--variants', 'solo:cutmix', '--seeds', '1', '--workdir', tmp_path])
+    again = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--variants', 'solo:cutmix', '--seeds', '1', '--no-baselines',
+                  '--workdir', tmp_path])
     assert 'exists, kept' in again.stdout
     bad = subprocess.run([sys.executable, ROOT / 'tools' / 'table1.py', '--pool_size', '1', '--workdir', tmp_path / 'x'],
                          capture_output=True, text=True)
