@@ -27,8 +27,8 @@ __all__ = ['SCALES', 'DECODER_LR', 'EXECUTION_ONLY', 'check_decoder', 'check_mix
            'run_name', 'dataset_name', 'run_spec', 'finished_run', 'pretrain', 'load_pretrained', 'heldout_batch',
            'summarize_run', 'write_report', 'check_experiment']
 
-# %% ../nbs/03b_pretrain.ipynb #8b1d297e
-SCALES = ('smoke', 'paper')
+# %% ../nbs/03b_pretrain.ipynb #2af11fbe
+SCALES = ('smoke', 'cpu', 'paper')
 DECODER_LR = {'solo': 2e-4, 'duet': 1e-4}          # Sec. 4.3: the learning rate of each decoder type (ratio kept at every scale)
 
 def _int_at_least(name, v, lo=1):
@@ -53,6 +53,7 @@ class Scale:
     train: TrainConfig   # the recipe (epochs are passes over the repeated dataset)
     synth: dict          # keyword arguments of cmmixer.synth.generate for data='synth'
     repeats: int = 2     # r: repeated sampling, fresh augmentations of each video per epoch
+    decoder_lr_ratio: bool = True  # Duet at the paper's Duet:Solo lr ratio (1e-4 : 2e-4); False: one lr for both decoders
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name: raise ValueError(f"name: expected a non-empty str, got {self.name!r}")
@@ -71,7 +72,7 @@ class Scale:
         "The same scale with `decoder` ('solo' or 'duet'), its learning rate rescaled by the paper's Solo:Duet ratio."
         check_decoder(decoder)
         if decoder == self.decoder: return self
-        f = DECODER_LR[decoder] / DECODER_LR[self.decoder]
+        f = DECODER_LR[decoder] / DECODER_LR[self.decoder] if self.decoder_lr_ratio else 1.0
         return replace(self, mae=replace(self.mae, decoder=decoder), train=replace(self.train, lr=self.train.lr * f))
 
 def _override(scale: Scale, kw: dict) -> Scale:
@@ -88,13 +89,18 @@ def _override(scale: Scale, kw: dict) -> Scale:
     return replace(scale, mae=replace(scale.mae, **m), train=replace(scale.train, **t), **s)
 
 def scale_config(name: str = 'smoke', decoder: str = 'solo', **overrides) -> Scale:
-    "The `smoke` (CPU, minutes) or `paper` (GPU, Sec. 4.3) scale for `decoder`; `overrides` replace any field."
+    "The `smoke` (tests, minutes), `cpu` (2 cores, the README's tables) or `paper` (GPU, Sec. 4.3) scale for `decoder`; `overrides` replace any field."
     if name not in SCALES: raise ValueError(f"scale: expected one of {SCALES}, got {name!r}")
     check_decoder(decoder)
     if name == 'paper':
         s = Scale('paper', 8, 224, MAEConfig.paper('solo'),
                   TrainConfig.paper_pretrain('solo', epochs=200, warmup_epochs=40, num_workers=8, log_every=20),
                   synth=dict(videos=4000, tracks=1600, duration=20.0, image_size=256, fps=10.0, clips=8), repeats=2)
+    elif name == 'cpu':
+        s = Scale('cpu', 4, 32, MAEConfig.smoke('solo'),
+                  TrainConfig(epochs=8, batch_size=16, lr=2e-3, min_lr=1e-5, warmup_epochs=1, bf16=False, progress=False),
+                  synth=dict(videos=6000, tracks=2400, duration=6.0, image_size=64, fps=8.0, clips=4, difficulty=0.25),
+                  repeats=2, decoder_lr_ratio=False)
     else:
         s = Scale('smoke', 4, 32, MAEConfig.smoke('solo'),
                   TrainConfig(epochs=8, batch_size=16, lr=2e-3, min_lr=1e-5, warmup_epochs=1, bf16=False, progress=False),
