@@ -107,7 +107,7 @@ def scale_config(name: str = 'smoke', decoder: str = 'solo', **overrides) -> Sca
                   synth=dict(videos=1200, tracks=480, duration=6.0, image_size=64, fps=8.0, clips=4, difficulty=0.25), repeats=2)
     return _override(s.for_decoder(decoder), overrides)
 
-# %% ../nbs/03b_pretrain.ipynb #d8bfde73
+# %% ../nbs/03b_pretrain.ipynb #f1f72073
 def _check_scale(scale) -> Scale:
     if isinstance(scale, str): return scale_config(scale)
     if not isinstance(scale, Scale): raise ValueError(f"scale: expected a Scale or one of {SCALES}, got {type(scale).__name__}")
@@ -152,7 +152,7 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
         _ensure_synth(src, scale, seed, workers, progress)
     else: src = Path(data)
     out = root / f"{src.resolve().name}_{scale.clips}x{scale.image_size}_cache"
-    prepare(src, out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers, progress=progress)
+    prepare(src.resolve(), out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers, progress=progress)
     return out
 
 # %% ../nbs/03b_pretrain.ipynb #8cf20229

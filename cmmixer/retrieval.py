@@ -31,9 +31,10 @@ __all__ = ['SCORES', 'SCALES', 'SMOKE_FINETUNE', 'CPU_FINETUNE', 'FINETUNE_PAIRS
            'evaluate_scores', 'evaluate_embeddings', 'embed_split', 'evaluate', 'format_result', 'synth_root',
            'cache_features', 'input_features', 'reference_points', 'floor_ceiling_of_cache', 'data_name', 'run_tag',
            'result_path', 'check_experiment', 'run_experiment', 'read_results', 'gather_table1', 'references_path',
-           'write_references', 'gather_references', 'table1_text', 'references_text', 'table1_figure', 'write_table1']
+           'write_references', 'gather_references', 'table1_text', 'references_text', 'table1_figure', 'write_table1',
+           'data_efficiency_rows', 'write_data_efficiency', 'full_resolution_cache']
 
-# %% ../nbs/04_retrieval.ipynb #c49a42b9
+# %% ../nbs/04_retrieval.ipynb #ec52c09d
 SCORES = ('clip', 'mean')
 SCALES = ('smoke', 'cpu', 'paper')    # as cmmixer.pretrain.SCALES (checked equal in the tests)
 
@@ -71,7 +72,7 @@ class RetrieverConfig:
     @property
     def mae_config(self) -> MAEConfig: return MAEConfig(**self.mae)
 
-# %% ../nbs/04_retrieval.ipynb #1a82a3d3
+# %% ../nbs/04_retrieval.ipynb #847c223b
 class Tower(nn.Module):
     "One modality's encoder (a copy of the CMMixer encoder) and projection head: K images -> K unit vectors."
     def __init__(self, encoder:CMMixerEncoder, proj_dim:int):
@@ -123,7 +124,7 @@ class Retriever(nn.Module):
         pv, pm = self.video(video), self.music(audio)
         return info_nce(pv, pm, self.cfg.tau, self.cfg.symmetric, None if self.cfg.shared_negatives else group)
 
-# %% ../nbs/04_retrieval.ipynb #8ab36f4c
+# %% ../nbs/04_retrieval.ipynb #f34bec8a
 def _gather_plain(x:torch.Tensor) -> torch.Tensor:
     "Concatenate a tensor that needs no gradient (e.g. group ids) from every rank, in rank order."
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return x
@@ -159,7 +160,7 @@ def info_nce(pv:torch.Tensor,          # [B, L, d] video clip embeddings P^v (un
     r1 = (logits.argmax(-1) == torch.arange(V, device=pv.device)).float().mean()
     return dict(loss=loss, loss_v2m=v2m.detach(), loss_m2v=m2v.detach(), batch_r1=r1)
 
-# %% ../nbs/04_retrieval.ipynb #f8a4e3fb
+# %% ../nbs/04_retrieval.ipynb #2d46a712
 def _cache(cache) -> Cache:
     if isinstance(cache, Cache): return cache
     _check(isinstance(cache, (str, os.PathLike)), 'cache', f"expected a Cache or its folder, got {type(cache).__name__}")
@@ -272,7 +273,7 @@ def load_retriever(path, device='cpu') -> Retriever:
     model = Retriever(RetrieverConfig(**{k: v for k, v in meta['model'].items() if k in known}))
     return load_weights(model, p).to(device).eval()
 
-# %% ../nbs/04_retrieval.ipynb #b6091d8b
+# %% ../nbs/04_retrieval.ipynb #2851ea8e
 def pair_scores(q:torch.Tensor,  # [Q, K, d] unit clip embeddings of the queries
                 c:torch.Tensor,  # [C, K, d] unit clip embeddings of the candidates
                 score:str='clip',
@@ -371,7 +372,7 @@ def evaluate_embeddings(video,         # [N, K, d] video-tower embeddings of the
     res['pool']['score'] = score
     return res
 
-# %% ../nbs/04_retrieval.ipynb #53552ba6
+# %% ../nbs/04_retrieval.ipynb #c8984f48
 @torch.no_grad()
 def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, device='auto', progress:bool=False) -> dict:
     "Both towers' embeddings of every item of `split`: video, music [N, K, d] (CPU float32), group [N] ints, groups, rows."
@@ -426,7 +427,7 @@ def _chance(res:dict, d:str) -> dict:
     "The chance level of direction `d`: K/N for V->M; for M->V the exact best-of-several-correct chance when present."
     return {**res['chance_m2v'], **res.get('chance_best_of_m2v', {})} if d == 'm2v' else res['chance_v2m']
 
-# %% ../nbs/04_retrieval.ipynb #c2a226b5
+# %% ../nbs/04_retrieval.ipynb #c6cfd8aa
 def synth_root(cache) -> Path:
     "The SynthM2M folder a cache was prepared from (ValueError naming `cache` when it was not)."
     c = _cache(cache)
@@ -509,7 +510,7 @@ def floor_ceiling_of_cache(cache, out_csv=None, split:str='test', method:str='cc
         df.round(2).to_csv(out_csv, index=False)
     return df
 
-# %% ../nbs/04_retrieval.ipynb #922ac46e
+# %% ../nbs/04_retrieval.ipynb #82745c61
 PAPER_TABLE1 = pd.DataFrame(   # Table 1 of the CMMixer paper (M2M, N = 2000 pool), as printed
     [('solo', 'cutmix', 6, 6, 11.2, 34.6, 58.5, 10.9, 33.4, 56.8),
      ('solo', 'pixel_mixup', 14, 15, 9.7, 28.3, 53.2, 9.5, 27.5, 52.1),
@@ -619,7 +620,7 @@ def _run_experiment(mixer, decoder, scale, data, pool_size, seed, epochs, finetu
     result['path'] = str(p)
     return result
 
-# %% ../nbs/04_retrieval.ipynb #d19b070e
+# %% ../nbs/04_retrieval.ipynb #f946a63a
 def _flat(res:dict, split:str='test') -> dict|None:
     "One JSON result as a flat row: parameters and the eight Table 1 metrics (+ chance and time) of `split` (None: not evaluated)."
     row = {k: res['params'][k] for k in ('decoder', 'mixer', 'seed', 'scale', 'data', 'pool_size')}
@@ -773,3 +774,45 @@ def write_table1(out='results/retrieval', data='synth', scale='smoke', results='
     fig.savefig(stem.with_suffix('.png'), dpi=110)
     import matplotlib.pyplot as plt; plt.close(fig)
     return dict(**paths, table=t, references=refs, val=tv)
+
+def data_efficiency_rows(out='results/retrieval', data='synth', scale='cpu', split:str='test') -> pd.DataFrame:
+    "One row per CutMix-Solo (pre-trained) or random-init fine-tuning run (no probes) at any share of the pairs, with `train_pairs`."
+    df = read_results(out, data, scale, split)
+    _check(len(df), 'out', f"no results for data={data_name(data)!r}, scale={scale!r} under {str(out)!r}")
+    df = df[~df.probe & (((df.decoder == 'solo') & (df.mixer == 'cutmix')) | (df.init == 'random'))]
+    df = df.assign(pre_training=np.where(df.init == 'pretrained', 'CMMixer-Solo-CutMix', 'none (random init)'))
+    return df.sort_values(['fraction', 'init', 'seed']).reset_index(drop=True)
+
+def write_data_efficiency(out='results/retrieval', data='synth', scale='cpu', results='results') -> dict:
+    """results/data_efficiency_<data>_<scale>.csv (every run: share of the pairs, init, seed, Table 1's metrics) and
+    .png (seaborn lines, mean ± std band over seeds, chance dashed) of V→M and M→V median rank and R@10."""
+    import matplotlib.pyplot as plt; import seaborn as sns
+    df = data_efficiency_rows(out, data, scale)
+    stem = Path(results) / f"data_efficiency_{data_name(data)}_{scale}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    keep = ['pre_training', 'fraction', 'seed', 'train_pairs'] + list(METRICS) + [f'{d}_chance_{k}' for d in ('v2m', 'm2v') for k in ('MedR', 'R@10')]
+    df[[c for c in keep if c in df]].to_csv(stem.with_suffix('.csv'), index=False, float_format='%.4g')
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    for ax, m in zip(axes, ('v2m_MedR', 'm2v_MedR', 'v2m_R@10', 'm2v_R@10')):
+        sns.lineplot(data=df, x='fraction', y=m, hue='pre_training', errorbar='sd', marker='o', ax=ax)
+        d, k = m.split('_')
+        ax.axhline(float(df[f'{d}_chance_{k}'].mean()), ls='--', color='C3', lw=1, label='chance')
+        ax.set(xscale='log', xticks=sorted(df.fraction.unique()), xticklabels=[f"{f:g}" for f in sorted(df.fraction.unique())],
+               xlabel='share of the training pairs', ylabel='', title=f"{'V→M' if d == 'v2m' else 'M→V'} {k}{' ↓' if k == 'MedR' else ' ↑'}")
+        ax.legend(fontsize=7) if ax is axes[0] else ax.get_legend().remove()
+    fig.suptitle(f"Data efficiency on {data_name(data)} at {scale} scale: fine-tuning with and without CMMixer pre-training "
+                 f"(mean ± std over seeds)", fontsize=10)
+    fig.tight_layout(); fig.savefig(stem.with_suffix('.png'), dpi=110); plt.close(fig)
+    summary = df.groupby(['fraction', 'pre_training'])[list(METRICS)].agg(['mean', 'std', 'count']).round(2)
+    return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), table=summary, rows=df)
+
+def full_resolution_cache(cache, scale=None, root='data', workers:int=2) -> Path:
+    "The records of a SynthM2M cache prepared again at the generator's own frame size: the input of 'CCA, full resolution'."
+    from cmmixer.cache import prepare
+    from cmmixer.media import MediaConfig
+    c = _cache(cache); src = synth_root(c)
+    size = int(json.loads((src / 'synth.json').read_text())['params']['image_size'])
+    clips = int(c.meta['cfg']['clips'])
+    out = Path(root) / f"{src.name}_{clips}x{size}_cache"
+    prepare(src, out, MediaConfig(clips=clips, image_size=size), workers=workers, progress=False)
+    return out

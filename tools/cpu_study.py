@@ -27,8 +27,9 @@ STUDY = {  # name: overrides of BASE (most promising levers first); chosen on va
     'smoke': {},
     'smoke-normpix-enc.25': dict(norm_pix_loss=True, enc_lr_scale=0.25, probe=True),
     'smoke-pt32': dict(pt_epochs=32, probe=True),
-    'smoke-pt32-aa': dict(pt_epochs=32, probe=True),      # the same with antialiased spectrogram images (the new default)
-    '6k': dict(videos=6000, tracks=2400),
+    'smoke-pt32-aa': dict(pt_epochs=32, probe=True),      # fine-tuned on antialiased spectrogram images (pre-training reused)
+    '6k-q': dict(videos=6000, tracks=2400, ft_fraction=0.25, probe=True),
+    '6k-q-pt4': dict(videos=6000, tracks=2400, ft_fraction=0.25, pt_epochs=4),
 }
 
 
@@ -43,7 +44,7 @@ def digest(obj, n=10): return hashlib.sha1(json.dumps(obj, sort_keys=True).encod
 DATA_KEYS = ('videos', 'tracks', 'difficulty', 'src_size', 'duration', 'fps', 'clips')
 PT_KEYS = DATA_KEYS + ('image_size', 'patch_size', 'embed_dim', 'depth', 'num_heads', 'decoder_embed_dim',
                        'decoder_depth', 'mask_ratio', 'norm_pix_loss', 'decoder', 'mixer', 'pt_epochs', 'pt_lr',
-                       'pt_batch', 'repeats')
+                       'pt_batch', 'repeats', 'spec_antialias')
 
 
 def scale_of(c):
@@ -60,72 +61,27 @@ def scale_of(c):
                    name='smoke' if same else 'study-' + digest({k: c[k] for k in DATA_KEYS}, 8))
 
 
-def input_features(cache, rows, image_size):
-    "Hand-crafted features of exactly what the model sees: S px frames and the S x S spectrogram image scaled back."
-    import numpy as np, torch, torch.nn.functional as F
-    from cmmixer.synth import video_features, audio_features
-    from cmmixer.media import spectrogram_image
-    V, A = [], []
-    mu, sd = cache.stats['fbank_mean'], cache.stats['fbank_std']
-    for r in rows:
-        fr = torch.from_numpy(np.array(cache.frames[int(r)]))
-        if fr.shape[-1] != image_size:
-            fr = F.interpolate(fr.float(), size=(image_size, image_size), mode='bilinear', antialias=True).round().clamp(0, 255).to(torch.uint8)
-        fb = torch.from_numpy(np.array(cache.fbank[int(r)], dtype=np.float32))
-        img = spectrogram_image(fb, image_size, mean=mu, std=sd)[:, :1]            # [K,1,S,S]
-        back = F.interpolate(img, size=fb.shape[-2:], mode='bilinear', align_corners=False)[:, 0] * sd + mu
-        V.append(video_features(fr.numpy())); A.append(audio_features(back.numpy()))
-    return np.stack(V), np.stack(A)
-
-
 def cca_refs(cache, full_cache, image_size, split='val'):
-    from cmmixer.cache import RetrievalDataset
-    from cmmixer.retrieval import evaluate_scores, cache_features, reference_points
-    from cmmixer.synth import FeatureBaseline
-    out = {}
-    ref = reference_points(full_cache, split)                       # full-resolution frames + fbank, and the oracle
-    out['cca_full'], out['oracle'] = ref['baseline'], ref['oracle']
-    te, tr = RetrievalDataset(cache, split), RetrievalDataset(cache, 'train')
-    b = FeatureBaseline('cca').fit(*input_features(cache, tr.rows, image_size))
-    out['cca_inputs'] = evaluate_scores(b.scores(*input_features(cache, te.rows, image_size)), te.group_index)
-    return out
-
-
-def groups_fn(wd, enc_scale):
-    from cmmixer.train import param_groups
-    def f(model):
-        gs = []
-        for g in param_groups(model, wd):
-            enc = [('.encoder.' in n) for n in g['param_names']]
-            for flag, sc in ((True, enc_scale), (False, 1.0)):
-                ps = [p for p, e in zip(g['params'], enc) if e == flag]
-                ns = [n for n, e in zip(g['param_names'], enc) if e == flag]
-                if ps: gs.append(dict(params=ps, param_names=ns, weight_decay=g['weight_decay'], lr_scale=sc))
-        return gs
-    return f
+    "The library's references on the val pools: CCA at full resolution and on the model's inputs, the oracle."
+    from cmmixer.retrieval import reference_points
+    ref = reference_points(cache, split, image_size=image_size, full_cache=full_cache)
+    return dict(cca_full=ref['baseline_full'], cca_inputs=ref['baseline_inputs'], oracle=ref['oracle'])
 
 
 def finetune_eval(mae, cache, c, seed, out_dir, probe=False, enc_scale=1.0):
-    import numpy as np, torch
-    from cmmixer.retrieval import Retriever, PairDataset, finetune_config, retrieval_step, evaluate, input_spec
-    from cmmixer.train import fit
+    "Fine-tune the towers from `mae` with the library's `finetune` (as Table 1 does), evaluate on val."
+    from cmmixer.retrieval import Retriever, finetune, finetune_config, evaluate
     model = Retriever.from_pretrained(mae, seed=seed)
-    if probe:
-        for t in (model.video, model.music):
-            for p in t.encoder.parameters(): p.requires_grad_(False)
-    ds = PairDataset(cache, 'train', 1, image_size=c['image_size'], augment=True, seed=seed)
-    if c['ft_fraction'] < 1:
-        g = np.random.default_rng(1000 + seed)
-        ds.rows = np.sort(g.permutation(ds.rows)[:max(2 * c['ft_batch'], int(round(c['ft_fraction'] * len(ds.rows))))])
     cfg = finetune_config('smoke', c['ft_epochs'], seed, out_dir=str(out_dir), lr=c['ft_lr'], batch_size=c['ft_batch'],
                           progress=False, device='cpu')
-    model.cfg.inputs = input_spec(cache, c['image_size'])
     t = time.perf_counter()
-    hist = fit(model, ds, cfg, step_fn=retrieval_step, resume='auto', groups=groups_fn(cfg.weight_decay, enc_scale))
+    hist = finetune(model, cache, cfg, fraction=c['ft_fraction'], subset_seed=seed, encoder_lr_scale=enc_scale,
+                    freeze_encoder=probe)
     ft_s = time.perf_counter() - t
     res = evaluate(model, cache, split='val', device='cpu')
     return dict(v2m=res['v2m'], m2v=res['m2v'], chance_v2m=res['chance_v2m'], chance_m2v=res['chance_best_of_m2v'],
-                ft_s=round(ft_s, 1), steps=len(hist), final_loss=float(hist.loss.iloc[-1]) if len(hist) else None)
+                whole_track=res['whole_track'], ft_s=round(ft_s, 1), steps=len(hist),
+                final_loss=float(hist.loss.iloc[-1]) if len(hist) else None)
 
 
 def run(name, seed=0, over=None):
@@ -143,9 +99,6 @@ def run(name, seed=0, over=None):
     sc = scale_of(c)
     t0 = time.perf_counter()
     cache = Cache(ensure_cache('synth', sc, root=ROOT / 'data', workers=1))
-    full = ROOT / 'data' / f"{cache.root.name.split('_' + str(c['clips']) + 'x')[0]}_{c['clips']}x{c['src_size']}_cache"
-    src = Path(cache.meta['summary']['source'])
-    prepare(src, full, MediaConfig(clips=c['clips'], image_size=c['src_size']), workers=1, progress=False)
     data_s = time.perf_counter() - t0
     pt_dir = ROOT / 'runs' / 'study' / f"pt_{digest({k: c[k] for k in PT_KEYS})}_seed{seed}"
     t = time.perf_counter()
@@ -164,7 +117,8 @@ def run(name, seed=0, over=None):
         out['probe_pretrained'] = finetune_eval(load_pretrained(pt_dir), cache, c, seed, ft_dir / 'probe_pt', probe=True)
         torch.manual_seed(derive_seed(seed, 'init'))
         out['probe_random'] = finetune_eval(CMMixerMAE(sc.mae), cache, c, seed, ft_dir / 'probe_rnd', probe=True)
-    out.update(cca_refs(cache, Cache(full), c['image_size']))
+    from cmmixer.retrieval import full_resolution_cache
+    out.update(cca_refs(cache, full_resolution_cache(cache, root=ROOT / 'data', workers=1), c['image_size']))
     out['total_s'] = round(time.perf_counter() - t0, 1)
     res_p.parent.mkdir(parents=True, exist_ok=True)
     res_p.write_text(json.dumps(out, indent=1, default=str))

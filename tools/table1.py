@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cmmixer.retrieval import (result_path, write_table1, table1_text, references_text, check_experiment, run_experiment,
-                               write_references, PAPER_TABLE1_SOURCE)
+                               write_references, references_path, write_data_efficiency, full_resolution_cache, INITS,
+                               PAPER_TABLE1_SOURCE)
 from cmmixer.mixer import MIXERS
 from cmmixer.mae import DECODERS
 
@@ -41,27 +42,61 @@ def parse_variants(s):
     return out
 
 
-def run_one(decoder, mixer, seed, a, nb_out, init='pretrained'):
+def run_one(decoder, mixer, seed, a, nb_out, init='pretrained', fraction=None, probe=False):
     "One papermill execution of the retrieval chapter; returns its wall time."
     import papermill as pm
     params = dict(mixer=mixer, decoder=decoder, scale=a.scale, data=a.data, pool_size=a.pool_size, seed=seed,
-                  epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, init=init)
+                  epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, init=init, fraction=fraction, probe=probe)
     nb_out.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     if a.inline:      # same code path without papermill (no kernel start): for quick checks
         os.chdir(a.work)
         run_experiment(mixer=mixer, decoder=decoder, scale=a.scale, data=a.data, pool_size=a.pool_size, seed=seed,
-                       epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, progress=False, init=init)
+                       epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, progress=False, init=init,
+                       fraction=fraction, probe=probe)
     else:
         pm.execute_notebook(str(ROOT / 'nbs' / '04_retrieval.ipynb'), str(nb_out), parameters=params, cwd=str(a.work),
                             kernel_name='python3', progress_bar=False, log_output=False)
     return time.perf_counter() - t
 
 
+def verdict_line(t, refs, committed, data, scale):
+    """One line in numbers: CutMix-Solo against random init and against CCA (full resolution and on the model's
+    inputs). The spread is the std over seeds of this run's table, or of the committed Table 1 when it has 1 seed."""
+    import pandas as pd
+    row = t[(t.decoder == 'solo') & (t.mixer == 'cutmix')].iloc[0]
+    ref = refs.set_index('method')
+    spread_src = 'this run'
+    sd = {m: float(row[f'{m}_std']) for m in ('v2m_MedR', 'm2v_MedR', 'v2m_R@10', 'm2v_R@10')}
+    rsd = {m: float(ref.loc['no pre-training', f'{m}_std']) if 'no pre-training' in ref.index else float('nan') for m in sd}
+    p = Path(committed) / f"table1_{'synth' if data == 'synth' else Path(data).name}_{scale}.csv"
+    pr = Path(committed) / f"table1_{'synth' if data == 'synth' else Path(data).name}_{scale}_references.csv"
+    if int(row.seeds) < 2 and p.is_file() and pr.is_file():
+        c = pd.read_csv(p); c = c[(c.decoder == 'solo') & (c.mixer == 'cutmix')].iloc[0]
+        cr = pd.read_csv(pr).set_index('method')
+        sd = {m: float(c[f'{m}_std']) for m in sd}
+        rsd = {m: float(cr.loc['no pre-training', f'{m}_std']) if 'no pre-training' in cr.index else float('nan') for m in sd}
+        spread_src = f'{int(c.seeds)} seeds of {p.name}'
+    parts = []
+    for d, name in (('v2m', 'V→M'), ('m2v', 'M→V')):
+        m = f'{d}_MedR'; ours = float(row[f'{m}_mean'])
+        txt = f"{name} MedR {ours:.1f} ± {sd[m]:.1f}"
+        if 'no pre-training' in ref.index:
+            rnd = float(ref.loc['no pre-training', f'{m}_mean']); gap = rnd - ours
+            s2 = 2 * (sd[m] ** 2 + rsd[m] ** 2) ** 0.5
+            txt += f" vs random init {rnd:.1f} ± {rsd[m]:.1f} ({'better' if gap > s2 else 'worse' if -gap > s2 else 'within 2σ'})"
+        for key, lab in (("CCA, the model's inputs", 'CCA on its inputs'), ('CCA, full resolution', 'CCA full-res')):
+            if key in ref.index:
+                cc = float(ref.loc[key, f'{m}_mean'])
+                txt += f", {lab} {cc:.1f} ({'better' if cc - ours > 2 * sd[m] else 'worse' if ours - cc > 2 * sd[m] else 'within 2σ'})"
+        parts.append(txt)
+    return f"verdict ({scale} scale, CutMix-Solo, lower MedR is better; spread: std over {spread_src}): " + '; '.join(parts)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', default='synth', help="'synth' (SynthM2M, generated) or a dataset folder")
-    p.add_argument('--scale', default='smoke', choices=['smoke', 'paper'])
+    p.add_argument('--scale', default='cpu', choices=['smoke', 'cpu', 'paper'])
     p.add_argument('--seeds', type=int, default=3, help='training seeds 0..N-1 per variant')
     p.add_argument('--pool_size', type=int, default=2000, help='N, candidates per query')
     p.add_argument('--epochs', type=int, default=None, help="pre-training epochs (default: the scale's)")
@@ -71,42 +106,54 @@ def main(argv=None):
     p.add_argument('--results', default='results', help='folder of the table CSV and PNG (relative to the repo)')
     p.add_argument('--force', action='store_true', help='rerun runs whose JSON exists')
     p.add_argument('--jobs', type=int, default=None, help='runs at a time (default: 2 at smoke scale on a multi-core CPU, else 1)')
-    p.add_argument('--no-baselines', action='store_true', help='skip the random-init runs and the baseline/oracle references')
+    p.add_argument('--no-baselines', action='store_true', help='skip the random-init runs, the probes and the CCA/oracle references')
+    p.add_argument('--data-efficiency', default=None, metavar='FRACTIONS',
+                   help="instead of Table 1: CutMix-Solo and random init fine-tuned on these shares of the train pairs, "
+                        "e.g. 0.1,0.25,0.5,1 -> results/data_efficiency_<data>_<scale>.csv and .png")
     p.add_argument('--gather-only', action='store_true', help='only gather the existing JSONs')
     p.add_argument('--inline', action='store_true', help='call run_experiment in this process instead of papermill')
+    p.add_argument('--no-probes', action='store_true', help='skip the frozen-encoder probes (keep the other references)')
+    p.add_argument('--verdict', action='store_true', help='end with one line: CutMix-Solo against random init and CCA')
     p.add_argument('--workdir', default=str(ROOT), help='where data/, runs/ and the relative --out/--results go (default: the repo)')
     a = p.parse_args(argv)
     work = Path(a.workdir).absolute()
     if a.data != 'synth': a.data = str(Path(a.data).absolute())
     variants = parse_variants(a.variants)
     if a.seeds < 1: raise SystemExit("--seeds: must be >= 1")
-    jobs_n = a.jobs if a.jobs is not None else (2 if a.scale == 'smoke' and (os.cpu_count() or 1) >= 2 else 1)
+    jobs_n = a.jobs if a.jobs is not None else (2 if a.scale in ('smoke', 'cpu') and (os.cpu_count() or 1) >= 2 else 1)
     if jobs_n < 1: raise SystemExit("--jobs: must be >= 1")
     if a.inline: jobs_n = 1                                  # in-process runs share torch's thread settings
     try:
         for d, m in variants: check_experiment(m, d, a.scale, a.data, a.pool_size, 0, a.epochs, a.finetune_epochs)
+        fractions = [float(f) for f in a.data_efficiency.split(',')] if a.data_efficiency else []
+        for f in fractions: check_experiment('cutmix', 'solo', a.scale, a.data, a.pool_size, 0, fraction=f)
     except ValueError as e: raise SystemExit(f"table1: {e}")
     out = work / a.out
     a.out, a.work = str(out), work
     t0 = time.perf_counter()
     if not a.gather_only:
-        jobs = [(d, m, s, 'pretrained') for d, m in variants for s in range(a.seeds)]
-        if not a.no_baselines: jobs += [('solo', 'cutmix', s, 'random') for s in range(a.seeds)]
+        if fractions:                                        # the data-efficiency figure: both inits at every share
+            jobs = [('solo', 'cutmix', s, init, f, False) for f in fractions for s in range(a.seeds) for init in INITS]
+        else:
+            jobs = [(d, m, s, 'pretrained', None, False) for d, m in variants for s in range(a.seeds)]
+            if not a.no_baselines:
+                jobs += [('solo', 'cutmix', s, 'random', None, False) for s in range(a.seeds)]
+                if not a.no_probes: jobs += [('solo', 'cutmix', s, init, None, True) for s in range(a.seeds) for init in INITS]
         todo, n = [], len(jobs)
-        for i, (d, m, s, init) in enumerate(jobs, 1):
-            res = result_path(out, a.data, a.scale, d, m, s, init)
+        for i, (d, m, s, init, f, probe) in enumerate(jobs, 1):
+            res = result_path(out, a.data, a.scale, d, m, s, init, f, probe)
             if res.exists() and not a.force: print(f"[{i}/{n}] {res.name}: exists, kept")
-            else: todo.append((i, d, m, s, init, res))
+            else: todo.append((i, d, m, s, init, f, probe, res))
         cache = None
         if todo or not a.no_baselines:                       # the data once, before parallel runs could race for it
             from cmmixer.pretrain import ensure_cache, scale_config
             t = time.perf_counter()
-            cache = ensure_cache(a.data, scale_config(a.scale), root=work / 'data', workers=2)
+            cache = ensure_cache(a.data, scale_config(a.scale), root=work / 'data', workers=2, progress=True)
             print(f"data: {cache} ready in {time.perf_counter() - t:.1f} s", flush=True)
 
-        def one(i, d, m, s, init, res):
+        def one(i, d, m, s, init, f, probe, res):
             nb = work / 'runs' / 'table1' / (res.stem + '.ipynb')   # executed notebooks: not results
-            return i, res, run_one(d, m, s, a, nb, init)
+            return i, res, run_one(d, m, s, a, nb, init, f, probe)
         with ThreadPoolExecutor(jobs_n) as ex:
             for f in as_completed([ex.submit(one, *j) for j in todo]):
                 i, res, w = f.result()
@@ -115,18 +162,25 @@ def main(argv=None):
                       f"V→M R@1 {r['v2m']['R@1']:.1f} MedR {r['v2m']['MedR']:g} (chance {r['chance_v2m']['R@1']:.1f}, N {r['v2m']['N']})  "
                       f"M→V R@1 {r['m2v']['R@1']:.1f} MedR {r['m2v']['MedR']:g} (chance {r.get('chance_best_of_m2v', r['chance_m2v'])['R@1']:.1f}, N {r['m2v']['N']})",
                       flush=True)
-        if not a.no_baselines:
+        if not a.no_baselines and not fractions and not references_path(out, a.data, a.scale).exists():
             try:
                 t = time.perf_counter()
-                write_references(cache, out, a.data, a.scale, pool_size=a.pool_size)
+                sc = scale_config(a.scale)
+                full = full_resolution_cache(cache, sc, work / 'data') if a.data == 'synth' else None
+                write_references(cache, out, a.data, a.scale, pool_size=a.pool_size, image_size=sc.image_size, full_cache=full)
                 print(f"references (feature baseline, oracle) measured in {time.perf_counter() - t:.1f} s", flush=True)
             except ValueError as e: print(f"references: skipped ({e})")
+    if fractions:
+        w = write_data_efficiency(out, a.data, a.scale, results=work / a.results)
+        print(w['table'].to_string(index=False)); print(f"wrote {w['csv']}, {w['png']}; wall time {time.perf_counter() - t0:.1f} s")
+        return
     w = write_table1(out, a.data, a.scale, results=work / a.results)
     import pandas as pd
     with pd.option_context('display.width', 250, 'display.max_columns', 20):
         print(table1_text(w['table']).to_string(index=False))
         if len(w['references']): print(references_text(w['references']).to_string(index=False))
     print(f"paper: {PAPER_TABLE1_SOURCE}")
+    if a.verdict: print(verdict_line(w['table'], w['references'], work / 'results', a.data, a.scale))
     print(f"wrote {', '.join(str(v) for k, v in w.items() if k in ('csv', 'png', 'references_csv', 'val_csv'))}; "
           f"wall time {time.perf_counter() - t0:.1f} s")
 
