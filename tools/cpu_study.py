@@ -134,24 +134,43 @@ def row_text(o):
     return s + f"  (pt {o['pt_s']:.0f}s, ft {o['pretrained']['ft_s']:.0f}s, total {o['total_s']:.0f}s; audio loss {o['pt_loss_audio']:.3f})"
 
 
+CHANGES = {'smoke': 'the smoke scale (1,200 videos; pre-train 8 epochs; fine-tune on all 839 train pairs)',
+           'smoke-normpix-enc.25': 'smoke + norm_pix loss + encoder lr x0.25 in fine-tuning',
+           'smoke-pt32': 'smoke, pre-trained 32 epochs',
+           'smoke-pt32-aa': 'smoke-pt32, fine-tuned on antialiased spectrogram images',
+           '6k-q-pt4': '6,000 videos (4,200 to pre-train on), fine-tune on 25 % (1,050 pairs), pre-train 4 epochs',
+           '6k-q': '6,000 videos, fine-tune on 25 % of the pairs, pre-train 8 epochs: the cpu scale'}
+
+
 def gather(out_csv=ROOT / 'results' / 'cpu_scale_study.csv'):
+    "One row per (configuration, seed): what changed, the val median ranks of every method (V→M / M→V), wall times."
     import pandas as pd
+    from cmmixer.train import read_log
     rows = []
     for p in sorted((ROOT / 'runs' / 'study').glob('*_seed*.json')):
-        o = json.loads(p.read_text())
-        r = dict(name=o['name'], seed=o['seed'], **{k: v for k, v in o['cfg'].items() if v != BASE.get(k)},
-                 train_pairs=o['train_pairs'], val_tracks=o['pretrained']['v2m']['N'], val_videos=o['pretrained']['m2v']['N'])
-        for m in ('pretrained', 'random', 'probe_pretrained', 'probe_random', 'cca_full', 'cca_inputs', 'oracle'):
-            if m in o:
-                for d in ('v2m', 'm2v'):
-                    r[f'{m}_{d}_MedR'] = o[m][d]['MedR']; r[f'{m}_{d}_R@10'] = o[m][d]['R@10']
-        r['chance_v2m_MedR'] = o['pretrained']['chance_v2m']['MedR']; r['chance_m2v_MedR'] = o['pretrained']['chance_m2v']['MedR']
-        r.update(pt_s=o['pt_s'], ft_s=o['pretrained']['ft_s'], total_s=o['total_s'], pt_loss_video=o['pt_loss_video'],
-                 pt_loss_audio=o['pt_loss_audio'])
+        o = json.loads(p.read_text()); c = o['cfg']
+        pt_dir = next((d for d in (ROOT / 'runs' / 'study' / f"pt_{digest({k: c[k] for k in keys if k in c})}_seed{o['seed']}"
+                                   for keys in (PT_KEYS, PT_KEYS[:-1])) if d.exists()), None)   # before antialias was a key
+        r = dict(config=o['name'], seed=o['seed'], change=CHANGES.get(o['name'], ''), videos=c['videos'],
+                 pretrain_epochs=c['pt_epochs'], finetune_pairs=int(round(c['ft_fraction'] * o['train_pairs'])),
+                 spec_antialias=c.get('spec_antialias', True), val_tracks=o['pretrained']['v2m']['N'],
+                 val_videos=o['pretrained']['m2v']['N'])
+        for m, lab in (('pretrained', 'CMMixer'), ('random', 'random_init'), ('probe_pretrained', 'probe_CMMixer'),
+                       ('probe_random', 'probe_random'), ('cca_full', 'CCA_full_res'), ('cca_inputs', 'CCA_inputs'),
+                       ('oracle', 'oracle')):
+            r[f'{lab}_MedR'] = f"{o[m]['v2m']['MedR']:g} / {o[m]['m2v']['MedR']:g}" if m in o else ''
+        r['chance_MedR'] = f"{o['pretrained']['chance_v2m']['MedR']:g} / {o['pretrained']['chance_m2v']['MedR']:g}"
+        wall = lambda d: round(float(read_log(d).time.iloc[-1])) if d is not None and d.exists() else None
+        r['pretrain_s'] = wall(pt_dir)                                    # from the runs' logs (reruns reuse them)
+        r['finetune_s'] = wall(ROOT / 'runs' / 'study' / f"ft_{o['key']}_seed{o['seed']}" / 'pretrained')
+        r['audio_loss'] = round(o['pt_loss_audio'], 3)
+        r['note'] = o.get('note', '')
         rows.append(r)
     df = pd.DataFrame(rows)
+    order = list(CHANGES)
+    df = df.sort_values('config', key=lambda s: s.map(lambda x: order.index(x) if x in order else 99))
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_csv, index=False, float_format='%.4g')
+    df.to_csv(out_csv, index=False)
     return df
 
 
