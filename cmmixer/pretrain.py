@@ -27,9 +27,9 @@ __all__ = ['SCALES', 'DECODER_LR', 'EXECUTION_ONLY', 'check_decoder', 'check_mix
            'run_name', 'dataset_name', 'run_spec', 'finished_run', 'pretrain', 'load_pretrained', 'heldout_batch',
            'summarize_run', 'write_report', 'check_experiment']
 
-# %% ../nbs/03b_pretrain.ipynb #2af11fbe
+# %% ../nbs/03b_pretrain.ipynb #1b41189a
 SCALES = ('smoke', 'cpu', 'paper')
-DECODER_LR = {'solo': 2e-4, 'duet': 1e-4}          # Sec. 4.3: the learning rate of each decoder type (ratio kept at every scale)
+DECODER_LR = {'solo': 2e-4, 'duet': 1e-4}          # Sec. 4.3: the learning rate of each decoder type (the ratio: see `Scale.decoder_lr_ratio`)
 
 def _int_at_least(name, v, lo=1):
     if isinstance(v, bool) or not isinstance(v, int) or v < lo: raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")

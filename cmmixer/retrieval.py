@@ -24,15 +24,15 @@ from .mae import MAEConfig, CMMixerEncoder, CMMixerMAE, clip_embeddings, DECODER
 from .train import TrainConfig, fit, all_gather_cat, read_checkpoint, load_weights, resolve_device, param_groups, derive_seed
 
 # %% auto #0
-__all__ = ['SCORES', 'SCALES', 'SMOKE_FINETUNE', 'CPU_FINETUNE', 'FINETUNE_PAIRS', 'ENCODER_LR_SCALE', 'TRACK_SCORES',
-           'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE', 'METRICS', 'INITS', 'REFERENCES', 'RetrieverConfig', 'Tower',
-           'Retriever', 'info_nce', 'pair_subset', 'PairDataset', 'retrieval_step', 'input_spec', 'finetune_config',
-           'encoder_lr_groups', 'finetune', 'load_retriever', 'pair_scores', 'best_of', 'draw_pools', 'chance_best_of',
-           'evaluate_scores', 'evaluate_embeddings', 'embed_split', 'evaluate', 'format_result', 'synth_root',
-           'cache_features', 'input_features', 'reference_points', 'floor_ceiling_of_cache', 'data_name', 'run_tag',
-           'result_path', 'check_experiment', 'run_experiment', 'read_results', 'gather_table1', 'references_path',
-           'write_references', 'gather_references', 'table1_text', 'references_text', 'table1_figure', 'write_table1',
-           'data_efficiency_rows', 'write_data_efficiency', 'full_resolution_cache']
+__all__ = ['SCORES', 'SCALES', 'SMOKE_FINETUNE', 'CPU_FINETUNE', 'FINETUNE_PAIRS', 'RETRIEVER_DEFAULTS', 'ENCODER_LR_SCALE',
+           'TRACK_SCORES', 'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE', 'METRICS', 'INITS', 'REFERENCES', 'RetrieverConfig',
+           'Tower', 'Retriever', 'info_nce', 'pair_subset', 'PairDataset', 'retrieval_step', 'input_spec',
+           'finetune_config', 'encoder_lr_groups', 'finetune', 'load_retriever', 'pair_scores', 'best_of', 'draw_pools',
+           'chance_best_of', 'evaluate_scores', 'evaluate_embeddings', 'embed_split', 'evaluate', 'format_result',
+           'synth_root', 'cache_features', 'input_features', 'reference_points', 'floor_ceiling_of_cache', 'data_name',
+           'run_tag', 'result_path', 'check_experiment', 'run_experiment', 'read_results', 'gather_table1',
+           'references_path', 'write_references', 'gather_references', 'table1_text', 'references_text',
+           'table1_figure', 'write_table1', 'data_efficiency_rows', 'write_data_efficiency', 'full_resolution_cache']
 
 # %% ../nbs/04_retrieval.ipynb #ec52c09d
 SCORES = ('clip', 'mean')
@@ -160,7 +160,7 @@ def info_nce(pv:torch.Tensor,          # [B, L, d] video clip embeddings P^v (un
     r1 = (logits.argmax(-1) == torch.arange(V, device=pv.device)).float().mean()
     return dict(loss=loss, loss_v2m=v2m.detach(), loss_m2v=m2v.detach(), batch_r1=r1)
 
-# %% ../nbs/04_retrieval.ipynb #2d46a712
+# %% ../nbs/04_retrieval.ipynb #f02069c8
 def _cache(cache) -> Cache:
     if isinstance(cache, Cache): return cache
     _check(isinstance(cache, (str, os.PathLike)), 'cache', f"expected a Cache or its folder, got {type(cache).__name__}")
@@ -217,6 +217,7 @@ CPU_FINETUNE = dict(SMOKE_FINETUNE)
 # (the heads get the full lr). `cpu` pre-trains on every training video and fine-tunes on a quarter of the pairs:
 # self-supervised pre-training on far more videos than there are labelled pairs, as it is meant to be used.
 FINETUNE_PAIRS = dict(smoke=1.0, cpu=0.25, paper=1.0)
+RETRIEVER_DEFAULTS = dict(smoke={}, cpu={}, paper=dict(symmetric=False))   # paper: Eq. 2 as printed (V->M only)
 ENCODER_LR_SCALE = dict(smoke=1.0, cpu=1.0, paper=1.0)
 
 def finetune_config(scale:str='smoke', epochs:int|None=None, seed:int=0, out_dir:str='runs/retrieval', **overrides) -> TrainConfig:
@@ -510,7 +511,7 @@ def floor_ceiling_of_cache(cache, out_csv=None, split:str='test', method:str='cc
         df.round(2).to_csv(out_csv, index=False)
     return df
 
-# %% ../nbs/04_retrieval.ipynb #82745c61
+# %% ../nbs/04_retrieval.ipynb #aca34317
 PAPER_TABLE1 = pd.DataFrame(   # Table 1 of the CMMixer paper (M2M, N = 2000 pool), as printed
     [('solo', 'cutmix', 6, 6, 11.2, 34.6, 58.5, 10.9, 33.4, 56.8),
      ('solo', 'pixel_mixup', 14, 15, 9.7, 28.3, 53.2, 9.5, 27.5, 52.1),
@@ -588,7 +589,7 @@ def _run_experiment(mixer, decoder, scale, data, pool_size, seed, epochs, finetu
         torch.manual_seed(derive_seed(seed, 'init')); mae = CMMixerMAE(sc.mae)
         run, origin = None, dict(pretrain='random-init', seed=seed, mae=asdict(sc.mae))
     times['pretrain_s'] = time.perf_counter() - t
-    rcfg = dict(retriever or {})
+    rcfg = {**RETRIEVER_DEFAULTS[scale], **(retriever or {})}
     model = Retriever.from_pretrained(mae, seed=seed, **rcfg)
     tcfg = finetune_config(scale, finetune_epochs, seed, progress=progress, device=device)
     frac = FINETUNE_PAIRS[scale] if fraction is None else float(fraction)
