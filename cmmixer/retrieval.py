@@ -622,7 +622,7 @@ def _run_experiment(mixer, decoder, scale, data, pool_size, seed, epochs, finetu
     result['path'] = str(p)
     return result
 
-# %% ../nbs/04_retrieval.ipynb #b9f714e6
+# %% ../nbs/04_retrieval.ipynb #22a10846
 def _flat(res:dict, split:str='test') -> dict|None:
     "One JSON result as a flat row: parameters and the eight Table 1 metrics (+ chance and time) of `split` (None: not evaluated)."
     row = {k: res['params'][k] for k in ('decoder', 'mixer', 'seed', 'scale', 'data', 'pool_size')}
@@ -630,6 +630,7 @@ def _flat(res:dict, split:str='test') -> dict|None:
     row['probe'] = bool(res['params'].get('probe', False))
     row['fraction'] = float(res['params'].get('fraction') or FINETUNE_PAIRS.get(row['scale'], 1.0))
     row['own_recipe'] = row['fraction'] == FINETUNE_PAIRS.get(row['scale'], 1.0)   # the scale's own share of the pairs
+    row['train_pairs'] = res.get('train_pairs')
     r = res if split == 'test' else res.get(split)
     if r is None: return None
     for d in ('v2m', 'm2v'):

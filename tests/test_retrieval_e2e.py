@@ -145,11 +145,12 @@ def test_index_build_resumes_after_sigint(tmp_path):
 
 def test_table1_driver_one_variant(tmp_path):
     "papermill runs the chapter (cache, pre-training, fine-tuning, evaluation) and the gather writes CSV + PNG."
-    r = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--variants', 'solo:cutmix', '--seeds', '1', '--epochs', '1',
-              '--finetune_epochs', '1', '--no-baselines', '--workdir', tmp_path], timeout=900)
+    r = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--variants', 'solo:cutmix', '--seeds', '1',
+              '--epochs', '1', '--finetune_epochs', '1', '--no-baselines', '--workdir', tmp_path], timeout=900)
     res = json.loads((tmp_path / 'results' / 'retrieval' / 'synth_smoke_solo_cutmix_seed0.json').read_text())
     for d in ('v2m', 'm2v'):
         assert {'R@1', 'R@5', 'R@10', 'MedR', 'N'} <= set(res[d]) and res[f'chance_{d}']['R@1'] == 100 / res[d]['N']
+        assert res['whole_track'][d]['N'] == res[d]['N']             # the whole-track scoring, on the same pools
     assert res['params']['decoder'] == 'solo' and res['finetune_steps'] > 0
     assert {'cache_s', 'pretrain_s', 'finetune_s', 'evaluate_s', 'total_s'} <= set(res['times'])
     from cmmixer.cache import group_overlap
@@ -160,12 +161,30 @@ def test_table1_driver_one_variant(tmp_path):
     assert (tmp_path / 'results' / 'table1_synth_smoke.png').stat().st_size > 10_000
     assert (tmp_path / 'runs' / 'table1' / 'synth_smoke_solo_cutmix_seed0.ipynb').exists()
     # a finished run is kept, and a wrong parameter fails before any work
-    again = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--variants', 'solo:cutmix', '--seeds', '1', '--no-baselines',
-                  '--workdir', tmp_path])
+    again = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--variants', 'solo:cutmix', '--seeds', '1',
+                  '--no-baselines', '--workdir', tmp_path])
     assert 'exists, kept' in again.stdout
     bad = subprocess.run([sys.executable, ROOT / 'tools' / 'table1.py', '--pool_size', '1', '--workdir', tmp_path / 'x'],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and 'pool_size' in bad.stderr and not (tmp_path / 'x').exists()
+    # the references on the same pools (random init, the two probes, CCA three ways, the oracle) and the verdict line
+    refs = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--variants', 'solo:cutmix', '--seeds', '1',
+                 '--epochs', '1', '--finetune_epochs', '1', '--verdict', '--workdir', tmp_path], timeout=900)
+    rf = pd.read_csv(tmp_path / 'results' / 'table1_synth_smoke_references.csv')
+    assert list(rf.method) == ['chance', 'no pre-training', 'probe: pre-trained encoder', 'probe: random encoder',
+                               'CCA, full resolution', 'CCA, cache features', "CCA, the model's inputs", 'oracle']
+    assert rf.set_index('method').loc['oracle', 'v2m_MedR_mean'] < rf.set_index('method').loc['chance', 'v2m_MedR_mean']
+    line = next(l for l in refs.stdout.splitlines() if l.startswith('verdict'))
+    assert 'random init' in line and 'CCA on its inputs' in line and 'CCA full-res' in line, line
+    assert (tmp_path / 'results' / 'table1_synth_smoke_track_scoring.csv').exists()
+    # the data-efficiency figure: both inits at a share of the pairs, gathered with the scale's own share
+    _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--seeds', '1', '--epochs', '1',
+          '--finetune_epochs', '1', '--data-efficiency', '0.5', '--workdir', tmp_path], timeout=900)
+    de = pd.read_csv(tmp_path / 'results' / 'data_efficiency_synth_smoke.csv')
+    assert sorted(set(zip(de.fraction, de.pre_training))) == [(0.5, 'CMMixer-Solo-CutMix'), (0.5, 'none (random init)'),
+                                                             (1.0, 'CMMixer-Solo-CutMix'), (1.0, 'none (random init)')]
+    assert (de[de.fraction == 0.5].train_pairs < de[de.fraction == 1.0].train_pairs).all()
+    assert (tmp_path / 'results' / 'data_efficiency_synth_smoke.png').stat().st_size > 10_000
 
 
 if __name__ == '__main__':

@@ -113,6 +113,7 @@ def main(argv=None):
     p.add_argument('--gather-only', action='store_true', help='only gather the existing JSONs')
     p.add_argument('--inline', action='store_true', help='call run_experiment in this process instead of papermill')
     p.add_argument('--no-probes', action='store_true', help='skip the frozen-encoder probes (keep the other references)')
+    p.add_argument('--no-full-res', action='store_true', help='skip CCA at full resolution (it prepares a second cache)')
     p.add_argument('--verdict', action='store_true', help='end with one line: CutMix-Solo against random init and CCA')
     p.add_argument('--workdir', default=str(ROOT), help='where data/, runs/ and the relative --out/--results go (default: the repo)')
     a = p.parse_args(argv)
@@ -166,7 +167,7 @@ def main(argv=None):
             try:
                 t = time.perf_counter()
                 sc = scale_config(a.scale)
-                full = full_resolution_cache(cache, sc, work / 'data') if a.data == 'synth' else None
+                full = full_resolution_cache(cache, sc, work / 'data') if a.data == 'synth' and not a.no_full_res else None
                 write_references(cache, out, a.data, a.scale, pool_size=a.pool_size, image_size=sc.image_size, full_cache=full)
                 print(f"references (feature baseline, oracle) measured in {time.perf_counter() - t:.1f} s", flush=True)
             except ValueError as e: print(f"references: skipped ({e})")
