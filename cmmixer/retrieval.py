@@ -622,7 +622,7 @@ def _run_experiment(mixer, decoder, scale, data, pool_size, seed, epochs, finetu
     result['path'] = str(p)
     return result
 
-# %% ../nbs/04_retrieval.ipynb #22a10846
+# %% ../nbs/04_retrieval.ipynb #d62cff65
 def _flat(res:dict, split:str='test') -> dict|None:
     "One JSON result as a flat row: parameters and the eight Table 1 metrics (+ chance and time) of `split` (None: not evaluated)."
     row = {k: res['params'][k] for k in ('decoder', 'mixer', 'seed', 'scale', 'data', 'pool_size')}
@@ -808,9 +808,12 @@ def data_efficiency_rows(out='results/retrieval', data='synth', scale='cpu', spl
 
 def write_data_efficiency(out='results/retrieval', data='synth', scale='cpu', results='results') -> dict:
     """results/data_efficiency_<data>_<scale>.csv (every run: share of the pairs, init, seed, Table 1's metrics) and
-    .png (seaborn lines, mean ± std band over seeds, chance dashed) of V→M and M→V median rank and R@10."""
+    .png (seaborn lines, mean ± std band over seeds; chance and Table 1's CCA references as lines) of V→M and M→V
+    median rank and R@10."""
     import matplotlib.pyplot as plt; import seaborn as sns
     df = data_efficiency_rows(out, data, scale)
+    rp = references_path(out, data, scale)
+    refs = json.loads(rp.read_text()).get('test', {}) if rp.is_file() else {}
     stem = Path(results) / f"data_efficiency_{data_name(data)}_{scale}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     keep = ['pre_training', 'fraction', 'seed', 'train_pairs'] + list(METRICS) + [f'{d}_chance_{k}' for d in ('v2m', 'm2v') for k in ('MedR', 'R@10')]
@@ -820,6 +823,8 @@ def write_data_efficiency(out='results/retrieval', data='synth', scale='cpu', re
         sns.lineplot(data=df, x='fraction', y=m, hue='pre_training', errorbar='sd', marker='o', ax=ax)
         d, k = m.split('_')
         ax.axhline(float(df[f'{d}_chance_{k}'].mean()), ls='--', color='C3', lw=1, label='chance')
+        for key, lab, st in (('baseline_full', 'CCA, full resolution (all pairs)', ':'), ('baseline_inputs', "CCA, the model's inputs (all pairs)", '-.')):
+            if key in refs: ax.axhline(float(refs[key][d][k]), ls=st, color='C2', lw=1.2, label=lab)
         ax.set(xscale='log', xticks=sorted(df.fraction.unique()), xticklabels=[f"{f:g}" for f in sorted(df.fraction.unique())],
                xlabel='share of the training pairs', ylabel='', title=f"{'V→M' if d == 'v2m' else 'M→V'} {k}{' ↓' if k == 'MedR' else ' ↑'}")
         ax.legend(fontsize=7) if ax is axes[0] else ax.get_legend().remove()
