@@ -183,7 +183,7 @@ def test_table1_driver_one_variant(tmp_path):
     de = pd.read_csv(tmp_path / 'results' / 'data_efficiency_synth_smoke.csv')
     assert sorted(set(zip(de.fraction, de.pre_training))) == [(0.5, 'CMMixer-Solo-CutMix'), (0.5, 'none (random init)'),
                                                              (1.0, 'CMMixer-Solo-CutMix'), (1.0, 'none (random init)')]
-    assert (de[de.fraction == 0.5].train_pairs < de[de.fraction == 1.0].train_pairs).all()
+    assert de[de.fraction == 0.5].train_pairs.max() < de[de.fraction == 1.0].train_pairs.min()
     assert (tmp_path / 'results' / 'data_efficiency_synth_smoke.png').stat().st_size > 10_000
 
 
