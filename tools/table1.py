@@ -66,7 +66,7 @@ def verdict_line(t, refs, committed, data, scale):
     import pandas as pd
     row = t[(t.decoder == 'solo') & (t.mixer == 'cutmix')].iloc[0]
     ref = refs.set_index('method')
-    spread_src = 'this run'
+    spread_src = f'{int(row.seeds)} seed(s) of this run'
     sd = {m: float(row[f'{m}_std']) for m in ('v2m_MedR', 'm2v_MedR', 'v2m_R@10', 'm2v_R@10')}
     rsd = {m: float(ref.loc['no pre-training', f'{m}_std']) if 'no pre-training' in ref.index else float('nan') for m in sd}
     p = Path(committed) / f"table1_{'synth' if data == 'synth' else Path(data).name}_{scale}.csv"
