@@ -161,7 +161,7 @@ def info_nce(pv:torch.Tensor,          # [B, L, d] video clip embeddings P^v (un
     r1 = (logits.argmax(-1) == torch.arange(V, device=pv.device)).float().mean()
     return dict(loss=loss, loss_v2m=v2m.detach(), loss_m2v=m2v.detach(), batch_r1=r1)
 
-# %% ../nbs/04_retrieval.ipynb #f02069c8
+# %% ../nbs/04_retrieval.ipynb #d0736f1c
 def _cache(cache) -> Cache:
     if isinstance(cache, Cache): return cache
     _check(isinstance(cache, (str, os.PathLike)), 'cache', f"expected a Cache or its folder, got {type(cache).__name__}")
@@ -188,7 +188,7 @@ class PairDataset(PretrainDataset):
         gi = {g: i for i, g in enumerate(pool_groups(self.cache, split))}
         names = self.cache.manifest['group'].to_numpy()[self.rows]
         self.group_of = {int(r): gi[g] for r, g in zip(self.rows, names)}
-        self.audio_row = {int(r): int(r) for r in self.rows}
+        self.audio_row = {}                                # record -> the record whose music it gets (default: its own)
         if shuffle_audio:                                  # derangement: no record keeps its own music
             g = np.random.default_rng(derive_seed(subset_seed, 'shuffle'))
             order = g.permutation(len(self.rows))
@@ -429,7 +429,7 @@ def _chance(res:dict, d:str) -> dict:
     "The chance level of direction `d`: K/N for V->M; for M->V the exact best-of-several-correct chance when present."
     return {**res['chance_m2v'], **res.get('chance_best_of_m2v', {})} if d == 'm2v' else res['chance_v2m']
 
-# %% ../nbs/04_retrieval.ipynb #c6cfd8aa
+# %% ../nbs/04_retrieval.ipynb #887c1fac
 def synth_root(cache) -> Path:
     "The SynthM2M folder a cache was prepared from (ValueError naming `cache` when it was not)."
     c = _cache(cache)
@@ -464,7 +464,7 @@ def input_features(cache, rows, image_size:int) -> tuple:
     return np.stack(V), np.stack(A)
 
 def reference_points(cache, split:str='test', train_split:str='train', pool_size:int=2000, seed:int=0,
-                     method:str='cca', image_size:int|None=None, full_cache=None) -> dict:
+                     method:str='cca', image_size:int|None=None, full_cache=None, memo:dict|None=None) -> dict:
     """On the pools of `evaluate(split)`: the feature baseline (fitted on `train_split`) on the cache's frames and
     full fbank (`baseline`), on the model's own `image_size` inputs (`baseline_inputs`), on `full_cache` (the same
     records prepared at the source's resolution: `baseline_full`), and the latent-factor oracle (`oracle`)."""
@@ -479,19 +479,21 @@ def reference_points(cache, split:str='test', train_split:str='train', pool_size
     ids = c.manifest['id'].to_numpy()[test.rows].tolist()
     _check(all(i in meta['videos'] for i in ids), 'cache', f"its records are not the videos of {synth_root(c)}")
     t0 = time.perf_counter()
-    def fitted(feats):                                                  # feats(rows) -> (V, A) of a cache's records
-        m = FeatureBaseline(method).fit(*feats(train.rows))
-        return evaluate_scores(m.scores(*feats(test.rows)), test.group_index, pool_size, seed)
-    out = dict(baseline=fitted(lambda rows: cache_features(c, rows)),
+    memo = {} if memo is None else memo                                 # shared by the splits of `write_references`
+    def fitted(kind, feats):                                            # feats(rows) -> (V, A) of a cache's records
+        key = (kind, method, str(c.root), train_split)                  # the training features are extracted and fitted once
+        if key not in memo: memo[key] = FeatureBaseline(method).fit(*feats(train.rows))
+        return evaluate_scores(memo[key].scores(*feats(test.rows)), test.group_index, pool_size, seed)
+    out = dict(baseline=fitted('cache', lambda rows: cache_features(c, rows)),
                oracle=evaluate_scores(oracle_scores(meta, ids), test.group_index, pool_size, seed))
-    if image_size is not None: out['baseline_inputs'] = fitted(lambda rows: input_features(c, rows, image_size))
+    if image_size is not None: out['baseline_inputs'] = fitted(f'inputs{image_size}', lambda rows: input_features(c, rows, image_size))
     if full_cache is not None:
         fc = _cache(full_cache)
         row_of = dict(zip(fc.manifest['id'], fc.manifest['index'].astype(int)))
         ids_of = lambda rows: c.manifest['id'].to_numpy()[rows]
         _check(all(i in row_of for i in ids_of(np.concatenate([train.rows, test.rows]))), 'full_cache',
                f"{fc.root} lacks records of {c.root}")
-        out['baseline_full'] = fitted(lambda rows: cache_features(fc, [row_of[i] for i in ids_of(rows)]))
+        out['baseline_full'] = fitted(f'full:{fc.root}', lambda rows: cache_features(fc, [row_of[i] for i in ids_of(rows)]))
         out['baseline_full']['resolution'] = int(fc.meta['cfg']['image_size'])
     for r in out.values(): r['pool'].update(split=split, train_split=train_split, seconds=round(time.perf_counter() - t0, 3))
     for k in out:
@@ -622,7 +624,7 @@ def _run_experiment(mixer, decoder, scale, data, pool_size, seed, epochs, finetu
     result['path'] = str(p)
     return result
 
-# %% ../nbs/04_retrieval.ipynb #d62cff65
+# %% ../nbs/04_retrieval.ipynb #1c7ebc2c
 def _flat(res:dict, split:str='test') -> dict|None:
     "One JSON result as a flat row: parameters and the eight Table 1 metrics (+ chance and time) of `split` (None: not evaluated)."
     row = {k: res['params'][k] for k in ('decoder', 'mixer', 'seed', 'scale', 'data', 'pool_size')}
@@ -676,7 +678,8 @@ def write_references(cache, out='results/retrieval', data='synth', scale='smoke'
                      pool_size:int=2000, seed:int=0, image_size:int|None=None, full_cache=None) -> dict:
     "`reference_points` of each split of `cache` that has items, saved as JSON next to the run JSONs."
     c = _cache(cache)
-    refs = {sp: reference_points(c, sp, pool_size=pool_size, seed=seed, image_size=image_size, full_cache=full_cache)
+    memo = {}                                                           # one fit per feature kind for every split
+    refs = {sp: reference_points(c, sp, pool_size=pool_size, seed=seed, image_size=image_size, full_cache=full_cache, memo=memo)
             for sp in splits if len(c.indices(sp))}
     p = references_path(out, data, scale); p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(dict(cache=str(c.root), fingerprint=c.meta['fingerprint'], **refs), indent=1, default=str))
