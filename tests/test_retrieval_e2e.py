@@ -107,7 +107,10 @@ def _checkpoint(tmp_path):
 
 
 SLOW_BUILD = """
-import sys, time
+import signal, sys, time
+# A shell starts background jobs with SIGINT ignored and Python then installs no KeyboardInterrupt handler:
+# restore it, so the test behaves as a user's Ctrl-C however the suite itself was launched.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import cmmixer.recommend as R
 real = R._embed_file
 def slow(*a):
