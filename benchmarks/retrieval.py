@@ -20,7 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cmmixer.recommend import KMeansIVF, FaissIVF, faiss_available, default_nlist, _topk
+from cmmixer.recommend import KMeansIVF, FaissIVF, faiss_available, default_nlist, topk
 
 WIDTH = 8 * 128
 
@@ -44,7 +44,7 @@ def uniform(n, width, rng):
 def exact_search(x, q, k=10, chunk=262_144):
     "Top-k rows by dot product, scanning `x` in chunks (what cmmixer.recommend.Index.search does without files)."
     s = np.concatenate([q @ x[i:i + chunk].T for i in range(0, len(x), chunk)], 1)
-    return _topk(s, k)[0]
+    return topk(s, k)[0]
 
 
 def timed(f, repeat):
