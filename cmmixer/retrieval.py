@@ -830,6 +830,6 @@ def full_resolution_cache(cache, scale=None, root='data', workers:int=2) -> Path
     c = as_cache(cache); src = synth_root(c)
     size = int(json.loads((src / 'synth.json').read_text())['params']['image_size'])
     clips = int(c.meta['cfg']['clips'])
-    out = Path(root) / f"{src.name}_{clips}x{size}as_cache"
+    out = Path(root) / f"{src.name}_{clips}x{size}_cache"
     prepare(src, out, MediaConfig(clips=clips, image_size=size), workers=workers, progress=False)
     return out
