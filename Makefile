@@ -46,10 +46,10 @@ test-fast: setup
 
 # The README's main job, end to end from nothing: the CutMix-Solo row of Table 1 at the CPU scale on the embedded
 # SynthM2M (generate, prepare, pre-train, fine-tune from it and from a random encoder, the CCA and oracle references),
-# printed beside the paper's row, ending with a one-line verdict in numbers. It writes under runs/reproduce/ so the
-# committed results/ stay as `make table1` made them (a pre-training that `make table1` finished is reused).
+# printed beside the paper's row, ending with a one-line verdict in numbers. Its runs, records and tables go under
+# runs/reproduce/ so the committed results/ stay as `make table1` made them; run again, it resumes or reuses them.
 reproduce: setup
-	$(BIN)/python tools/table1.py --scale cpu --variants solo:cutmix --seeds 1 --force --no-probes --no-full-res --verdict --out runs/reproduce/retrieval --results runs/reproduce
+	$(BIN)/python tools/table1.py --scale cpu --variants solo:cutmix --seeds 1 --no-probes --no-full-res --verdict --runs runs/reproduce --results runs/reproduce
 
 # Speed figures (not tests): needs the ffmpeg command line for the decode floor.
 bench: setup

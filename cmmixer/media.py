@@ -23,7 +23,7 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'write_media', 'MediaError', 'MediaC
            'log_mel_fbank', 'Clips', 'load_clips', 'load_many', 'spectrogram_image', 'frames_to_float', 'crop_params',
            'augment_frames']
 
-# %% ../nbs/00_media.ipynb #437f762c
+# %% ../nbs/00_media.ipynb #ea4088d6
 _DEFAULT_CODECS = {  # suffix -> (video encoder, audio encoder); None: the container holds no such stream
     '.mp4': ('libx264', 'aac'), '.mov': ('libx264', 'aac'), '.mkv': ('libx264', 'aac'),
     '.webm': ('libvpx-vp9', 'libopus'), '.avi': ('mpeg4', 'libmp3lame'),
@@ -76,6 +76,7 @@ def _add_audio(container, codec, audio, sample_rate):
     if rates and rate not in rates: rate = min(rates, key=lambda r: (abs(r - rate), -r))
     s = container.add_stream(codec, rate=rate)
     s.layout = _LAYOUTS[audio.shape[0]]
+    if codec == 'aac': s.options = {'aac_coder': 'fast'}   # 2.5x faster than the default two-loop search: SynthM2M's largest cost
     return s
 
 def _video_frames_iter(frames, ticks, tb):

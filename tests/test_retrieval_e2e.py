@@ -162,11 +162,16 @@ def test_table1_driver_one_variant(tmp_path):
     t = pd.read_csv(tmp_path / 'results' / 'table1_synth_smoke.csv')
     assert len(t) == 1 and t['v2m_R@1_paper'].iloc[0] == 11.2 and t.seeds.iloc[0] == 1
     assert (tmp_path / 'results' / 'table1_synth_smoke.png').stat().st_size > 10_000
-    assert (tmp_path / 'runs' / 'table1' / 'synth_smoke_solo_cutmix_seed0.ipynb').exists()
-    # a finished run is kept, and a wrong parameter fails before any work
+    assert (tmp_path / 'runs' / 'notebooks' / 'table1' / 'synth_smoke_solo_cutmix_seed0.ipynb').exists()
+    rec_path = tmp_path / 'runs' / 'records' / 'table1' / 'synth_smoke_solo_cutmix_seed0.json'
+    rec = json.loads(rec_path.read_text())                             # the record: what made it, the code, the wall time
+    assert rec['experiment']['scale'] == 'smoke' and rec['code']['cmmixer'] and rec['wall_s'] > 0
+    assert {k: v for k, v in res.items() if k != 'code'} == {k: v for k, v in rec.items() if k != 'code'}   # the copy in results/
+    # a finished run is kept (its record untouched), and a wrong parameter fails before any work
+    mtime = rec_path.stat().st_mtime_ns
     again = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--variants', 'solo:cutmix', '--seeds', '1',
                   '--no-baselines', '--workdir', tmp_path])
-    assert 'exists, kept' in again.stdout
+    assert 'exists, kept' in again.stdout and rec_path.stat().st_mtime_ns == mtime
     bad = subprocess.run([sys.executable, ROOT / 'tools' / 'table1.py', '--pool_size', '1', '--workdir', tmp_path / 'x'],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and 'pool_size' in bad.stderr and not (tmp_path / 'x').exists()

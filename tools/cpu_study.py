@@ -117,7 +117,7 @@ def run(name, seed=0, over=None):
         out['probe_pretrained'] = finetune_eval(load_pretrained(pt_dir), cache, c, seed, ft_dir / 'probe_pt', probe=True)
         torch.manual_seed(derive_seed(seed, 'init'))
         out['probe_random'] = finetune_eval(CMMixerMAE(sc.mae), cache, c, seed, ft_dir / 'probe_rnd', probe=True)
-    from cmmixer.retrieval import full_resolution_cache
+    from cmmixer.experiment import full_resolution_cache
     out.update(cca_refs(cache, full_resolution_cache(cache, root=ROOT / 'data', workers=1), c['image_size']))
     out['total_s'] = round(time.perf_counter() - t0, 1)
     res_p.parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,15 @@
 """Regenerate Table 1 of the CMMixer paper: the six variants (Solo/Duet x CutMix/Pixel Mixup/Mixup) over seeds.
 
-Each (variant, seed) runs nbs/04_retrieval.ipynb with papermill (pre-train or reuse, fine-tune, evaluate on the
-held-out pool and on the val split) and leaves results/retrieval/<data>_<scale>_<decoder>_<mixer>_seed<S>.json, all
-on the same data (one SynthM2M for all seeds: the seed changes training only), which is prepared once before the
-runs start. At smoke scale two runs go at a time (--jobs; each uses one CPU thread). A finished run's JSON is kept
-unless --force. Unless --no-baselines, the same fine-tuning from a randomly initialised encoder runs for each seed
-(<data>_<scale>_random-init_seed<S>.json: does pre-training help?) and, on SynthM2M, the feature baseline and the
-oracle are measured on the same pools (<data>_<scale>_references.json). The gather step writes
-results/table1_<data>_<scale>.csv (mean and std over seeds, chance, the paper's number), .png (ours beside the
-paper's, the reference points as lines), _references.csv (chance, no pre-training, baseline, oracle) and _val.csv
-(the val split, the one settings are chosen on).
+Each (variant, seed) is one `cmmixer.experiment.Experiment`, run by executing nbs/04_retrieval.ipynb with papermill
+(pre-train or reuse, fine-tune, evaluate on the held-out pool and on the val split); its record goes to
+runs/records/table1/<data>_<scale>_<decoder>_<mixer>_seed<S>.json, all on the same data (one SynthM2M for all seeds:
+the seed changes training only), which is prepared once before the runs start. Two runs go at a time on a
+multi-core CPU (--jobs; each uses one CPU thread). A finished run's record is kept unless --force. Unless
+--no-baselines, the same fine-tuning from a randomly initialised encoder runs for each seed
+(<data>_<scale>_random-init_seed<S>.json: does pre-training help?), the frozen-encoder probes run, and on SynthM2M the
+CCA baselines and the oracle are measured on the same pools (<data>_<scale>_references.json). The gather step
+(`cmmixer.experiment.write_table1`) writes results/table1_<data>_<scale>.csv (mean and std over seeds, chance, the
+paper's number), .png, _references.csv, _val.csv and _track_scoring.csv, and copies the records to results/retrieval/.
 
     python tools/table1.py                                  # smoke scale on SynthM2M, 3 seeds (make table1)
     python tools/table1.py --scale paper --seeds 3          # GPU
@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cmmixer.retrieval import (result_path, write_table1, table1_text, references_text, check_experiment, run_experiment,
-                               write_references, references_path, write_data_efficiency, full_resolution_cache, INITS,
-                               PAPER_TABLE1_SOURCE)
+from cmmixer.experiment import (Experiment, run, record_path, records_dir, write_table1, table1_text, references_text,
+                                write_references, references_path, write_data_efficiency, full_resolution_cache, INITS,
+                                PAPER_TABLE1_SOURCE)
 from cmmixer.mixer import MIXERS
 from cmmixer.mae import DECODERS
 
@@ -42,20 +42,17 @@ def parse_variants(s):
     return out
 
 
-def run_one(decoder, mixer, seed, a, nb_out, init='pretrained', fraction=None, probe=False):
-    "One papermill execution of the retrieval chapter; returns its wall time."
+def run_one(exp, a, nb_out):
+    "One papermill execution of the retrieval chapter for `exp`; returns its wall time."
     import papermill as pm
-    params = dict(mixer=mixer, decoder=decoder, scale=a.scale, data=a.data, pool_size=a.pool_size, seed=seed,
-                  epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, init=init, fraction=fraction, probe=probe)
+    params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method')}
+    params.update(runs=str(a.runs), data_root=str(a.work / 'data'), force=bool(a.force))
     nb_out.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     if a.inline:      # same code path without papermill (no kernel start): for quick checks
-        os.chdir(a.work)
-        run_experiment(mixer=mixer, decoder=decoder, scale=a.scale, data=a.data, pool_size=a.pool_size, seed=seed,
-                       epochs=a.epochs, finetune_epochs=a.finetune_epochs, out=a.out, progress=False, init=init,
-                       fraction=fraction, probe=probe)
+        run(exp, runs=a.runs, data_root=a.work / 'data', progress=False, force=a.force)
     else:
-        pm.execute_notebook(str(ROOT / 'nbs' / '04_retrieval.ipynb'), str(nb_out), parameters=params, cwd=str(a.work),
+        pm.execute_notebook(str(ROOT / 'nbs' / '04_retrieval.ipynb'), str(nb_out), parameters=params, cwd=str(ROOT / 'nbs'),
                             kernel_name='python3', progress_bar=False, log_output=False)
     return time.perf_counter() - t
 
@@ -102,20 +99,20 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=None, help="pre-training epochs (default: the scale's)")
     p.add_argument('--finetune_epochs', type=int, default=None, help="fine-tuning epochs (default: the scale's)")
     p.add_argument('--variants', default='all', help="comma-separated decoder:mixer, e.g. solo:cutmix,duet:mixup")
-    p.add_argument('--out', default='results/retrieval', help='folder of the per-run JSONs (relative to the repo)')
-    p.add_argument('--results', default='results', help='folder of the table CSV and PNG (relative to the repo)')
-    p.add_argument('--force', action='store_true', help='rerun runs whose JSON exists')
+    p.add_argument('--runs', default='runs', help='folder of the records, pre-training and fine-tuning runs (relative to --workdir)')
+    p.add_argument('--results', default='results', help='folder of the tables, figures and copied records (relative to --workdir)')
+    p.add_argument('--force', action='store_true', help='rerun runs whose record exists')
     p.add_argument('--jobs', type=int, default=None, help='runs at a time (default: 2 at smoke scale on a multi-core CPU, else 1)')
     p.add_argument('--no-baselines', action='store_true', help='skip the random-init runs, the probes and the CCA/oracle references')
     p.add_argument('--data-efficiency', default=None, metavar='FRACTIONS',
                    help="instead of Table 1: CutMix-Solo and random init fine-tuned on these shares of the train pairs, "
                         "e.g. 0.1,0.25,0.5,1 -> results/data_efficiency_<data>_<scale>.csv and .png")
     p.add_argument('--gather-only', action='store_true', help='only gather the existing JSONs')
-    p.add_argument('--inline', action='store_true', help='call run_experiment in this process instead of papermill')
+    p.add_argument('--inline', action='store_true', help='call cmmixer.experiment.run in this process instead of papermill')
     p.add_argument('--no-probes', action='store_true', help='skip the frozen-encoder probes (keep the other references)')
     p.add_argument('--no-full-res', action='store_true', help='skip CCA at full resolution (it prepares a second cache)')
     p.add_argument('--verdict', action='store_true', help='end with one line: CutMix-Solo against random init and CCA')
-    p.add_argument('--workdir', default=str(ROOT), help='where data/, runs/ and the relative --out/--results go (default: the repo)')
+    p.add_argument('--workdir', default=str(ROOT), help='where data/, runs/ and a relative --results go (default: the project root)')
     a = p.parse_args(argv)
     work = Path(a.workdir).absolute()
     if a.data != 'synth': a.data = str(Path(a.data).absolute())
@@ -124,27 +121,30 @@ def main(argv=None):
     jobs_n = a.jobs if a.jobs is not None else (2 if a.scale in ('smoke', 'cpu') and (os.cpu_count() or 1) >= 2 else 1)
     if jobs_n < 1: raise SystemExit("--jobs: must be >= 1")
     if a.inline: jobs_n = 1                                  # in-process runs share torch's thread settings
+    def exp(d, m, s, init='pretrained', f=None, probe=False):
+        return Experiment(table='table1', method='cmmixer', decoder=d, mixer=m, init=init, scale=a.scale, data=a.data, seed=s,
+                          fraction=f, probe=probe, epochs=a.epochs, finetune_epochs=a.finetune_epochs, pool_size=a.pool_size)
     try:
-        for d, m in variants: check_experiment(m, d, a.scale, a.data, a.pool_size, 0, a.epochs, a.finetune_epochs)
         fractions = [float(f) for f in a.data_efficiency.split(',')] if a.data_efficiency else []
-        for f in fractions: check_experiment('cutmix', 'solo', a.scale, a.data, a.pool_size, 0, fraction=f)
+        for d, m in variants: exp(d, m, 0)
+        for f in fractions: exp('solo', 'cutmix', 0, f=f)
     except ValueError as e: raise SystemExit(f"table1: {e}")
-    out = work / a.out
-    a.out, a.work = str(out), work
+    a.work, a.runs = work, work / a.runs
+    out = records_dir('table1', a.runs)
     t0 = time.perf_counter()
     if not a.gather_only:
         if fractions:                                        # the data-efficiency figure: both inits at every share
-            jobs = [('solo', 'cutmix', s, init, f, False) for f in fractions for s in range(a.seeds) for init in INITS]
+            jobs = [exp('solo', 'cutmix', s, init, f) for f in fractions for s in range(a.seeds) for init in INITS]
         else:
-            jobs = [(d, m, s, 'pretrained', None, False) for d, m in variants for s in range(a.seeds)]
+            jobs = [exp(d, m, s) for d, m in variants for s in range(a.seeds)]
             if not a.no_baselines:
-                jobs += [('solo', 'cutmix', s, 'random', None, False) for s in range(a.seeds)]
-                if not a.no_probes: jobs += [('solo', 'cutmix', s, init, None, True) for s in range(a.seeds) for init in INITS]
+                jobs += [exp('solo', 'cutmix', s, 'random') for s in range(a.seeds)]
+                if not a.no_probes: jobs += [exp('solo', 'cutmix', s, init, probe=True) for s in range(a.seeds) for init in INITS]
         todo, n = [], len(jobs)
-        for i, (d, m, s, init, f, probe) in enumerate(jobs, 1):
-            res = result_path(out, a.data, a.scale, d, m, s, init, f, probe)
+        for i, e in enumerate(jobs, 1):
+            res = record_path(e, a.runs)
             if res.exists() and not a.force: print(f"[{i}/{n}] {res.name}: exists, kept")
-            else: todo.append((i, d, m, s, init, f, probe, res))
+            else: todo.append((i, e, res))
         cache = None
         if todo or not a.no_baselines:                       # the data once, before parallel runs could race for it
             from cmmixer.pretrain import ensure_cache, scale_config
@@ -152,14 +152,14 @@ def main(argv=None):
             cache = ensure_cache(a.data, scale_config(a.scale), root=work / 'data', workers=2, progress=True)
             print(f"data: {cache} ready in {time.perf_counter() - t:.1f} s", flush=True)
 
-        def one(i, d, m, s, init, f, probe, res):
-            nb = work / 'runs' / 'table1' / (res.stem + '.ipynb')   # executed notebooks: not results
-            return i, res, run_one(d, m, s, a, nb, init, f, probe)
+        def one(i, e, res):
+            nb = a.runs / 'notebooks' / 'table1' / (res.stem + '.ipynb')   # executed notebooks: not results
+            return i, res, run_one(e, a, nb)
 
         def references():                                    # CCA three ways and the oracle, on the runs' pools
             t = time.perf_counter()
             sc = scale_config(a.scale)
-            full = full_resolution_cache(cache, sc, work / 'data') if a.data == 'synth' and not a.no_full_res else None
+            full = full_resolution_cache(cache, work / 'data') if a.data == 'synth' and not a.no_full_res else None
             write_references(cache, out, a.data, a.scale, pool_size=a.pool_size, image_size=sc.image_size, full_cache=full)
             return time.perf_counter() - t
         refs_job = None
