@@ -162,7 +162,7 @@ def random_masking(batch: int, length: int, mask_ratio: float,
     mask = torch.ones(batch, length, device=device).scatter_(1, ids_keep, 0.0)
     return ids_keep, mask
 
-# %% ../nbs/03_mae.ipynb #afce4838
+# %% ../nbs/03_mae.ipynb #1c0b037d
 def init_mae_weights(module: nn.Module):
     "MAE's initialisation: xavier_uniform Linear and patch projection, zero biases, unit LayerNorm, N(0, .02) mask tokens."
     for m in module.modules():
@@ -202,6 +202,9 @@ class CMMixerEncoder(nn.Module):
         self.blocks = vit_blocks(cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio)
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
         init_mae_weights(self)
+
+    @property
+    def num_features(self) -> int: return self.cfg.embed_dim   # the feature width, as timm's models name it
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         "Patch tokens plus positions: [B, K, C, H, W] -> [B, K*N, D]."

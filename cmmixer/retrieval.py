@@ -26,11 +26,11 @@ from .core import check, is_int, digest, progress_bar
 
 # %% auto #0
 __all__ = ['SCORES', 'SCALES', 'SMOKE_FINETUNE', 'CPU_FINETUNE', 'FINETUNE_PAIRS', 'RETRIEVER_DEFAULTS', 'ENCODER_LR_SCALE',
-           'TRACK_SCORES', 'RetrieverConfig', 'Tower', 'Retriever', 'info_nce', 'pair_subset', 'PairDataset',
-           'retrieval_step', 'input_spec', 'finetune_config', 'encoder_lr_groups', 'finetune', 'load_retriever',
-           'pair_scores', 'best_of', 'draw_pools', 'chance_best_of', 'evaluate_scores', 'evaluate_embeddings',
-           'embed_split', 'evaluate', 'format_result', 'chance_of', 'synth_root', 'cache_features', 'input_features',
-           'reference_points', 'floor_ceiling_of_cache']
+           'TRACK_SCORES', 'RetrieverConfig', 'encoder_width', 'Tower', 'Retriever', 'info_nce', 'pair_subset',
+           'PairDataset', 'retrieval_step', 'input_spec', 'finetune_config', 'encoder_lr_groups', 'finetune',
+           'load_retriever', 'pair_scores', 'best_of', 'draw_pools', 'chance_best_of', 'evaluate_scores',
+           'evaluate_embeddings', 'embed_split', 'evaluate', 'format_result', 'chance_of', 'synth_root',
+           'cache_features', 'input_features', 'reference_points', 'floor_ceiling_of_cache']
 
 # %% ../nbs/04_retrieval.ipynb #a9ecc21f
 SCORES = ('clip', 'mean')
@@ -63,32 +63,39 @@ class RetrieverConfig:
     @property
     def mae_config(self) -> MAEConfig: return MAEConfig(**self.mae)
 
-# %% ../nbs/04_retrieval.ipynb #bbde14d7
+# %% ../nbs/04_retrieval.ipynb #a603dec9
+def encoder_width(encoder:nn.Module) -> int:
+    "The width D of an encoder's features: its `num_features` (timm's convention); a ValueError naming `encoder` without it."
+    d = getattr(encoder, 'num_features', None)
+    check(isinstance(encoder, nn.Module) and is_int(d, 1), 'encoder',
+          f"expected an nn.Module with an int `num_features` (its feature width), got {type(encoder).__name__}")
+    return int(d)
+
 class Tower(nn.Module):
-    "One modality's encoder (a copy of the CMMixer encoder) and projection head: K images -> K unit vectors."
-    def __init__(self, encoder:CMMixerEncoder, proj_dim:int):
+    "One modality's encoder (a copy of the pre-trained encoder, or any encoder) and projection head: K images -> K unit vectors."
+    def __init__(self, encoder:nn.Module, proj_dim:int):
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(encoder.cfg.embed_dim, proj_dim)
+        self.head = nn.Linear(encoder_width(encoder), proj_dim)
 
     def forward(self, x:torch.Tensor,  # [B, K, 3, H, W] video frames OR spectrogram images
                ) -> torch.Tensor:      # [B, K, d], unit length per clip
         "P[i, l]: the mean of clip l's tokens (all tokens, no masking), projected and L2-normalised."
-        tokens = self.encoder(x)                       # mask_ratio 0: every token, in order
+        tokens = self.encoder(x)                       # [B, K*N, D] tokens (mask_ratio 0: every token) or [B, K, D]
         return F.normalize(self.head(clip_embeddings(tokens, x.shape[1])), dim=-1)
 
 class Retriever(nn.Module):
-    "Video tower f^v and music tower f^a, both copied from one CMMixer encoder; forward returns the InfoNCE loss."
+    "Video tower f^v and music tower f^a, both copied from one encoder; forward returns the InfoNCE loss."
     def __init__(self, cfg:RetrieverConfig|None=None,
-                 encoder:CMMixerEncoder|None=None,  # the (pre-trained) encoder to copy; None: a fresh random one
-                 seed:int=0):                       # initialisation of the two heads
+                 encoder:nn.Module|None=None,  # the (pre-trained) encoder to copy; None: a fresh random CMMixerEncoder
+                 seed:int=0):                  # initialisation of the two heads
         super().__init__()
         cfg = RetrieverConfig() if cfg is None else cfg
         check(isinstance(cfg, RetrieverConfig), 'cfg', f"expected a RetrieverConfig, got {type(cfg).__name__}")
         check(is_int(seed, 0), 'seed', f"must be an int >= 0, got {seed!r}")
         if encoder is None: encoder = CMMixerEncoder(cfg.mae_config)
-        check(isinstance(encoder, CMMixerEncoder), 'encoder', f"expected a CMMixerEncoder, got {type(encoder).__name__}")
-        check(asdict(encoder.cfg) == cfg.mae, 'encoder', "its MAEConfig differs from cfg.mae")
+        encoder_width(encoder)
+        if isinstance(encoder, CMMixerEncoder): check(asdict(encoder.cfg) == cfg.mae, 'encoder', "its MAEConfig differs from cfg.mae")
         self.cfg = cfg
         self.video = Tower(copy.deepcopy(encoder), cfg.proj_dim)
         self.music = Tower(copy.deepcopy(encoder), cfg.proj_dim)
@@ -115,7 +122,7 @@ class Retriever(nn.Module):
         pv, pm = self.video(video), self.music(audio)
         return info_nce(pv, pm, self.cfg.tau, self.cfg.symmetric, None if self.cfg.shared_negatives else group)
 
-# %% ../nbs/04_retrieval.ipynb #050acf5a
+# %% ../nbs/04_retrieval.ipynb #33226082
 def _gather_plain(x:torch.Tensor) -> torch.Tensor:
     "Concatenate a tensor that needs no gradient (e.g. group ids) from every rank, in rank order."
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return x
@@ -151,7 +158,7 @@ def info_nce(pv:torch.Tensor,          # [B, L, d] video clip embeddings P^v (un
     r1 = (logits.argmax(-1) == torch.arange(V, device=pv.device)).float().mean()
     return dict(loss=loss, loss_v2m=v2m.detach(), loss_m2v=m2v.detach(), batch_r1=r1)
 
-# %% ../nbs/04_retrieval.ipynb #31141d10
+# %% ../nbs/04_retrieval.ipynb #4b3d6d3b
 def pair_subset(rows, fraction:float=1.0, subset_seed:int=0) -> np.ndarray:
     "A seeded share `fraction` of the records `rows` (at least 2), sorted; all of them when `fraction` is 1."
     rows = np.asarray(rows)
@@ -260,7 +267,7 @@ def load_retriever(path, device='cpu') -> Retriever:
     model = Retriever(RetrieverConfig(**{k: v for k, v in meta['model'].items() if k in known}))
     return load_weights(model, p).to(device).eval()
 
-# %% ../nbs/04_retrieval.ipynb #79e4bfc8
+# %% ../nbs/04_retrieval.ipynb #ff6967af
 def pair_scores(q:torch.Tensor,  # [Q, K, d] unit clip embeddings of the queries
                 c:torch.Tensor,  # [C, K, d] unit clip embeddings of the candidates
                 score:str='clip',
@@ -359,7 +366,7 @@ def evaluate_embeddings(video,         # [N, K, d] video-tower embeddings of the
     res['pool']['score'] = score
     return res
 
-# %% ../nbs/04_retrieval.ipynb #58d23968
+# %% ../nbs/04_retrieval.ipynb #f3c963ad
 @torch.no_grad()
 def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, device='auto', progress:bool=False) -> dict:
     "Both towers' embeddings of every item of `split`: video, music [N, K, d] (CPU float32), group [N] ints, groups, rows."
@@ -413,7 +420,7 @@ def chance_of(res:dict, d:str) -> dict:
     "The chance level of direction `d`: K/N for V->M; for M->V the exact best-of-several-correct chance when present."
     return {**res['chance_m2v'], **res.get('chance_best_of_m2v', {})} if d == 'm2v' else res['chance_v2m']
 
-# %% ../nbs/04_retrieval.ipynb #dce27689
+# %% ../nbs/04_retrieval.ipynb #df0e69e6
 def synth_root(cache) -> Path:
     "The SynthM2M folder a cache was prepared from (ValueError naming `cache` when it was not)."
     c = as_cache(cache)
