@@ -33,10 +33,11 @@ def tiny_synth(tmp_path_factory):
 def test_papermill_pretrain_smoke(tiny_synth, tmp_path):
     t0 = time.time()
     p = papermill(tmp_path / 'out.ipynb', ('mixer', 'cutmix'), ('decoder', 'solo'), ('epochs', 2), ('data', tiny_synth),
-                  ('root', tmp_path / 'data'), ('runs', tmp_path / 'runs'), ('out', tmp_path / 'results'))
+                  ('root', tmp_path / 'data'), ('runs', tmp_path / 'runs'))
     assert p.returncode == 0, p.stderr[-3000:]
     run_id = 'synth_smoke_solo_cutmix_seed0'                               # <data folder>_<scale>_<decoder>_<mixer>_seed<S>
-    run, res = tmp_path / 'runs' / run_id, tmp_path / 'results' / run_id
+    run = tmp_path / 'runs' / run_id
+    res = run / 'report'                                                   # the report stays with the run (results/: gather targets only)
     assert (run / 'checkpoint' / 'model.safetensors').stat().st_size > 0
     assert json.loads((run / 'checkpoint' / 'config.json').read_text())['pretrain']['mixer']['name'] == 'cutmix'
     assert (run / 'log.jsonl').is_file() and (tmp_path / 'data' / 'synth_4x32_cache' / 'meta.json').is_file()
@@ -45,14 +46,18 @@ def test_papermill_pretrain_smoke(tiny_synth, tmp_path):
     assert summary['steps'] == len(log) >= 2 and summary['epochs'] == 2 and summary['final_loss'] > 0
     for f in ('loss_curve.png', 'reconstruction.png'):
         assert (res / f).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', f
-    assert not list(res.glob('*.safetensors'))                           # results stay small: weights live in runs/
+    assert not list(res.glob('*.safetensors'))                           # reports stay small: weights live in the checkpoint
     print(f"papermill smoke run: {time.time() - t0:.0f} s")
 
 
-@pytest.mark.parametrize('name,value', [('mixer', 'cutout'), ('decoder', 'trio'), ('scale', 'huge'), ('epochs', 0)])
-def test_bad_parameter_fails_first(name, value, tmp_path):
-    p = papermill(tmp_path / 'out.ipynb', (name, value), ('root', tmp_path / 'data'), ('runs', tmp_path / 'runs'),
-                  ('out', tmp_path / 'results'))
+BAD = [('mixer', 'cutout', 'mixer'), ('decoder', 'trio', 'decoder'), ('scale', 'huge', 'scale'), ('epochs', 0, 'epochs'),
+       ('device', 'tpu', 'device')]
+if not torch.cuda.is_available(): BAD.append(('scale', 'paper', 'device'))   # the paper scale refuses a machine without a GPU
+
+
+@pytest.mark.parametrize('name,value,expect', BAD)
+def test_bad_parameter_fails_first(name, value, expect, tmp_path):
+    p = papermill(tmp_path / 'out.ipynb', (name, value), ('root', tmp_path / 'data'), ('runs', tmp_path / 'runs'))
     assert p.returncode != 0
     nb = json.loads((tmp_path / 'out.ipynb').read_text())
     failed = [i for i, c in enumerate(nb['cells']) if c['cell_type'] == 'code' and
@@ -61,7 +66,7 @@ def test_bad_parameter_fails_first(name, value, tmp_path):
     cell = nb['cells'][failed[0]]
     assert 'check_experiment' in ''.join(cell['source'])                 # the check right after the parameters
     err = [o for o in cell['outputs'] if o.get('output_type') == 'error'][0]
-    assert err['ename'] == 'ValueError' and err['evalue'].startswith(name), err['evalue']
+    assert err['ename'] == 'ValueError' and err['evalue'].startswith(expect), err['evalue']
     code = [c for c in nb['cells'] if c['cell_type'] == 'code']
     assert code.index(cell) <= 8                                         # among the first cells, before any compute
     assert not (tmp_path / 'data').exists() and not (tmp_path / 'runs').exists()
