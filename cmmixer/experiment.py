@@ -439,7 +439,7 @@ def write_data_efficiency(records, data='synth', scale='cpu', results='results')
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), table=summary, rows=df,
                 records=publish_records(records, data, scale, results))
 
-# %% ../nbs/04b_experiment.ipynb #1cf05cea
+# %% ../nbs/04b_experiment.ipynb #2e6eff0d
 def _none_or(kind):
     return lambda s: None if s.lower() == 'none' else kind(s)
 
@@ -454,7 +454,7 @@ def experiment_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='run one experiment (or return its existing record)')
     for f in fields(Experiment):
-        kind = {'int|None': _none_or(int), 'float|None': _none_or(float), 'int': int, 'bool': _bool}.get(str(f.type), str)
+        kind = {'int|None': _none_or(int), 'float|None': _none_or(float), 'int': int, 'bool': _bool}.get(str(f.type).replace(' ', ''), str)
         r.add_argument(f"--{f.name}", type=kind, default=f.default)
     r.add_argument('--runs', default='runs'); r.add_argument('--data_root', default='data')
     r.add_argument('--device', default='auto'); r.add_argument('--workers', type=int, default=2)

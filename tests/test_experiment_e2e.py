@@ -1,0 +1,126 @@
+"""End-to-end: one small experiment run three ways (the `python -m cmmixer.experiment` entry point from the project
+root, papermill from the root, papermill with `--cwd nbs` as JupyterLab would) gives the same record; nothing is
+written under nbs/ and results/ is left as it was; a wrong parameter or the paper scale without a GPU is refused in
+seconds, before any work."""
+import json, shutil, subprocess, sys, time, uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT / 'nbs' / '04_retrieval.ipynb'
+VOLATILE = {'code', 'wall_s', 'created', 'times', 'path', 'reused', 'pretrain_run', 'finetune_run'}
+
+
+def git_status(*paths):
+    "Porcelain status of `paths` (untracked files included), or None outside a git checkout."
+    if not (ROOT / '.git').exists(): return None
+    return subprocess.run(['git', '-C', str(ROOT), 'status', '--porcelain', '--untracked-files=all', '--', *paths],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def leaves(obj, pre=''):
+    "Flatten nested dicts into {'a.b.c': value}."
+    if isinstance(obj, dict): return {k: v for key, val in obj.items() for k, v in leaves(val, f'{pre}{key}.').items()}
+    return {pre.rstrip('.'): obj}
+
+
+def diff(a, b):
+    "The leaves of two records that differ (for the failure message)."
+    la, lb = leaves(a), leaves(b)
+    return {k: (la.get(k), lb.get(k)) for k in sorted(set(la) | set(lb)) if la.get(k) != lb.get(k)}
+
+
+def comparable(rec):
+    "A record's leaves without what differs between two runs of one experiment (times, where its runs went, code state)."
+    out = {k: v for k, v in leaves({k: v for k, v in rec.items() if k not in VOLATILE}).items()
+           if not k.endswith('seconds') and k not in ('finetune.out_dir', 'finetune.progress')}   # execution only
+    assert len(out) > 100                                                 # metrics, pools, configs: what must agree
+    return out
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    "40 SynthM2M videos (M2M layout) through the command line: a dataset folder for `data`."
+    out = tmp_path_factory.mktemp('exp') / 'tiny'
+    run_cli('synth', out, '--videos', 40, '--tracks', 14, '--seed', 5, '--duration', 3, '--size', 32, '--workers', 2,
+            '--quiet', check_rc=0)
+    return out
+
+
+def papermill(out_nb, cwd, **params):
+    args = [sys.executable, '-m', 'papermill', str(NB), str(out_nb), '--no-progress-bar']
+    if cwd != ROOT: args += ['--cwd', str(cwd)]
+    for k, v in params.items(): args += ['-p', k, str(v)]
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_same_record_three_ways(tiny_data, tmp_path):
+    before = git_status('nbs', 'results')
+    common = dict(scale='smoke', data=tiny_data, epochs=1, finetune_epochs=1, seed=0)
+    data_root = tmp_path / 'data'
+    # 1. the entry point, from the project root
+    p = subprocess.run([sys.executable, '-m', 'cmmixer.experiment', 'run', '--quiet', '--runs', tmp_path / 'a',
+                        '--data_root', data_root, *[str(x) for k, v in common.items() for x in (f'--{k}', v)]],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    name = 'tiny_smoke_solo_cutmix_seed0.json'
+    a = json.loads((tmp_path / 'a' / 'records' / 'table1' / name).read_text())
+    assert a['experiment']['data'] == str(tiny_data.resolve()) and a['finetune_steps'] > 0 and a['wall_s'] > 0
+    # 2. papermill from the root
+    p = papermill(tmp_path / 'b.ipynb', ROOT, runs=tmp_path / 'b', data_root=data_root, **common)
+    assert p.returncode == 0, p.stderr[-3000:]
+    b = json.loads((tmp_path / 'b' / 'records' / 'table1' / name).read_text())
+    # 3. papermill in nbs/ (a JupyterLab kernel's working directory), with a path relative to the project root
+    rel = Path('runs') / f'test-{uuid.uuid4().hex[:8]}'
+    try:
+        p = papermill(tmp_path / 'c.ipynb', ROOT / 'nbs', runs=rel, data_root=data_root, **common)
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert not (ROOT / 'nbs' / rel).exists() and (ROOT / rel / 'records' / 'table1' / name).is_file()
+        c = json.loads((ROOT / rel / 'records' / 'table1' / name).read_text())
+    finally: shutil.rmtree(ROOT / rel, ignore_errors=True)
+    assert comparable(a) == comparable(b), diff(comparable(a), comparable(b))
+    assert comparable(a) == comparable(c), diff(comparable(a), comparable(c))
+    for d in ('data', 'runs', 'results'): assert not (ROOT / 'nbs' / d).exists(), d
+    assert git_status('nbs', 'results') == before                      # nothing new under nbs/, results/ untouched
+    # run again: the record is returned as it is, not rewritten
+    rec = tmp_path / 'a' / 'records' / 'table1' / name
+    mtime = rec.stat().st_mtime_ns
+    p = subprocess.run([sys.executable, '-m', 'cmmixer.experiment', 'run', '--quiet', '--runs', tmp_path / 'a',
+                        '--data_root', data_root, *[str(x) for k, v in common.items() for x in (f'--{k}', v)]],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.startswith('reused') and rec.stat().st_mtime_ns == mtime, p.stdout + p.stderr
+
+
+BAD = [(('--scale', 'huge'), 'scale:'), (('--epochs', '-3'), 'epochs:'), (('--mixer', 'bogus'), 'mixer:'),
+       (('--device', 'tpu'), 'device:')]
+if not torch.cuda.is_available(): BAD.append((('--scale', 'paper'), "device: scale 'paper'"))
+
+
+@pytest.mark.parametrize('args,msg', BAD)
+def test_entry_point_refuses_in_seconds(args, msg, tmp_path):
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, '-m', 'cmmixer.experiment', 'run', '--runs', tmp_path / 'r', '--data_root', tmp_path / 'd',
+                        *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().startswith(f'error: {msg}'), p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and time.perf_counter() - t0 < 30
+    assert not (tmp_path / 'r').exists() and not (tmp_path / 'd').exists()
+
+
+@pytest.mark.parametrize('name,value,msg', [('scale', 'huge', 'scale:'), ('epochs', -3, 'epochs:'), ('mixer', 'bogus', 'mixer:')]
+                         + ([('scale', 'paper', 'device:')] if not torch.cuda.is_available() else []))
+def test_chapter_refuses_before_its_tests(name, value, msg, tmp_path):
+    "The retrieval chapter fails in the cell right after its parameters (before its test cells), naming the parameter."
+    p = papermill(tmp_path / 'out.ipynb', ROOT, **{name: value, 'runs': tmp_path / 'r', 'data_root': tmp_path / 'd'})
+    assert p.returncode != 0
+    nb = json.loads((tmp_path / 'out.ipynb').read_text())
+    code = [c for c in nb['cells'] if c['cell_type'] == 'code']
+    failed = [i for i, c in enumerate(code) if any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
+    params = next(i for i, c in enumerate(code) if 'parameters' in c.get('metadata', {}).get('tags', []))
+    assert len(failed) == 1 and failed[0] <= params + 2, (failed, params)    # after the injected parameters cell
+    err = next(o for o in code[failed[0]]['outputs'] if o.get('output_type') == 'error')
+    assert err['evalue'].startswith(msg), err['evalue']
+    assert not (tmp_path / 'r').exists() and not (tmp_path / 'd').exists()
