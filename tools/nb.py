@@ -4,8 +4,9 @@
     python tools/nb.py tonb /tmp/00_media.py nbs/00_media.ipynb
 
 Cells start with `# %%` (code) or `# %% [markdown]` (markdown, every line prefixed by `# `).
-A papermill parameters cell is `# %% tags=["parameters"]`. Outputs are not kept: notebooks in nbs/
-are committed clean (nbdev_clean).
+A papermill parameters cell is `# %% tags=["parameters"]`. `tonb` keeps the outputs of every code cell whose
+source is unchanged in the notebook it overwrites (committed outputs survive an edit elsewhere); a changed cell
+loses its outputs until the chapter is run again.
 """
 import hashlib, json, re, sys
 from pathlib import Path
@@ -24,7 +25,16 @@ def to_py(nb_path, py_path):
         out.append(head + '\n' + src + '\n')
     Path(py_path).write_text('\n'.join(out))
 
+def _old_outputs(nb_path) -> dict:
+    "source -> (outputs, execution_count) of the code cells of the notebook about to be overwritten."
+    p = Path(nb_path)
+    if not p.is_file(): return {}
+    old = json.loads(p.read_text())
+    return {''.join(c['source']): (c.get('outputs', []), c.get('execution_count')) for c in old['cells']
+            if c['cell_type'] == 'code' and c.get('outputs')}
+
 def to_nb(py_path, nb_path):
+    keep = _old_outputs(nb_path)
     cells, cur = [], None
     for line in Path(py_path).read_text().split('\n'):
         m = HEAD.match(line)
@@ -43,7 +53,9 @@ def to_nb(py_path, nb_path):
         cid = hashlib.sha1(f'{len(nb_cells)}:{src}'.encode()).hexdigest()[:8]   # nbformat 4.5 wants cell ids
         cell = dict(cell_type='markdown' if c['md'] else 'code', id=cid, metadata=meta,
                     source=[l + '\n' for l in src.split('\n')[:-1]] + [src.split('\n')[-1]])
-        if not c['md']: cell.update(execution_count=None, outputs=[])
+        if not c['md']:
+            outs, _ = keep.get(''.join(cell['source']), ([], None))
+            cell.update(execution_count=None, outputs=outs)
         nb_cells.append(cell)
     nb = dict(cells=nb_cells, metadata=dict(kernelspec=dict(display_name='python3', language='python', name='python3')),
               nbformat=4, nbformat_minor=5)
