@@ -25,7 +25,7 @@ import torch
 
 from cmmixer.mae import CMMixerMAE, count_flops
 from cmmixer.mixer import CrossModalMixer, MixerConfig
-from cmmixer.pretrain import scale_config, pretrain_step, draw_mixer_masks, to_device
+from cmmixer.pretrain import scale_config, pretrain_step
 from cmmixer.train import StepGenerator, param_groups
 from timm.models.vision_transformer import Block
 
@@ -103,7 +103,7 @@ def draw_cost(cfg, mixer_cfg, dev, batch_size, reps=20) -> tuple:
     x = torch.zeros(shape, device=dev)
     def ours(i):
         g = StepGenerator(0, i, 0, range(batch_size), device=dev)
-        return draw_mixer_masks(mixer, shape, g, dev), to_device(g.rand_per_sample(cfg.num_tokens, device='cpu'), dev)
+        return mixer.masks(shape, seeds=g.seeds(dev), device=dev), g.rand_per_sample(cfg.num_tokens, device=dev)
     def plain(i):
         g = torch.Generator(device=dev).manual_seed(i)
         return mixer.masks(shape, g, dev), torch.rand(batch_size, cfg.num_tokens, generator=g, device=dev)

@@ -4,14 +4,15 @@
 
 # %% ../nbs/02_mixer.ipynb #ce5f8135
 from __future__ import annotations
-import math
+import hashlib, math
 from dataclasses import dataclass, asdict
 import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['MIXERS', 'mix', 'cutmix_grid', 'cutmix_boxes', 'boxes_to_mask', 'cutmix_mask', 'pixel_mixup_mask', 'log_gamma_sample',
-           'beta_sample', 'mixup_lambda', 'mixup_mask', 'MixerConfig', 'draw_mask', 'CrossModalMixer']
+__all__ = ['MIXERS', 'mix', 'seeded_bits', 'seeded_uniform', 'cutmix_grid', 'cutmix_boxes', 'boxes_to_mask', 'cutmix_mask',
+           'pixel_mixup_mask', 'log_gamma_sample', 'beta_sample', 'mixup_lambda', 'mixup_mask', 'MixerConfig',
+           'draw_mask', 'CrossModalMixer']
 
 # %% ../nbs/02_mixer.ipynb #33f38ea4
 def mix(iv: torch.Tensor, # video images, floating point, e.g. [B,3,H,W] or [B,K,3,H,W]
@@ -30,17 +31,94 @@ def mix(iv: torch.Tensor, # video images, floating point, e.g. [B,3,H,W] or [B,K
     m = m.to(iv.dtype)
     return m * iv + (1 - m) * ia
 
-# %% ../nbs/02_mixer.ipynb #b9eec4a5
-def _devices(generator: torch.Generator, device) -> tuple[torch.device, torch.device]:
-    "The device random numbers are drawn on (the generator's) and the device the mask is built on."
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
+# %% ../nbs/02_mixer.ipynb #0e39cfb0
+def _devices(generator, device) -> tuple[torch.device, torch.device]:
+    "The device random numbers are drawn on (the generator's or the seeds') and the device the mask is built on."
+    if not isinstance(generator, (torch.Generator, torch.Tensor)):
+        raise ValueError(f"generator: expected a torch.Generator or per-sample seeds (an int64 tensor [S]), "
+                         f"got {type(generator).__name__}")
     gdev = generator.device
     return gdev, (gdev if device is None else torch.device(device))
 
 def _check_size(batch: int, height: int, width: int):
     for k, v in dict(batch=batch, height=height, width=width).items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{k}: expected an int >= 1, got {v!r}")
+
+# %% ../nbs/02_mixer.ipynb #450e4d98
+_M64 = (1 << 64) - 1
+
+def _i64(x: int) -> int:
+    "A 64-bit pattern as the signed int64 that holds it (torch has no uint64 arithmetic)."
+    x &= _M64
+    return x - (1 << 64) if x >> 63 else x
+
+_GOLDEN = _i64(0x9E3779B97F4A7C15)                                   # SplitMix64's counter step, 2^64 / golden ratio
+_MIX13 = (_i64(0xBF58476D1CE4E5B9), _i64(0x94D049BB133111EB), 30, 27, 31)   # SplitMix64's output finaliser
+_FMIX64 = (_i64(0xFF51AFD7ED558CCD), _i64(0xC4CEB9FE1A85EC53), 33, 33, 33)  # MurmurHash3's, for the keys
+
+def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
+    "Logical right shift of int64 words (torch's `>>` is arithmetic: mask off the copies of the sign bit)."
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+def _mix(z: torch.Tensor, consts) -> torch.Tensor:
+    "xor-shift-multiply finaliser on int64 words (multiplication wraps modulo 2^64)."
+    c1, c2, s1, s2, s3 = consts
+    z = (z ^ _shr(z, s1)) * c1
+    z = (z ^ _shr(z, s2)) * c2
+    return z ^ _shr(z, s3)
+
+def _salt64(salt) -> int:
+    "A salt (int, str, or a tuple of them) as a 64-bit int64 value, by a fixed hash (never Python's `hash`)."
+    def ok(s): return (isinstance(s, (int, str)) and not isinstance(s, bool)) or (isinstance(s, tuple) and all(map(ok, s)))
+    if not ok(salt): raise ValueError(f"salt: expected an int, a str or a tuple of them, got {salt!r}")
+    return _i64(int.from_bytes(hashlib.blake2b(repr(salt).encode(), digest_size=8).digest(), 'little'))
+
+def _check_seeds(seeds) -> torch.Tensor:
+    if not isinstance(seeds, torch.Tensor) or seeds.dtype != torch.int64 or seeds.ndim != 1:
+        raise ValueError(f"seeds: expected an int64 tensor [S], got "
+                         f"{type(seeds).__name__ if not isinstance(seeds, torch.Tensor) else f'{seeds.dtype} {tuple(seeds.shape)}'}")
+    return seeds
+
+def seeded_bits(seeds: torch.Tensor, # int64 [B], one seed per row (any 64-bit values)
+                n: int,              # words per row
+                salt=0,              # an int, a str or a tuple of them: each salt is an independent stream
+                device=None,         # default: the seeds' device
+               ) -> torch.Tensor:    # int64 [B, n], uniformly random 64-bit words; row b a function of (seeds[b], salt)
+    "Counter-based random 64-bit words: word j of row b is SplitMix64(key = fmix64(seeds[b] + salt), counter j + 1)."
+    seeds = _check_seeds(seeds)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0: raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    if device is not None: seeds = seeds.to(device)
+    key = _mix(seeds + _salt64(salt), _FMIX64)
+    ctr = torch.arange(1, n + 1, dtype=torch.int64, device=seeds.device) * _GOLDEN
+    return _mix(key[:, None] + ctr, _MIX13)
+
+def seeded_uniform(seeds: torch.Tensor, # int64 [B], one seed per row
+                   n: int,              # numbers per row
+                   salt=0,              # an int, a str or a tuple of them: each salt is an independent stream
+                   device=None,         # default: the seeds' device
+                   dtype=torch.float32, # float32 (24 random bits, two per word) or float64 (53, one per word)
+                  ) -> torch.Tensor:    # [B, n] in [0, 1); row b a function of (seeds[b], salt) only, on any device
+    "Uniform [0, 1) numbers from per-row seeds, vectorised over the rows (see `seeded_bits`)."
+    if dtype == torch.float64: return _shr(seeded_bits(seeds, n, salt, device), 11).to(dtype) * 2.0 ** -53
+    if dtype != torch.float32: raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0: raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    z = seeded_bits(seeds, (n + 1) // 2, salt, device)
+    u = torch.stack([_shr(z, 40), z & 0xFFFFFF], -1).view(z.shape[0], 2 * z.shape[1])[:, :n]   # top, bottom 24 bits
+    return u.to(dtype) * 2.0 ** -24
+
+def _source(generator, batch: int):
+    "The random source of `batch` images: the generator, or (per-sample seeds, images per sample)."
+    if isinstance(generator, torch.Generator): return generator
+    seeds = _check_seeds(generator)
+    if seeds.numel() == 0 or batch % seeds.numel():
+        raise ValueError(f"generator: {seeds.numel()} per-sample seeds do not divide a batch of {batch} images")
+    return seeds, batch // seeds.numel()
+
+def _rand(src, rows: int, widths: tuple, salt) -> tuple:
+    "Uniforms [rows, w] for each w in `widths`: from the generator's stream, one after the other, or from the seeds."
+    if isinstance(src, torch.Generator): return tuple(torch.rand(rows, w, generator=src, device=src.device) for w in widths)
+    seeds, per = src                             # image j of sample s: numbers j*W .. (j+1)*W - 1 of the sample's row
+    return seeded_uniform(seeds, per * sum(widths), salt).reshape(rows, sum(widths)).split(list(widths), 1)
 
 # %% ../nbs/02_mixer.ipynb #39646c40
 def cutmix_grid(boxes: int) -> tuple[int, int]:
@@ -91,23 +169,26 @@ def _sides(a, u, first_max, second_max, amin, amax):
     return first, torch.maximum(torch.minimum(second, s_hi), s_lo)
 
 def cutmix_boxes(batch: int, height: int, width: int,
-                 generator: torch.Generator, # all random numbers come from here (on its device)
+                 generator,                  # a torch.Generator, or per-sample seeds (int64 [S], S dividing batch)
                  boxes: int = 1,             # s, boxes per image
                  area=(0.25, 0.75),          # (lo, hi) area of each box, as a fraction of the image
-                 device=None,                # where the result lives; default: the generator's device
+                 device=None,                # where the result lives; default: the source's device
                 ) -> torch.Tensor:           # int64 [batch, boxes, 4]: (top, left, height, width) of each box
     "Draw `boxes` non-overlapping boxes per image, each covering `area` of the image (see the construction above)."
     _check_size(batch, height, width)
     gdev, dev = _devices(generator, device)
     rows, cols, amin, amax, _, _ = _pixel_bounds(height, width, boxes, area)
-    # cell borders and a random choice of `boxes` distinct cells per image
-    ys = torch.tensor([i * height // rows for i in range(rows + 1)])
-    xs = torch.tensor([j * width // cols for j in range(cols + 1)])
-    cell = torch.rand(batch, rows * cols, generator=generator, device=gdev).argsort(-1)[:, :boxes].cpu()
-    u = torch.rand(batch, boxes, 5, generator=generator, device=gdev).cpu()
+    src = _source(generator, batch)
+    # cell borders and a random choice of `boxes` distinct cells per image; the geometry runs on the draw device
+    # with integer and correctly rounded float arithmetic only (the same boxes on every device), and copies nothing
+    # from the host (a blocking copy to a GPU would wait for the queued kernels)
+    ys = torch.arange(rows + 1, device=gdev) * height // rows
+    xs = torch.arange(cols + 1, device=gdev) * width // cols
+    uc, u = _rand(src, batch, (rows * cols, boxes * 5), 'cutmix')
+    cell, u = uc.argsort(dim=-1, stable=True)[:, :boxes], u.reshape(batch, boxes, 5)
     r, c = cell // cols, cell % cols
     cy, cx, ch, cw = ys[r], xs[c], ys[r + 1] - ys[r], xs[c + 1] - xs[c]
-    amax_c = torch.minimum(torch.tensor(amax), ch * cw)
+    amax_c = (ch * cw).clamp(max=amax)
     a = amin + u[..., 0] * (amax_c - amin).float()                   # target area, uniform in [amin, amax_c]
     h1, w1 = _sides(a, u[..., 2], ch, cw, amin, amax_c)               # height first
     w2, h2 = _sides(a, u[..., 2], cw, ch, amin, amax_c)               # width first
@@ -128,10 +209,10 @@ def boxes_to_mask(boxes: torch.Tensor, # int [B, s, 4] (top, left, height, width
     return torch.bmm(in_y.transpose(1, 2), in_x).clamp(max=1).to(dtype).unsqueeze(1)
 
 def cutmix_mask(batch: int, height: int, width: int,
-                generator: torch.Generator, # all random numbers come from here (on its device)
+                generator,                  # a torch.Generator, or per-sample seeds (int64 [S], S dividing batch)
                 boxes: int = 1,             # s, non-overlapping boxes per image
                 area=(0.25, 0.75),          # (lo, hi) area of each box, fraction of the image
-                device=None,                # default: the generator's device
+                device=None,                # default: the source's device
                 dtype=torch.float32,
                ) -> torch.Tensor:           # [batch, 1, height, width]: 1 inside the boxes (video), 0 outside (audio)
     "CutMix coefficient matrix: M = 1 inside `boxes` non-overlapping boxes, 0 elsewhere."
@@ -144,29 +225,59 @@ def _check_p(p):
 
 def pixel_mixup_mask(batch: int, height: int, width: int,
                      p: float,                   # probability that a pixel comes from the video
-                     generator: torch.Generator, # all random numbers come from here (on its device)
+                     generator,                  # a torch.Generator, or per-sample seeds (int64 [S], S dividing batch)
                      device=None, dtype=torch.float32) -> torch.Tensor: # [batch, 1, height, width] of 0/1
     "Pixel Mixup coefficient matrix: every pixel independently 1 with probability `p`, else 0."
     _check_p(p); _check_size(batch, height, width)
     gdev, dev = _devices(generator, device)
-    u = torch.rand(batch, 1, height, width, generator=generator, device=gdev)
+    u = _rand(_source(generator, batch), batch, (height * width,), 'pixel_mixup')[0].view(batch, 1, height, width)
     return (u < p).to(device=dev, dtype=dtype)   # rand is in [0, 1): p=0 gives all 0, p=1 all 1
 
 # %% ../nbs/02_mixer.ipynb #049672dd
-def log_gamma_sample(shape: tuple, a: float, generator: torch.Generator, device=None) -> torch.Tensor:
-    "log of Gamma(`a`, 1) samples (float32, on the generator's device unless `device`), Marsaglia-Tsang with boost."
+_CANDIDATES = 4      # Marsaglia-Tsang candidates per image and round, seeded path
+
+def _check_shape_param(a):
     if isinstance(a, bool) or not isinstance(a, (int, float)) or not a > 0 or not math.isfinite(a):
         raise ValueError(f"alpha: expected a finite number > 0, got {a!r}")
-    gdev, dev = _devices(generator, device)
-    n = math.prod(shape)
+
+def _seeded_log_gamma(seeds: torch.Tensor, a: float, salt, candidates: int = _CANDIDATES) -> torch.Tensor:
+    "log Gamma(`a`) [n] (float32), value i a function of `seeds[i]` and `salt` only: fixed candidates, rounds for the rest."
+    d = (a if a >= 1 else a + 1) - 1 / 3
+    c = 1 / math.sqrt(9 * d)
+    out = torch.empty(seeds.numel(), dtype=torch.float64, device=seeds.device)
+    todo = torch.arange(seeds.numel(), device=seeds.device)
+    for r in range(64):
+        u = seeded_uniform(seeds[todo], 3 * candidates, (salt, r), dtype=torch.float64)
+        u1, u2, u3 = u.split(candidates, 1)
+        x = torch.sqrt(-2 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)        # Box-Muller: N(0, 1)
+        v = (1 + c * x) ** 3
+        logv = torch.log(v.clamp(min=1e-300))
+        ok = (v > 0) & (torch.log1p(-u3) < 0.5 * x * x + d - d * v + d * logv)     # log of a uniform in (0, 1]
+        first = ok.to(torch.uint8).argmax(1, keepdim=True)                         # the first accepted candidate
+        out[todo] = math.log(d) + logv.gather(1, first)[:, 0]    # rows with none accepted are redrawn below
+        done = ok.any(1)
+        if bool(done.all()): break
+        todo = todo[~done]
+    else: raise RuntimeError("log_gamma_sample: rejection did not finish in 64 rounds")
+    if a < 1:   # boost: G(a) = G(a+1) * U^(1/a), U in (0, 1]
+        out = out + torch.log1p(-seeded_uniform(seeds, 1, (salt, 'boost'), dtype=torch.float64)[:, 0]) / a
+    return out.float()
+
+def _log_gamma(src, n: int, a: float, salt) -> torch.Tensor:
+    "log Gamma(`a`) [n] (float32) from a generator's stream, or from per-sample seeds (`salt` names the seeded stream)."
+    _check_shape_param(a)
+    if not isinstance(src, torch.Generator):     # one seed per image (rejection redraws single images), then the draw
+        seeds, per = src
+        return _seeded_log_gamma(seeded_bits(seeds, per, ('image', salt)).view(-1), a, salt)
+    gdev = src.device
     d = (a if a >= 1 else a + 1) - 1 / 3
     c = 1 / math.sqrt(9 * d)
     out = torch.empty(n, device=gdev)
     todo = torch.arange(n, device=gdev)
     for _ in range(64):
         if todo.numel() == 0: break
-        x = torch.randn(todo.numel(), generator=generator, device=gdev)
-        u = torch.rand(todo.numel(), generator=generator, device=gdev)
+        x = torch.randn(todo.numel(), generator=src, device=gdev)
+        u = torch.rand(todo.numel(), generator=src, device=gdev)
         v = (1 + c * x) ** 3
         logv = torch.log(v.clamp(min=1e-30))
         ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * logv)
@@ -175,17 +286,31 @@ def log_gamma_sample(shape: tuple, a: float, generator: torch.Generator, device=
     else:
         if todo.numel(): raise RuntimeError("log_gamma_sample: rejection did not finish in 64 rounds")
     if a < 1:   # boost: G(a) = G(a+1) * U^(1/a); log(U) from 1 - rand, which is in (0, 1]
-        out = out + torch.log1p(-torch.rand(n, generator=generator, device=gdev)) / a
-    return out.view(shape).to(dev)
+        out = out + torch.log1p(-torch.rand(n, generator=src, device=gdev)) / a
+    return out
 
-def beta_sample(shape: tuple, a: float, b: float, generator: torch.Generator, device=None,
-                dtype=torch.float32) -> torch.Tensor:
-    "Beta(`a`, `b`) samples from `generator`: G1 / (G1 + G2), computed as sigmoid(log G1 - log G2) in `dtype`."
-    g1 = log_gamma_sample(shape, a, generator)
-    g2 = log_gamma_sample(shape, b, generator)
-    return torch.sigmoid((g1 - g2).to(dtype)).to(_devices(generator, device)[1])
+def log_gamma_sample(shape: tuple, a: float,
+                     generator,    # a torch.Generator, or per-sample seeds (int64 [S], S dividing the number of samples)
+                     device=None) -> torch.Tensor:
+    "log of Gamma(`a`, 1) samples (float32, on the source's device unless `device`), Marsaglia-Tsang with boost."
+    _check_shape_param(a)
+    gdev, dev = _devices(generator, device)
+    n = math.prod(shape)
+    return _log_gamma(_source(generator, n), n, a, 'gamma').view(shape).to(dev)
 
-def mixup_lambda(batch: int, alpha: float, generator: torch.Generator, device=None,
+def beta_sample(shape: tuple, a: float, b: float,
+                generator,         # a torch.Generator, or per-sample seeds (int64 [S], S dividing the number of samples)
+                device=None, dtype=torch.float32) -> torch.Tensor:
+    "Beta(`a`, `b`) samples: G1 / (G1 + G2), computed as sigmoid(log G1 - log G2) in `dtype`."
+    gdev, dev = _devices(generator, device)
+    n = math.prod(shape)
+    src = _source(generator, n)
+    g1, g2 = _log_gamma(src, n, a, 'beta.a'), _log_gamma(src, n, b, 'beta.b')
+    return torch.sigmoid((g1 - g2).to(dtype)).view(shape).to(dev)
+
+def mixup_lambda(batch: int, alpha: float,
+                 generator,        # a torch.Generator, or per-sample seeds (int64 [S], S dividing batch)
+                 device=None,
                  dtype=torch.float32) -> torch.Tensor:
     "One Mixup coefficient per image, lambda ~ Beta(alpha, alpha): [batch] in `dtype`."
     _check_size(batch, 1, 1)
@@ -193,7 +318,7 @@ def mixup_lambda(batch: int, alpha: float, generator: torch.Generator, device=No
 
 def mixup_mask(batch: int, height: int, width: int,
                alpha: float,               # Beta(alpha, alpha); 1 is uniform, small alpha pushes lambda to 0 or 1
-               generator: torch.Generator, # all random numbers come from here (on its device)
+               generator,                  # a torch.Generator, or per-sample seeds (int64 [S], S dividing batch)
                device=None, dtype=torch.float32) -> torch.Tensor: # [batch, 1, height, width], constant per image
     "Mixup coefficient matrix: every element of image b's mask equals lambda_b ~ Beta(alpha, alpha)."
     _check_size(batch, height, width)
@@ -222,8 +347,8 @@ class MixerConfig:
         if not isinstance(self.per_clip, bool): raise ValueError(f"per_clip: expected a bool, got {self.per_clip!r}")
 
 def draw_mask(cfg: MixerConfig, batch: int, height: int, width: int,
-              generator: torch.Generator, # all random numbers come from here (on its device)
-              device=None,                # default: the generator's device
+              generator,                  # a torch.Generator, or per-sample seeds (int64 [S], S dividing batch)
+              device=None,                # default: the source's device
               dtype=torch.float32) -> torch.Tensor: # [batch, 1, height, width]
     "Draw `batch` coefficient matrices M with the mixer `cfg.name`."
     if cfg.name == 'cutmix': return cutmix_mask(batch, height, width, generator, cfg.boxes, cfg.area, device, dtype)
@@ -232,6 +357,11 @@ def draw_mask(cfg: MixerConfig, batch: int, height: int, width: int,
     raise ValueError(f"mixer: unknown name {cfg.name!r}, expected one of {MIXERS}")
 
 # %% ../nbs/02_mixer.ipynb #ff90fc10
+def _one_source(generator, seeds):
+    if (generator is None) == (seeds is None):
+        raise ValueError("generator: pass either a torch.Generator or seeds= (per-sample int64 seeds [B]), exactly one")
+    return generator if seeds is None else seeds
+
 class CrossModalMixer(nn.Module):
     "Eq. 1 with M drawn by `cfg`: mixes video and spectrogram images [..., 3, H, W] (e.g. [B, K, 3, H, W])."
     def __init__(self, cfg: MixerConfig = None):
@@ -239,20 +369,26 @@ class CrossModalMixer(nn.Module):
         self.cfg = MixerConfig() if cfg is None else cfg
         if not isinstance(self.cfg, MixerConfig): raise ValueError(f"cfg: expected a MixerConfig, got {type(cfg).__name__}")
 
-    def masks(self, shape, generator: torch.Generator, device=None, dtype=torch.float32) -> torch.Tensor:
+    def masks(self, shape, generator: torch.Generator = None, device=None, dtype=torch.float32, *,
+              seeds: torch.Tensor = None,  # instead of `generator`: int64 [B], one seed per sample (dim 0 of `shape`)
+             ) -> torch.Tensor:
         "Masks for images of `shape` [..., C, H, W]: [..., 1, H, W], own per image, or shared along dim 1 if not per_clip."
+        src = _one_source(generator, seeds)
         if len(shape) < 4: raise ValueError(f"iv: expected [B, 3, H, W] or [B, K, 3, H, W], got {tuple(shape)}")
         *lead, _, h, w = shape
+        if seeds is not None and _check_seeds(seeds).numel() != lead[0]:
+            raise ValueError(f"seeds: expected one per sample ({lead[0]}), got {seeds.numel()}")
         per_sample = not self.cfg.per_clip and len(lead) > 1
         n = lead[0] if per_sample else math.prod(lead)
-        m = draw_mask(self.cfg, n, h, w, generator, device, dtype)
+        m = draw_mask(self.cfg, n, h, w, src, device, dtype)
         if per_sample: return m.view(lead[0], *[1] * (len(lead) - 1), 1, h, w).expand(*lead, 1, h, w)
         return m.view(*lead, 1, h, w)
 
-    def forward(self, iv: torch.Tensor, ia: torch.Tensor, generator: torch.Generator, return_mask: bool = False):
+    def forward(self, iv: torch.Tensor, ia: torch.Tensor, generator: torch.Generator = None, return_mask: bool = False, *,
+                seeds: torch.Tensor = None):  # instead of `generator`: int64 [B], one seed per sample
         "The mixed images (and the masks, [..., 1, H, W], if `return_mask`)."
         if ia.shape != iv.shape: raise ValueError(f"ia: shape {tuple(ia.shape)} differs from iv {tuple(iv.shape)}")
-        m = self.masks(iv.shape, generator, iv.device, iv.dtype)
+        m = self.masks(iv.shape, generator, iv.device, iv.dtype, seeds=seeds)
         out = mix(iv, ia, m)
         return (out, m) if return_mask else out
 

@@ -23,9 +23,9 @@ from .train import (TrainConfig, StepGenerator, fit, check_plan, derive_seed, re
 
 # %% auto #0
 __all__ = ['SCALES', 'DECODER_LR', 'EXECUTION_ONLY', 'check_decoder', 'check_mixer', 'Scale', 'scale_config', 'check_data',
-           'synth_folder', 'ensure_cache', 'mixer_generators', 'to_device', 'draw_mixer_masks', 'pretrain_step',
-           'run_name', 'dataset_name', 'run_spec', 'finished_run', 'pretrain', 'load_pretrained', 'heldout_batch',
-           'summarize_run', 'write_report', 'check_experiment']
+           'synth_folder', 'ensure_cache', 'to_device', 'pretrain_step', 'run_name', 'dataset_name', 'run_spec',
+           'finished_run', 'pretrain', 'load_pretrained', 'heldout_batch', 'summarize_run', 'write_report',
+           'check_experiment']
 
 # %% ../nbs/03b_pretrain.ipynb #1b41189a
 SCALES = ('smoke', 'cpu', 'paper')
@@ -156,40 +156,18 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
     return out
 
 # %% ../nbs/03b_pretrain.ipynb #8cf20229
-def mixer_generators(generator: StepGenerator) -> list:
-    "One CPU generator per local sample for the mixer, from the sample's seed (independent of its masking noise)."
-    return [torch.Generator().manual_seed(derive_seed(int(s), 'mixer')) for s in generator.sample_seeds]
-
 def to_device(t: torch.Tensor, device) -> torch.Tensor:
     "Copy a CPU tensor to `device`; to a GPU through pinned memory without blocking (no stream stall)."
     device = torch.device(device)
     return t.pin_memory().to(device, non_blocking=True) if device.type == 'cuda' else t.to(device)
-
-def draw_mixer_masks(mixer: CrossModalMixer, shape, generator: StepGenerator, device=None, dtype=torch.float32) -> torch.Tensor:
-    "Mixer masks [B, K, 1, H, W] for images of `shape` [B, K, C, H, W]: sample b's `mixer.masks` drawn from its own seed."
-    gens = mixer_generators(generator)
-    if len(shape) != 5: raise ValueError(f"shape: expected [B, K, C, H, W], got {tuple(shape)}")
-    B, K, _, H, W = shape
-    if len(gens) != B: raise ValueError(f"generator: has seeds for {len(gens)} samples, the batch holds {B}")
-    cfg, dev = mixer.cfg, torch.device('cpu' if device is None else device)
-    n = K if cfg.per_clip else 1                                         # masks per sample
-    if cfg.name == 'cutmix':                                             # boxes [B*n, s, 4] drawn here, painted there
-        m = boxes_to_mask(to_device(torch.cat([cutmix_boxes(n, H, W, g, cfg.boxes, cfg.area) for g in gens]), dev), H, W, dtype)
-    elif cfg.name == 'mixup':                                            # one lambda per image
-        lam = to_device(torch.cat([mixup_lambda(n, cfg.alpha, g, dtype=dtype) for g in gens]), dev)
-        m = lam.view(-1, 1, 1, 1).expand(-1, 1, H, W)
-    else:                                                                # Pixel Mixup: one bit per pixel
-        m = to_device(torch.cat([pixel_mixup_mask(n, H, W, cfg.p, g, dtype=torch.bool) for g in gens]), dev).to(dtype)
-    return m.view(B, n, 1, H, W).expand(B, K, 1, H, W)
 
 def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModalMixer) -> dict:
     "The engine's step_fn: per-sample mixer masks and masking noise, Eq. 1, the MAE's loss (loss, loss_video, loss_audio)."
     if not isinstance(generator, StepGenerator): raise ValueError(f"generator: expected the engine's StepGenerator, got {type(generator).__name__}")
     video, audio = batch['video'], batch['audio']
     cfg = _unwrap(model).cfg
-    m = draw_mixer_masks(mixer, video.shape, generator, video.device, video.dtype)
-    mixed = mix(video, audio, m)
-    noise = to_device(generator.rand_per_sample(video.shape[1] * cfg.num_patches, device='cpu'), video.device)
+    mixed, m = mixer(video, audio, seeds=generator.seeds(video.device), return_mask=True)   # vectorised, per-sample seeds
+    noise = generator.rand_per_sample(video.shape[1] * cfg.num_patches, device=video.device)
     out = model(mixed, video, audio, noise=noise)
     return dict(loss=out['loss'], loss_video=out['loss_video'], loss_audio=out['loss_audio'], video_share=m.mean())
 

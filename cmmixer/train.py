@@ -129,6 +129,8 @@ def lr_at(step:int, total_steps:int, warmup_steps:int, base_lr:float, min_lr:flo
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 # %% ../nbs/03a_train.ipynb #09923219
+from .mixer import seeded_uniform     # the counter-based per-sample random source (mixer imports only torch)
+
 def derive_seed(*keys) -> int:
     "A 63-bit seed that depends only on `keys` (ints and strings), not on any RNG's history."
     keys = tuple(k if isinstance(k, str) else int(k) for k in keys)
@@ -149,11 +151,24 @@ class StepGenerator(torch.Generator):
         "One fresh CPU generator per local sample, seeded by `sample_seeds`."
         return [torch.Generator().manual_seed(int(s)) for s in self.sample_seeds]
 
+    def seeds(self, device=None) -> torch.Tensor:
+        "`sample_seeds` on `device` (default: the generator's); copied to a GPU once per step, pinned and non-blocking."
+        dev = torch.device(self.device if device is None else device)
+        if dev.type == 'cpu': return self.sample_seeds
+        cache = self.__dict__.setdefault('_seeds_on', {})
+        if dev not in cache:
+            src = self.sample_seeds.pin_memory() if dev.type == 'cuda' else self.sample_seeds
+            cache[dev] = src.to(dev, non_blocking=dev.type == 'cuda')
+        return cache[dev]
+
+    def uniform_per_sample(self, n:int, salt='rand_per_sample', device=None) -> torch.Tensor:
+        "Uniform [0, 1) numbers `[local_batch, n]` on `device`, row i a hash of (sample i's seed, `salt`) only; vectorised."
+        return seeded_uniform(self.seeds(device), n, salt)
+
     def rand_per_sample(self, *shape, device=None) -> torch.Tensor:
-        "Uniform [0, 1) noise `[local_batch, *shape]`, row i drawn from sample i's own seed (DDP-invariant)."
-        rows = [torch.rand(shape, generator=g) for g in self.sample_generators()]
-        out = torch.stack(rows) if rows else torch.empty(0, *shape)
-        return out.to(device if device is not None else self.device)
+        "Uniform [0, 1) noise `[local_batch, *shape]`, row i from sample i's own seed (DDP-invariant), drawn on `device`."
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)): shape = tuple(shape[0])
+        return self.uniform_per_sample(math.prod(shape), device=device).view(len(self.sample_seeds), *shape)
 
 class EpochSampler(DistributedSampler):
     "DistributedSampler whose epoch order is seeded by (seed, epoch), cut into global batches, and that can start mid-epoch."
