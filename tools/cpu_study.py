@@ -91,7 +91,7 @@ def run(name, seed=0, over=None):
     from cmmixer.cache import Cache, prepare
     from cmmixer.media import MediaConfig
     from cmmixer.mae import CMMixerMAE
-    from cmmixer.train import derive_seed
+    from cmmixer.core import derive_seed
     c = cfg_of(name, over)
     key = digest(c)
     res_p = ROOT / 'runs' / 'study' / f"{name}_{key}_seed{seed}.json"
