@@ -74,6 +74,9 @@ def test_same_record_three_ways(tiny_data, tmp_path):
     p = papermill(tmp_path / 'b.ipynb', ROOT, runs=tmp_path / 'b', data_root=data_root, **common)
     assert p.returncode == 0, p.stderr[-3000:]
     b = json.loads((tmp_path / 'b' / 'records' / 'table1' / name).read_text())
+    nb = json.loads((tmp_path / 'b.ipynb').read_text())                   # labelled bars, no thousand-line logs:
+    outputs = sum(len(json.dumps(c.get('outputs', []))) for c in nb['cells'])   # the chapter's outputs stay small
+    assert outputs < 100_000, outputs
     # 3. papermill in nbs/ (a JupyterLab kernel's working directory), with a path relative to the project root
     rel = Path('runs') / f'test-{uuid.uuid4().hex[:8]}'
     try:

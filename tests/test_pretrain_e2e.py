@@ -47,6 +47,9 @@ def test_papermill_pretrain_smoke(tiny_synth, tmp_path):
     for f in ('loss_curve.png', 'reconstruction.png'):
         assert (res / f).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', f
     assert not list(res.glob('*.safetensors'))                           # reports stay small: weights live in the checkpoint
+    nb = json.loads((tmp_path / 'out.ipynb').read_text())                 # the outputs (bars, figures) stay small
+    outputs = sum(len(json.dumps(c.get('outputs', []))) for c in nb['cells'])
+    assert outputs < 100_000, outputs
     print(f"papermill smoke run: {time.time() - t0:.0f} s")
 
 
