@@ -127,3 +127,39 @@ def test_chapter_refuses_before_its_tests(name, value, msg, tmp_path):
     err = next(o for o in code[failed[0]]['outputs'] if o.get('output_type') == 'error')
     assert err['evalue'].startswith(msg), err['evalue']
     assert not (tmp_path / 'r').exists() and not (tmp_path / 'd').exists()
+
+
+def _children(pid):
+    "The pids whose parent is `pid` (Linux /proc)."
+    out = []
+    for d in Path('/proc').iterdir():
+        if not d.name.isdigit(): continue
+        try: ppid = int((d / 'stat').read_text().rsplit(')', 1)[1].split()[1])
+        except (OSError, IndexError, ValueError): continue
+        if ppid == pid: out.append(int(d.name))
+    return out
+
+
+def _alive(pid):
+    try: return (Path('/proc') / str(pid) / 'stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError: return False
+
+
+@pytest.mark.skipif(not Path('/proc').is_dir(), reason='needs Linux /proc')
+def test_killed_papermill_leaves_no_process(tmp_path):
+    "Kill papermill (SIGKILL) while its kernel's worker pool generates data: the kernel and the workers go too."
+    import signal
+    pm = subprocess.Popen([sys.executable, '-m', 'papermill', str(NB), str(tmp_path / 'out.ipynb'), '--no-progress-bar',
+                           '-p', 'scale', 'smoke', '-p', 'runs', str(tmp_path / 'runs'), '-p', 'data_root', str(tmp_path / 'data')],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, tree = time.time() + 180, []
+    while time.time() < deadline:                                   # the kernel, and its pool's workers at work
+        kernels = _children(pm.pid)
+        workers = [w for k in kernels for w in _children(k)]
+        if len(workers) >= 2: tree = kernels + workers + [x for w in workers for x in _children(w)]; break
+        time.sleep(0.5)
+    assert tree, 'no worker pool seen'
+    pm.send_signal(signal.SIGKILL); pm.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(p) for p in tree): time.sleep(0.5)
+    assert not [p for p in tree if _alive(p)]
