@@ -14,9 +14,14 @@ def run_cli(*args, timeout=600, check_rc=None):
     return p
 
 
+def make_synth(out, videos, tracks, seed, duration=3, size=32):
+    "A SynthM2M benchmark in `out` (M2M layout) written by the `cmmixer synth` command; returns `out`."
+    run_cli('synth', out, '--videos', videos, '--tracks', tracks, '--seed', seed, '--duration', duration, '--size', size,
+            '--workers', 2, '--quiet', check_rc=0)
+    return out
+
+
 @pytest.fixture(scope='session')
 def small_synth(tmp_path_factory):
     "A small SynthM2M benchmark generated once through the command line."
-    out = tmp_path_factory.mktemp('synth') / 'synth'
-    run_cli('synth', out, '--videos', 14, '--tracks', 6, '--seed', 3, '--duration', 4, '--size', 64, '--workers', 2, '--quiet', check_rc=0)
-    return out
+    return make_synth(tmp_path_factory.mktemp('synth') / 'synth', 14, 6, 3, duration=4, size=64)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import make_synth
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / 'nbs' / '04_retrieval.ipynb'
@@ -45,10 +45,7 @@ def comparable(rec):
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
     "40 SynthM2M videos (M2M layout) through the command line: a dataset folder for `data`."
-    out = tmp_path_factory.mktemp('exp') / 'tiny'
-    run_cli('synth', out, '--videos', 40, '--tracks', 14, '--seed', 5, '--duration', 3, '--size', 32, '--workers', 2,
-            '--quiet', check_rc=0)
-    return out
+    return make_synth(tmp_path_factory.mktemp('exp') / 'tiny', 40, 14, 5)
 
 
 def papermill(out_nb, cwd, **params):

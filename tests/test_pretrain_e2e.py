@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, make_synth
 
 REPO = Path(__file__).resolve().parents[1]
 NB = REPO / 'nbs' / '03_mae.ipynb'
@@ -24,10 +24,7 @@ def papermill(out_nb, *params, timeout=300):
 @pytest.fixture(scope='module')
 def tiny_synth(tmp_path_factory):
     "16 three-second SynthM2M videos of 32 px (about 10 for training) through the command line."
-    out = tmp_path_factory.mktemp('pretrain') / 'synth'
-    run_cli('synth', out, '--videos', 16, '--tracks', 5, '--seed', 1, '--duration', 3, '--size', 32, '--workers', 2,
-            '--quiet', check_rc=0)
-    return out
+    return make_synth(tmp_path_factory.mktemp('pretrain') / 'synth', 16, 5, 1)
 
 
 def test_papermill_pretrain_smoke(tiny_synth, tmp_path):
