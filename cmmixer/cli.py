@@ -31,7 +31,7 @@ def synth(out:Param("folder to write the benchmark into (M2M-style layout: video
     print(f"SynthM2M written to {out}: {summary}")
     return 0
 
-# %% ../nbs/08_cli.ipynb #33059cf7
+# %% ../nbs/08_cli.ipynb #79bf4263
 @call_parse
 def prepare(source:Param("dataset folder: M2M-style, YouTube-8M-style, Kinetics-400, AudioSet or ESC-50 layout", str),
             out:Param("cache folder to write (resumes if it holds a partial cache)", str),
@@ -49,7 +49,7 @@ def prepare(source:Param("dataset folder: M2M-style, YouTube-8M-style, Kinetics-
     print(f"cache at {out}: {summary}")
     return 0
 
-# %% ../nbs/08_cli.ipynb #8c2243fa
+# %% ../nbs/08_cli.ipynb #dc631b8c
 @call_parse
 def index(music_dir:Param("folder of tracks (any audio or video format; searched recursively), or of videos with --modality video", str),
           checkpoint:Param("fine-tuned retriever: a run folder or its checkpoint/ folder", str)=None,
@@ -71,7 +71,7 @@ def index(music_dir:Param("folder of tracks (any audio or video format; searched
     print(f"index at {out}: {summary}")
     return 0
 
-# %% ../nbs/08_cli.ipynb #004bc9a2
+# %% ../nbs/08_cli.ipynb #906a976c
 @call_parse
 def recommend(query:Param("a video (with --index, a music index) or a track (with --video_index, a video index)", str),
               index:Param("music index folder from `cmmixer index`", str)=None,
@@ -92,7 +92,7 @@ def recommend(query:Param("a video (with --index, a music index) or a track (wit
     print(df[cols].to_string(index=False, float_format=lambda x: f'{x:.3f}'))
     return 0
 
-# %% ../nbs/08_cli.ipynb #bd78125b
+# %% ../nbs/08_cli.ipynb #bfc8db36
 COMMANDS = dict(synth=synth, prepare=prepare, index=index, recommend=recommend)
 
 def _usage() -> str:

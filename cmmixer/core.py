@@ -43,7 +43,7 @@ def check_choice(name:str, v, choices):
     "`v` is one of `choices`, else a ValueError naming `name` and listing them."
     check(v in tuple(choices), name, f"expected one of {tuple(choices)}, got {v!r}")
 
-# %% ../nbs/00_core.ipynb #67e38c70
+# %% ../nbs/00_core.ipynb #27320e39
 def digest(obj, n:int|None=None) -> str:
     "SHA-1 hex digest of `obj` as sorted JSON (non-JSON values by `str`), cut to `n` characters when given."
     h = hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
@@ -54,7 +54,7 @@ def derive_seed(*keys) -> int:
     keys = tuple(k if isinstance(k, str) else int(k) for k in keys)
     return int.from_bytes(hashlib.blake2b(repr(keys).encode(), digest_size=8).digest(), 'little') >> 1
 
-# %% ../nbs/00_core.ipynb #30599dd9
+# %% ../nbs/00_core.ipynb #b0de31da
 def atomic_write(path, data) -> Path:
     "Write `data` (bytes, str, or a function writing to the temporary path it is given) to `path` atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def write_json(path, obj, indent:int=1) -> Path:
     "Write `obj` as JSON to `path` atomically."
     return atomic_write(path, json.dumps(obj, indent=indent, default=jsonable) + '\n')
 
-# %% ../nbs/00_core.ipynb #41bc3922
+# %% ../nbs/00_core.ipynb #efe15f53
 def _is_root(d:Path) -> bool:
     ini = d / 'settings.ini'
     return ini.is_file() and 'lib_name = cmmixer' in ini.read_text(errors='ignore')
@@ -95,14 +95,14 @@ def project_path(path, root=None) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else Path(root or project_root()) / p
 
-# %% ../nbs/00_core.ipynb #097d7c15
+# %% ../nbs/00_core.ipynb #557d4786
 def progress_bar(iterable=None, desc:str='', total=None, disable:bool=False, unit:str='it', leave:bool=True, **kw):
     "A labelled tqdm bar (the notebook widget in Jupyter, text elsewhere, redrawn at most every 2 s)."
     from tqdm.auto import tqdm
     return tqdm(iterable, desc=desc, total=total, disable=disable, unit=unit, leave=leave,
                 mininterval=kw.pop('mininterval', 2.0), dynamic_ncols=True, **kw)
 
-# %% ../nbs/00_core.ipynb #afb6e17c
+# %% ../nbs/00_core.ipynb #52d36409
 def _die_with_parent():
     "Linux: deliver SIGTERM to this process when its parent exits (prctl PR_SET_PDEATHSIG); elsewhere nothing."
     if sys.platform.startswith('linux'):
@@ -127,6 +127,7 @@ def worker_pool(workers:int, jobs:int|None=None, init=()) -> ProcessPoolExecutor
     return ProcessPoolExecutor(n, mp_context=mp.get_context('spawn'), initializer=importable(worker_init, 'cmmixer.core'),
                                initargs=(os.getpid(), *init))
 
+# %% ../nbs/00_core.ipynb #3e889813
 def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done=None, module:str|None=None,
              unit:str='it') -> list:
     "`fn(*job)` for every job (in a `worker_pool` when `workers` > 1), a labelled bar, `done(i, result)` as each ends; results in job order."
@@ -150,7 +151,7 @@ def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done
         finally: ex.shutdown(wait=True, cancel_futures=True)
     return res
 
-# %% ../nbs/00_core.ipynb #c22ac7d0
+# %% ../nbs/00_core.ipynb #3cfad774
 def to_device(x, device):
     "`x` (a tensor or nested dict/list/tuple of them) on `device`; CPU tensors to a GPU via pinned memory, non-blocking."
     device = torch.device(device)

@@ -45,7 +45,7 @@ def tiny_wav(path, seconds=1.5, seed=0) -> Path:
     "Write `tiny_audio` to `path` (a WAV file, or any audio container its suffix names)."
     return write_media(path, audio=tiny_audio(seconds, seed=seed), sample_rate=16000)
 
-# %% ../nbs/01_data.ipynb #f3294111
+# %% ../nbs/01_data.ipynb #cd92655d
 @dataclass
 class Record:
     "One example before decoding: picture source, sound source (and offset), pairing group, labels, split."
@@ -65,6 +65,7 @@ class RecordSet(list):
         self.kind, self.classes, self.multilabel, self.root = kind, list(classes), bool(multilabel), str(root)
     def __repr__(self): return f"RecordSet(kind={self.kind!r}, n={len(self)}, classes={len(self.classes)}, multilabel={self.multilabel})"
 
+# %% ../nbs/01_data.ipynb #1e89361d
 VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v', '.flv', '.mpg', '.mpeg', '.3gp', '.ts')
 AUDIO_EXTS = ('.wav', '.flac', '.mp3', '.ogg', '.opus', '.m4a', '.aac')
 SPLIT_ALIASES = {'validate': 'val', 'validation': 'val', 'valid': 'val', 'eval': 'test', 'evaluation': 'test'}
@@ -89,7 +90,7 @@ def _need_cols(df, cols, path):
     miss = [c for c in cols if c not in df.columns]
     if miss: raise ValueError(f"root: {path} lacks column(s) {miss} (has {list(df.columns)})")
 
-# %% ../nbs/01_data.ipynb #ff9d5a56
+# %% ../nbs/01_data.ipynb #d7873e49
 def read_m2m(root) -> RecordSet:
     "Records of an M2M-style folder: `videos/`, `music/`, `pairs.csv` (video, track, offset[, split])."
     root = _root(root)
@@ -110,7 +111,7 @@ def read_m2m(root) -> RecordSet:
         recs.append(Record(rid, video, audio, offset, group, [], _norm_split(row.get('split', ''))))
     return RecordSet(recs, kind='m2m', root=root)
 
-# %% ../nbs/01_data.ipynb #b93dc17a
+# %% ../nbs/01_data.ipynb #46273c4d
 def read_yt8m(root, labels='auto', num_classes:int|None=None) -> RecordSet:
     "Records of a folder of videos that pair with their own audio; optional labels CSV (video_id,labels)."
     root = _root(root)
@@ -134,7 +135,7 @@ def read_yt8m(root, labels='auto', num_classes:int|None=None) -> RecordSet:
     n = num_classes if num_classes is not None else 1 + max((max(l) for l in lab.values() if l), default=-1)
     return RecordSet(recs, kind='yt8m', classes=[str(i) for i in range(n)], multilabel=True, root=root)
 
-# %% ../nbs/01_data.ipynb #1a3ad886
+# %% ../nbs/01_data.ipynb #18da5e01
 def make_mini_yt8m(root) -> Path:
     """A miniature YouTube-8M-style folder in `root` (for tests): four videos in four containers (two in `train/`,
     one in `validate/`, one loose), a text file that is not a video, and a labels CSV for two of them."""
@@ -145,7 +146,7 @@ def make_mini_yt8m(root) -> Path:
     (root / 'labels.csv').write_text("video_id,labels\naaa,3;7\nccc,1\n")
     return root
 
-# %% ../nbs/01_data.ipynb #515699ac
+# %% ../nbs/01_data.ipynb #efd7f2a5
 _K400_COLS = ('label', 'youtube_id', 'time_start', 'time_end')
 
 def _csvs(root:Path, depth:int=2) -> list:
@@ -186,7 +187,7 @@ def read_kinetics(root, clips=None, need=('video', 'audio')) -> RecordSet:
         recs.append(Record(rid, str(p), str(p), 0.0, rid, [cidx[label]] if label else [], split, tuple(need)))
     return RecordSet(recs, kind='kinetics', classes=classes, multilabel=False, root=root)
 
-# %% ../nbs/01_data.ipynb #a66a0838
+# %% ../nbs/01_data.ipynb #d7a7dcb5
 def make_mini_kinetics(root) -> Path:
     """A miniature Kinetics-400 folder in `root` (for tests): the official CSVs (train, validate), clips in class
     folders with the downloader's names, one clip kept under its bare YouTube id, one annotated clip missing."""
@@ -203,7 +204,7 @@ def make_mini_kinetics(root) -> Path:
     tiny_video(root / 'clips' / 'val' / 'drum2.mp4', seed=3)
     return root
 
-# %% ../nbs/01_data.ipynb #61eb1110
+# %% ../nbs/01_data.ipynb #bc25d413
 AUDIOSET_SPLITS = {'balanced_train': 'train', 'eval': 'test', 'unbalanced_train': 'unbalanced'}
 
 def read_audioset_segments(path) -> list:
@@ -220,6 +221,7 @@ def _num_variants(s:str) -> list:
     out = [s, f"{x:g}", f"{x:.1f}", f"{x:.3f}", str(int(x)), str(int(round(x * 1000)))]
     return list(dict.fromkeys(out))
 
+# %% ../nbs/01_data.ipynb #7fd2fb34
 def read_audioset(root, clips=None, need=None) -> RecordSet:
     "Records of AudioSet: segment CSVs + `class_labels_indices.csv` under `root`, clips under `clips` (default `root`)."
     root = _root(root)
@@ -252,7 +254,7 @@ def read_audioset(root, clips=None, need=None) -> RecordSet:
             recs.append(Record(rid, None if 'video' not in nd else str(p), str(p), 0.0, rid, label, split, nd))
     return RecordSet(recs, kind='audioset', classes=classes, multilabel=True, root=root)
 
-# %% ../nbs/01_data.ipynb #39542adf
+# %% ../nbs/01_data.ipynb #c822775a
 def make_mini_audioset(root) -> Path:
     """A miniature AudioSet folder in `root` (for tests): segment lists in the released format (comment header,
     quoted comma-separated mids), the class index of three classes, clips as `{YTID}_{start}.wav` (audio only) or
@@ -272,7 +274,7 @@ def make_mini_audioset(root) -> Path:
     tiny_wav(root / 'audio' / 'zzEVAL12345_12.5.wav', seed=3)
     return root
 
-# %% ../nbs/01_data.ipynb #9febe0a7
+# %% ../nbs/01_data.ipynb #59173b9c
 def read_esc50(root) -> RecordSet:
     "Records of ESC-50: `meta/esc50.csv` + `audio/*.wav`; audio-only, splits `fold1`..`fold5`."
     root = _root(root)
@@ -286,7 +288,7 @@ def read_esc50(root) -> RecordSet:
     return RecordSet(recs, kind='esc50', classes=[classes.get(i, str(i)) for i in range(max(classes, default=-1) + 1)],
                      multilabel=False, root=root)
 
-# %% ../nbs/01_data.ipynb #189f52f1
+# %% ../nbs/01_data.ipynb #7610fd21
 def make_mini_esc50(root) -> Path:
     """A miniature ESC-50 folder in `root` (for tests): `meta/esc50.csv` with four recordings of two classes
     (targets 0 and 14) in folds 1, 2 and 5, and their WAV files (1.2-1.8 s) in `audio/`."""
@@ -300,7 +302,7 @@ def make_mini_esc50(root) -> Path:
         tiny_wav(root / 'audio' / f, seconds=1.2 + 0.2 * i, seed=i)
     return root
 
-# %% ../nbs/01_data.ipynb #36a809ed
+# %% ../nbs/01_data.ipynb #6874a592
 READERS = dict(m2m=read_m2m, yt8m=read_yt8m, kinetics=read_kinetics, audioset=read_audioset, esc50=read_esc50)
 
 def detect_kind(root) -> str:
@@ -320,7 +322,7 @@ def read_source(root, kind:str='auto') -> RecordSet:
     _root(root)
     return READERS[detect_kind(root) if kind == 'auto' else kind](root)
 
-# %% ../nbs/01_data.ipynb #d5609e50
+# %% ../nbs/01_data.ipynb #2935173b
 SPLITS = ('train', 'val', 'test')
 
 def check_fractions(fractions):

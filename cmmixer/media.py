@@ -23,7 +23,7 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'write_media', 'MediaError', 'MediaC
            'log_mel_fbank', 'Clips', 'load_clips', 'load_many', 'spectrogram_image', 'frames_to_float', 'crop_params',
            'augment_frames']
 
-# %% ../nbs/00_media.ipynb #ea4088d6
+# %% ../nbs/00_media.ipynb #cf66b8a4
 _DEFAULT_CODECS = {  # suffix -> (video encoder, audio encoder); None: the container holds no such stream
     '.mp4': ('libx264', 'aac'), '.mov': ('libx264', 'aac'), '.mkv': ('libx264', 'aac'),
     '.webm': ('libvpx-vp9', 'libopus'), '.avi': ('mpeg4', 'libmp3lame'),
@@ -54,6 +54,7 @@ def _frame_pts(n, fps, pts, time_base):
     if np.any(np.diff(ticks) <= 0): raise ValueError("pts: timestamps closer than 1 ms")
     return ticks.tolist()
 
+# %% ../nbs/00_media.ipynb #35b6645a
 def _add_video(container, codec, frames, fps, pts, crf, gop):
     n, h, w, _ = frames.shape
     rate = Fraction(fps).limit_denominator(1001)
@@ -79,6 +80,7 @@ def _add_audio(container, codec, audio, sample_rate):
     if codec == 'aac': s.options = {'aac_coder': 'fast'}   # 2.5x faster than the default two-loop search: SynthM2M's largest cost
     return s
 
+# %% ../nbs/00_media.ipynb #465aea2a
 def _video_frames_iter(frames, ticks, tb):
     for img, t in zip(frames, ticks):
         f = av.VideoFrame.from_ndarray(img, format='rgb24')
@@ -102,6 +104,7 @@ def _encode_interleaved(container, streams_frames):
         heads[s] = next(its[s], None)
     for s, _ in streams_frames: container.mux(s.encode())
 
+# %% ../nbs/00_media.ipynb #53e27626
 def write_media(path, frames=None, fps=25.0, audio=None, sample_rate=16000, vcodec=None, acodec=None, pts=None, crf=23, gop=None) -> Path:
     """Encode `frames` (uint8 [N,H,W,3]) and/or `audio` (float [C,n] in [-1,1] at `sample_rate`) into `path`.
     Container from the suffix, codecs default per container (table above). `pts`: per-frame seconds (VFR);
@@ -140,7 +143,7 @@ def write_media(path, frames=None, fps=25.0, audio=None, sample_rate=16000, vcod
         _encode_interleaved(container, jobs)
     return path
 
-# %% ../nbs/00_media.ipynb #5ad1a3d4
+# %% ../nbs/00_media.ipynb #578aed31
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -179,7 +182,7 @@ class MediaConfig:
         "T, the fbank frames per window (Kaldi `snip_edges=True`): 258 at the defaults."
         return 1 + (self.n_samples - self.frame_length) // self.frame_shift
 
-# %% ../nbs/00_media.ipynb #491a4798
+# %% ../nbs/00_media.ipynb #bf742386
 def _check_file(path):
     "The first bytes of `path`, or MediaError when the OS says it cannot be read."
     p = Path(path)
@@ -214,6 +217,7 @@ def _open(path):
         c.close(); raise MediaError(path, "not a media file")
     return c
 
+# %% ../nbs/00_media.ipynb #d8ef51e3
 def _tag_seconds(s):
     "Matroska's 'HH:MM:SS.nnnnnnnnn' DURATION tag in seconds, or None."
     try: h, m, sec = s.split(':'); return int(h) * 3600 + int(m) * 60 + float(sec)
@@ -247,7 +251,7 @@ def probe(path) -> dict:
     except (av.error.FFmpegError, OSError) as e: raise MediaError(path, f"decode failed: {e}") from None
     finally: c.close()
 
-# %% ../nbs/00_media.ipynb #b8664033
+# %% ../nbs/00_media.ipynb #c9079984
 def clip_times(duration, k) -> np.ndarray:
     "Mid-points (i + 0.5) * duration / k of the `k` equal clips of [0, duration), float64 [k]."
     check_number('duration', duration); check_int('k', k)
@@ -263,7 +267,7 @@ def window_starts(centres, window_s, duration):
     starts = np.clip(want, 0.0, duration - window_s)
     return starts, False, bool(np.any(np.abs(starts - want) > 1e-9))
 
-# %% ../nbs/00_media.ipynb #05b9e31f
+# %% ../nbs/00_media.ipynb #d1ebf216
 def scaled_size(h, w, size):
     "(height, width) with the shorter side equal to `size` and the aspect ratio kept."
     if h <= w: return size, max(size, int(round(w * size / h)))
@@ -287,6 +291,7 @@ def resize_short_side_center_crop(img, size) -> np.ndarray:
     out = t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
     return np.ascontiguousarray(center_crop(out, size))
 
+# %% ../nbs/00_media.ipynb #91a69ffe
 def _set_threads(stream, threads):
     cc = stream.codec_context
     cc.thread_count = int(threads)
@@ -309,6 +314,7 @@ def _seek(c, s, t, back):
     start = s.start_time or 0
     c.seek(start if back is None else int(math.floor(start + max(t - back, 0.0) / s.time_base)), stream=s, backward=True)
 
+# %% ../nbs/00_media.ipynb #6fab4d9a
 class _FrameWalker:
     """Decodes one video stream forward from a seek and remembers where it is: a later target close enough
     (within one keyframe interval, as far as the frames seen so far tell) is reached by decoding on, not by a new
@@ -352,6 +358,7 @@ class _FrameWalker:
             self.best = (f, pts)
         self.ended = True
 
+# %% ../nbs/00_media.ipynb #c70228b6
 def _video_frames(c, times, size, threads=1, stats=None):
     s = _video_stream(c)
     _set_threads(s, threads)
@@ -389,7 +396,7 @@ def decode_frames(path, times, size=224, threads=1, stats=None) -> np.ndarray:
     except Exception as e: raise MediaError(path, f"decode failed: {e}") from None
     finally: c.close()
 
-# %% ../nbs/00_media.ipynb #74f8f818
+# %% ../nbs/00_media.ipynb #ae6cc577
 _INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
 
 def _frame_mono(f) -> np.ndarray:
@@ -418,6 +425,7 @@ def _audio_span(c, s, t0, t1, back=0.0):
     if not parts: return np.zeros(0, np.float32), t0, rate or s.codec_context.sample_rate
     return np.concatenate(parts), first_t, rate
 
+# %% ../nbs/00_media.ipynb #17dd9c0d
 def resample(x, rate, new_rate) -> np.ndarray:
     "Mono float32 [n] at `rate` -> at `new_rate`, with FFmpeg's swresample (fresh state, flushed: no delay)."
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -428,6 +436,7 @@ def resample(x, rate, new_rate) -> np.ndarray:
     out = [g.to_ndarray()[0] for g in r.resample(f)] + [g.to_ndarray()[0] for g in r.resample(None)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
+# %% ../nbs/00_media.ipynb #6a2a7bf6
 def _audio_windows(c, starts, window_s, sample_rate, threads=1):
     "float32 [K, n] windows at `starts` (seconds from the audio stream's start) and the valid samples of each."
     s = _audio_stream(c)
@@ -461,7 +470,7 @@ def decode_audio(path, starts, window_s=2.6, sample_rate=16000, threads=1) -> np
     except Exception as e: raise MediaError(path, f"decode failed: {e}") from None
     finally: c.close()
 
-# %% ../nbs/00_media.ipynb #18d5c1d2
+# %% ../nbs/00_media.ipynb #79e7b26b
 def log_mel_fbank(waves, cfg: MediaConfig = MediaConfig()) -> torch.Tensor:
     "Mono waveforms [K, n] (float, ~[-1,1], at cfg.sample_rate) -> log-mel fbank float32 [K, num_mel_bins, T]."
     w = torch.as_tensor(np.asarray(waves, dtype=np.float32) if not torch.is_tensor(waves) else waves, dtype=torch.float32)
@@ -472,7 +481,7 @@ def log_mel_fbank(waves, cfg: MediaConfig = MediaConfig()) -> torch.Tensor:
                        frame_length=cfg.frame_length_ms, frame_shift=cfg.frame_shift_ms).T for x in w]
     return torch.stack(out).contiguous() if out else torch.zeros(0, cfg.num_mel_bins, cfg.n_fbank_frames)
 
-# %% ../nbs/00_media.ipynb #6a2b86b7
+# %% ../nbs/00_media.ipynb #d044b933
 @dataclass
 class Clips:
     "K clips of one source: what the mixer and the encoders consume."
@@ -492,6 +501,7 @@ def _check_need(need):
     if not need or any(n not in ('video', 'audio') for n in need): raise ValueError(f"need: a non-empty subset of ('video', 'audio'), got {need!r}")
     return need
 
+# %% ../nbs/00_media.ipynb #1b23ddee
 def _load(vc, ac, video, audio, cfg, audio_offset, need):
     vinfo, ainfo = _probe(vc)['video'], (_probe(ac)['audio'] if ac is not None else None)
     if 'video' in need and vinfo is None: raise MediaError(video, "no video stream")
@@ -528,6 +538,7 @@ def _load(vc, ac, video, audio, cfg, audio_offset, need):
                  audio_offset=float(audio_offset), duration=float(D), has_video=vinfo is not None,
                  has_audio=ainfo is not None, flags=flags)
 
+# %% ../nbs/00_media.ipynb #88aa4196
 def load_clips(video, cfg: MediaConfig = MediaConfig(), audio=None, audio_offset=0.0, need=('video', 'audio')) -> Clips:
     "Decode `video` (and `audio`, default the same file) into `cfg.clips` clips. Bad input -> MediaError."
     if not isinstance(cfg, MediaConfig): raise ValueError(f"cfg: expected a MediaConfig, got {type(cfg).__name__}")
@@ -555,7 +566,7 @@ def load_many(items, cfg: MediaConfig = MediaConfig()):
         except MediaError as e: failed.append((e.path, e.reason))
     return ok, failed
 
-# %% ../nbs/00_media.ipynb #09eb62e2
+# %% ../nbs/00_media.ipynb #9dcff1df
 def spectrogram_image(fbank, size=224, mean=0.0, std=1.0, antialias:bool=True) -> torch.Tensor:
     "fbank [..., bins, T] -> float32 [..., 3, size, size]: (fbank - mean) / std, bilinear resize, 3 channels."
     x = torch.as_tensor(fbank, dtype=torch.float32)
@@ -573,6 +584,7 @@ def frames_to_float(frames, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tenso
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1); s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return (x.float() / 255.0 - m) / s
 
+# %% ../nbs/00_media.ipynb #618762f2
 def _rand(g): return torch.rand((), generator=g).item()
 
 def crop_params(h, w, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)):
