@@ -31,7 +31,7 @@ __all__ = ['TABLES', 'INITS', 'DEVICES', 'METHODS', 'PAPER_TABLE1', 'PAPER_TABLE
            'table1_figure', 'gather_track_scoring', 'publish_records', 'write_table1', 'data_efficiency_rows',
            'write_data_efficiency', 'experiment_parser', 'main']
 
-# %% ../nbs/04b_experiment.ipynb #97e62569
+# %% ../nbs/04b_experiment.ipynb #20fb49c5
 TABLES = ('table1',)                  # grows with the chapters: Table 2's baselines, the transfer tasks
 INITS = ('pretrained', 'random')      # the towers start from the pre-trained encoder, or from its random initial weights
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -44,6 +44,7 @@ def data_name(data) -> str:
     "'synth', or the folder name of a dataset path."
     return 'synth' if data == 'synth' else Path(str(data)).name
 
+# %% ../nbs/04b_experiment.ipynb #1107ed01
 @dataclass
 class Experiment:
     "One run of a table: which table, method and variant, at which scale, on which data, with which seed."
@@ -90,7 +91,7 @@ class Experiment:
 
     def to_dict(self) -> dict: return asdict(self)
 
-# %% ../nbs/04b_experiment.ipynb #d961551c
+# %% ../nbs/04b_experiment.ipynb #9d87c0cf
 def record_path(exp:Experiment, runs='runs') -> Path:
     "runs/records/<table>/<name>.json (relative to the project root unless `runs` is absolute)."
     return project_path(runs) / 'records' / exp.table / f"{exp.name}.json"
@@ -115,7 +116,7 @@ def check_device(scale:str, device:str='auto'):
           "scale 'paper' (ViT-B on 224 px, 100 epochs, paper-size data) needs a GPU and none is visible; "
           "pass device='cpu' to run it on the CPU anyway, or choose scale 'cpu'")
 
-# %% ../nbs/04b_experiment.ipynb #5506ece9
+# %% ../nbs/04b_experiment.ipynb #05390ccf
 METHODS = {}                          # (table, method) -> runner(exp, where) -> dict of results
 
 @dataclass
@@ -152,7 +153,7 @@ def run(exp:Experiment, runs='runs', data_root='data', device:str='auto', worker
     write_json(path, rec)
     return dict(rec, path=str(path), reused=False)
 
-# %% ../nbs/04b_experiment.ipynb #6dcc29c5
+# %% ../nbs/04b_experiment.ipynb #d6c221ec
 @register('table1', 'cmmixer')
 def run_cmmixer(exp:Experiment, where:Where) -> dict:
     "Table 1's runner: cache -> pre-train (or reuse; none for init='random') -> fine-tune -> evaluate (test and val)."
@@ -197,7 +198,7 @@ def run_cmmixer(exp:Experiment, where:Where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache),
                 train_pairs=len(pair_subset(as_cache(cache).indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/04b_experiment.ipynb #2ab9cd42
+# %% ../nbs/04b_experiment.ipynb #8b47690f
 def records_dir(table:str='table1', runs='runs') -> Path:
     "runs/records/<table>/ (relative to the project root unless `runs` is absolute)."
     return project_path(runs) / 'records' / table
@@ -227,7 +228,7 @@ def full_resolution_cache(cache, root='data', workers:int=2) -> Path:
     prepare(src, out, MediaConfig(clips=clips, image_size=size), workers=workers, progress=False)
     return out
 
-# %% ../nbs/04b_experiment.ipynb #c0884c46
+# %% ../nbs/04b_experiment.ipynb #a62eb3d3
 PAPER_TABLE1 = pd.DataFrame(   # Table 1 of the CMMixer paper (M2M, N = 2000 pool), as printed
     [('solo', 'cutmix', 6, 6, 11.2, 34.6, 58.5, 10.9, 33.4, 56.8),
      ('solo', 'pixel_mixup', 14, 15, 9.7, 28.3, 53.2, 9.5, 27.5, 52.1),
@@ -241,6 +242,7 @@ METRICS = ('v2m_R@1', 'v2m_R@5', 'v2m_R@10', 'v2m_MedR', 'm2v_R@1', 'm2v_R@5', '
 REFERENCES = ('chance', 'no pre-training', 'probe: pre-trained encoder', 'probe: random encoder', 'CCA, full resolution',
               'CCA, cache features', "CCA, the model's inputs", 'oracle')
 
+# %% ../nbs/04b_experiment.ipynb #903e0fee
 def flat_record(rec:dict, split:str='test') -> dict|None:
     "One record as a flat row: its parameters and the eight metrics (+ chance, time) of `split` (None: not evaluated there)."
     p = rec['params']
@@ -266,6 +268,7 @@ def read_records(records, data='synth', scale='cpu', split:str='test') -> pd.Dat
     rows = [flat_record(json.loads(p.read_text()), split) for p in record_files(records, data, scale)]
     return pd.DataFrame([r for r in rows if r is not None])
 
+# %% ../nbs/04b_experiment.ipynb #bc9d0322
 def _stats(g:pd.DataFrame, row:dict) -> dict:
     "Mean, std over seeds and chance of each metric of the runs `g`, added to `row`."
     for mname in METRICS:
@@ -290,6 +293,7 @@ def gather_table1(records, data='synth', scale='cpu', split:str='test') -> pd.Da
     t['_o'] = [order.index((d, m)) for d, m in zip(t.decoder, t.mixer)]
     return t.sort_values('_o').drop(columns='_o').reset_index(drop=True)
 
+# %% ../nbs/04b_experiment.ipynb #cce3f17f
 def _ref_row(name:str, r:dict) -> dict:
     return dict(method=name, seeds=0, **{f'{d}_{k}_{s}': (float(r[d][k]) if s == 'mean' else 0.0)
                                          for d in ('v2m', 'm2v') for k in ('R@1', 'R@5', 'R@10', 'MedR') for s in ('mean', 'std')},
@@ -316,6 +320,7 @@ def gather_references(records, data='synth', scale='cpu', split:str='test') -> p
     cols = ['method', 'seeds'] + [f'{m}_{s}' for m in METRICS for s in ('mean', 'std')] + ['N_v2m', 'N_m2v']
     return pd.DataFrame(rows, columns=cols)
 
+# %% ../nbs/04b_experiment.ipynb #34ff3b02
 def table1_text(t:pd.DataFrame) -> pd.DataFrame:
     "Table 1 as printed: 'mean ± std (paper; chance)' per metric, one row per variant."
     out = t[['decoder', 'mixer', 'seeds']].copy()
@@ -330,7 +335,7 @@ def references_text(r:pd.DataFrame) -> pd.DataFrame:
     for m in METRICS: out[m] = [f"{a:.1f} ± {s:.1f}" for a, s in zip(r[f'{m}_mean'], r[f'{m}_std'])]
     return out
 
-# %% ../nbs/04b_experiment.ipynb #1012cb2a
+# %% ../nbs/04b_experiment.ipynb #67ecc00f
 _REF_STYLE = {'no pre-training': dict(ls='-.', color='C1'), 'CCA, full resolution': dict(ls=':', color='C2', lw=1.5),
               "CCA, the model's inputs": dict(ls='--', color='C8', lw=1.2), 'oracle': dict(ls=(0, (1, 3)), color='C4', lw=1.5)}
 
@@ -362,6 +367,7 @@ def table1_figure(t:pd.DataFrame, title:str='', refs:pd.DataFrame|None=None):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/04b_experiment.ipynb #726d954a
 def gather_track_scoring(records, data='synth', scale='cpu', split:str='test') -> pd.DataFrame:
     """Both ways of scoring a track on the same pools, per Table 1 variant (mean ± std over seeds): by its best
     excerpt (our default) and by the mean over its excerpts (the whole track, section 4.4's wording)."""
@@ -380,7 +386,7 @@ def gather_track_scoring(records, data='synth', scale='cpu', split:str='test') -
     g = df.groupby(['decoder', 'mixer', 'track_score'], sort=False)[cols]
     return g.mean().round(2).join(g.std(ddof=1).round(2), rsuffix='_std').join(g.size().rename('seeds')).reset_index()
 
-# %% ../nbs/04b_experiment.ipynb #d0b95d03
+# %% ../nbs/04b_experiment.ipynb #151532fc
 def publish_records(records, data='synth', scale='cpu', results='results') -> list:
     "Copy the records of `data` at `scale` (and their references) to results/retrieval/; returns the written paths."
     out = project_path(results) / 'retrieval'
@@ -409,6 +415,7 @@ def write_table1(records, data='synth', scale='cpu', results='results') -> dict:
     paths['records'] = publish_records(records, data, scale, results)
     return dict(**paths, table=t, references=refs, val=tv)
 
+# %% ../nbs/04b_experiment.ipynb #76b29fe4
 def data_efficiency_rows(records, data='synth', scale='cpu', split:str='test') -> pd.DataFrame:
     "One row per CutMix-Solo (pre-trained) or random-init fine-tuning record (no probes) at any share of the pairs."
     df = read_records(records, data, scale, split)
@@ -445,7 +452,7 @@ def write_data_efficiency(records, data='synth', scale='cpu', results='results')
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), table=summary, rows=df,
                 records=publish_records(records, data, scale, results))
 
-# %% ../nbs/04b_experiment.ipynb #2e6eff0d
+# %% ../nbs/04b_experiment.ipynb #bca3b91e
 def _none_or(kind):
     return lambda s: None if s.lower() == 'none' else kind(s)
 
@@ -472,6 +479,7 @@ def experiment_parser() -> argparse.ArgumentParser:
     g.add_argument('--runs', default='runs'); g.add_argument('--results', default='results')
     return p
 
+# %% ../nbs/04b_experiment.ipynb #79c7e1cd
 def main(argv=None) -> int:
     "`python -m cmmixer.experiment`: returns the exit status (2 for a wrong parameter, with one line naming it)."
     a = experiment_parser().parse_args(argv)
@@ -490,5 +498,5 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/04b_experiment.ipynb #e66dd8f4
+# %% ../nbs/04b_experiment.ipynb #5b3fe6f9
 if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())

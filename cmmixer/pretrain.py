@@ -28,7 +28,7 @@ __all__ = ['SCALES', 'DECODER_LR', 'CPU_FINETUNE', 'EXECUTION_ONLY', 'check_deco
            'finished_run', 'pretrain', 'load_pretrained', 'heldout_batch', 'summarize_run', 'write_report',
            'check_experiment']
 
-# %% ../nbs/03b_pretrain.ipynb #cb8cefce
+# %% ../nbs/03b_pretrain.ipynb #fee1d92a
 SCALES = ('smoke', 'cpu', 'paper')
 DECODER_LR = {'solo': 2e-4, 'duet': 1e-4}          # Sec. 4.3: the learning rate of each decoder type (the ratio: see `Scale.decoder_lr_ratio`)
 
@@ -41,6 +41,7 @@ def check_mixer(mixer) -> MixerConfig:
     if not isinstance(mixer, str) or mixer not in MIXERS: raise ValueError(f"mixer: expected one of {MIXERS}, got {mixer!r}")
     return MixerConfig(mixer)
 
+# %% ../nbs/03b_pretrain.ipynb #a39c6423
 @dataclass
 class Scale:
     "Every recipe of a scale: cache clips and image size, model, pre-training, SynthM2M at this scale, repeats, fine-tuning."
@@ -81,6 +82,7 @@ class Scale:
         f = DECODER_LR[decoder] / DECODER_LR[self.decoder] if self.decoder_lr_ratio else 1.0
         return replace(self, mae=replace(self.mae, decoder=decoder), train=replace(self.train, lr=self.train.lr * f))
 
+# %% ../nbs/03b_pretrain.ipynb #7116617e
 def _override(scale: Scale, kw: dict) -> Scale:
     "Route each override to the Scale, its MAEConfig or its TrainConfig (clips and image_size go to both)."
     own, mae_f, train_f = ({f.name for f in fields(c)} for c in (Scale, MAEConfig, TrainConfig))
@@ -119,7 +121,7 @@ def scale_config(name: str = 'smoke', decoder: str = 'solo', **overrides) -> Sca
                   finetune=CPU_FINETUNE)
     return _override(s.for_decoder(decoder), overrides)
 
-# %% ../nbs/03b_pretrain.ipynb #6e6a5187
+# %% ../nbs/03b_pretrain.ipynb #a901fb9c
 def _check_scale(scale) -> Scale:
     if isinstance(scale, str): return scale_config(scale)
     if not isinstance(scale, Scale): raise ValueError(f"scale: expected a Scale or one of {SCALES}, got {type(scale).__name__}")
@@ -136,6 +138,7 @@ def synth_folder(scale: Scale, root='data', seed: int = 0) -> Path:
     "Where `ensure_cache('synth', scale, root, seed=seed)` writes SynthM2M."
     return Path(root) / f"synthm2m_{scale.name}_seed{seed}"
 
+# %% ../nbs/03b_pretrain.ipynb #587ca33f
 def _synth_matches(folder: Path, kwargs: dict) -> bool:
     "Whether `folder` holds a complete SynthM2M (synth.json is written last) generated with `kwargs`."
     try: params = json.loads((folder / 'synth.json').read_text())['params']
@@ -167,7 +170,7 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
     prepare(src.resolve(), out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers, progress=progress)
     return out
 
-# %% ../nbs/03b_pretrain.ipynb #c422bfb3
+# %% ../nbs/03b_pretrain.ipynb #1424d8aa
 def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModalMixer) -> dict:
     "The engine's step_fn: per-sample mixer masks and masking noise, Eq. 1, the MAE's loss (loss, loss_video, loss_audio)."
     if not isinstance(generator, StepGenerator): raise ValueError(f"generator: expected the engine's StepGenerator, got {type(generator).__name__}")
@@ -178,7 +181,7 @@ def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModa
     out = model(mixed, video, audio, noise=noise)
     return dict(loss=out['loss'], loss_video=out['loss_video'], loss_audio=out['loss_audio'], video_share=m.mean())
 
-# %% ../nbs/03b_pretrain.ipynb #45121b5b
+# %% ../nbs/03b_pretrain.ipynb #e97c9c14
 EXECUTION_ONLY = ('progress', 'num_workers', 'pin_memory', 'log_every', 'ckpt_every_epochs', 'ckpt_every_steps',
                   'out_dir', 'compile', 'device', 'find_unused_parameters')   # TrainConfig fields that do not change the result
 
@@ -211,6 +214,7 @@ def finished_run(run_dir, spec: dict) -> bool:
     except (FileNotFoundError, ValueError): return False
     return saved.get('pretrain') == spec and (ck / 'model.safetensors').is_file()
 
+# %% ../nbs/03b_pretrain.ipynb #4d0db238
 def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, mixer='cutmix', epochs: Optional[int] = None,
              seed: int = 0, out_dir=None, resume='auto', step_fn: Optional[Callable] = None, **train_overrides) -> Path:
     """Pre-train CMMixer on the train split of `cache` at `scale` (decoder: the scale's unless given); returns the run
@@ -262,6 +266,7 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
         write_json(ck / 'config.json', dict(read_checkpoint(ck), pretrain=spec))
     return out
 
+# %% ../nbs/03b_pretrain.ipynb #c221735a
 def load_pretrained(run_dir) -> CMMixerMAE:
     "The pre-trained CMMixerMAE of a run folder (or its checkpoint/ folder): config and weights, no training state."
     d = Path(run_dir); ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
@@ -270,7 +275,7 @@ def load_pretrained(run_dir) -> CMMixerMAE:
         raise ValueError(f"run_dir: {ck} is not a CMMixerMAE checkpoint (model_class {cfg.get('model_class')!r})")
     return load_weights(CMMixerMAE(MAEConfig(**cfg['model'])), ck)
 
-# %% ../nbs/03b_pretrain.ipynb #323f1efc
+# %% ../nbs/03b_pretrain.ipynb #53bae671
 def heldout_batch(cache, mixer: MixerConfig, n: int = 1, seed: int = 0, image_size: Optional[int] = None) -> tuple:
     "(mixed, video, audio [n, K, 3, S, S], split) of the first held-out videos (test, else val, else train), mixed with a seeded mixer."
     cache = as_cache(cache)
@@ -300,6 +305,7 @@ def summarize_run(run_dir) -> dict:
                 first_loss=float(log.loss.iloc[0]), wall_time_s=wall, samples_per_s=len(log) * bs / max(wall, 1e-9),
                 config=info['spec'], run_dir=str(run_dir), cache=_relative(info['cache']), torch=info.get('torch'))
 
+# %% ../nbs/03b_pretrain.ipynb #7a91ba3b
 def write_report(run_dir, out, seed: int = 0) -> dict:
     "Write log.csv, summary.json, loss_curve.png and reconstruction.png of a run into `out`; returns the summary."
     import matplotlib.pyplot as plt
@@ -317,7 +323,7 @@ def write_report(run_dir, out, seed: int = 0) -> dict:
     write_json(out / 'summary.json', s)
     return s
 
-# %% ../nbs/03b_pretrain.ipynb #5179de6f
+# %% ../nbs/03b_pretrain.ipynb #d067f473
 def check_experiment(mixer='cutmix', decoder='solo', scale='smoke', data='synth', epochs=None, seed=0) -> tuple:
     "Validate the experiment's papermill parameters (ValueError naming the first wrong one): (Scale, MixerConfig, name)."
     check_decoder(decoder)

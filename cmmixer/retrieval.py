@@ -62,7 +62,7 @@ class RetrieverConfig:
     @property
     def mae_config(self) -> MAEConfig: return MAEConfig(**self.mae)
 
-# %% ../nbs/04_retrieval.ipynb #a603dec9
+# %% ../nbs/04_retrieval.ipynb #849e2c25
 def encoder_width(encoder:nn.Module) -> int:
     "The width D of an encoder's features: its `num_features` (timm's convention); a ValueError naming `encoder` without it."
     d = getattr(encoder, 'num_features', None)
@@ -83,6 +83,7 @@ class Tower(nn.Module):
         tokens = self.encoder(x)                       # [B, K*N, D] tokens (mask_ratio 0: every token) or [B, K, D]
         return F.normalize(self.head(clip_embeddings(tokens, x.shape[1])), dim=-1)
 
+# %% ../nbs/04_retrieval.ipynb #9cd39a0a
 class Retriever(nn.Module):
     "Video tower f^v and music tower f^a, both copied from one encoder; forward returns the InfoNCE loss."
     def __init__(self, cfg:RetrieverConfig|None=None,
@@ -121,7 +122,7 @@ class Retriever(nn.Module):
         pv, pm = self.video(video), self.music(audio)
         return info_nce(pv, pm, self.cfg.tau, self.cfg.symmetric, None if self.cfg.shared_negatives else group)
 
-# %% ../nbs/04_retrieval.ipynb #33226082
+# %% ../nbs/04_retrieval.ipynb #eee37a14
 def _gather_plain(x:torch.Tensor) -> torch.Tensor:
     "Concatenate a tensor that needs no gradient (e.g. group ids) from every rank, in rank order."
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return x
@@ -157,7 +158,7 @@ def info_nce(pv:torch.Tensor,          # [B, L, d] video clip embeddings P^v (un
     r1 = (logits.argmax(-1) == torch.arange(V, device=pv.device)).float().mean()
     return dict(loss=loss, loss_v2m=v2m.detach(), loss_m2v=m2v.detach(), batch_r1=r1)
 
-# %% ../nbs/04_retrieval.ipynb #a201d130
+# %% ../nbs/04_retrieval.ipynb #31807334
 def pair_subset(rows, fraction:float=1.0, subset_seed:int=0) -> np.ndarray:
     "A seeded share `fraction` of the records `rows` (at least 2), sorted; all of them when `fraction` is 1."
     rows = np.asarray(rows)
@@ -191,6 +192,7 @@ class PairDataset(PretrainDataset):
         item['group'] = self.group_of[int(item['index'])]
         return item
 
+# %% ../nbs/04_retrieval.ipynb #124b7960
 def retrieval_step(model, batch:dict, generator:torch.Generator) -> dict:
     "The engine's step for the retriever: InfoNCE of the batch's frames and spectrograms (no random draws)."
     return model(batch['video'], batch['audio'], batch['group'])
@@ -203,6 +205,7 @@ def input_spec(cache, image_size:int, split:str='train') -> dict:
     return dict(media=dict(c.meta['cfg']), fbank_mean=float(c.stats['fbank_mean']), fbank_std=float(c.stats['fbank_std']),
                 frame_mean=list(IMAGENET_MEAN), frame_std=list(IMAGENET_STD), image_size=int(image_size), span_s=span)
 
+# %% ../nbs/04_retrieval.ipynb #f33bc5c8
 def finetune_config(scale:str='smoke', epochs:int|None=None, seed:int=0, out_dir:str='runs/retrieval', **overrides) -> TrainConfig:
     "The scale's fine-tuning recipe (`Scale.finetune`: 'paper' is Sec. 4.3, lr 2e-4, 100 epochs, batch 32; 'smoke' and 'cpu' our CPU budget)."
     check(scale in SCALES, 'scale', f"must be one of {SCALES}, got {scale!r}")
@@ -226,6 +229,7 @@ def encoder_lr_groups(weight_decay:float, encoder_lr_scale:float=1.0):
         return out
     return groups
 
+# %% ../nbs/04_retrieval.ipynb #256fc93f
 def finetune(model:Retriever, cache, cfg:TrainConfig, split:str='train', repeats:int=1, augment:bool=True,
              resume='auto', fraction:float=1.0, subset_seed:int=0, shuffle_audio:bool=False,
              encoder_lr_scale:float=1.0, freeze_encoder:bool=False) -> pd.DataFrame:
@@ -257,7 +261,7 @@ def load_retriever(path, device='cpu') -> Retriever:
     model = Retriever(RetrieverConfig(**{k: v for k, v in meta['model'].items() if k in known}))
     return load_weights(model, p).to(device).eval()
 
-# %% ../nbs/04_retrieval.ipynb #ff6967af
+# %% ../nbs/04_retrieval.ipynb #cfb6623d
 def pair_scores(q:torch.Tensor,  # [Q, K, d] unit clip embeddings of the queries
                 c:torch.Tensor,  # [C, K, d] unit clip embeddings of the candidates
                 score:str='clip',
@@ -285,6 +289,7 @@ def best_of(scores:torch.Tensor,  # [Q, E] scores against excerpts (columns)
     out = torch.full((scores.shape[0], n), float('-inf'), dtype=scores.dtype, device=scores.device)
     return out.scatter_reduce(1, idx, scores, 'amax')
 
+# %% ../nbs/04_retrieval.ipynb #44c74b7b
 def draw_pools(group, pool_size:int=2000, seed:int=0) -> dict:
     "Seeded pools: `tracks` (<= pool_size distinct groups) for V->M, `videos` (<= pool_size item indices) for M->V."
     check(is_int(pool_size, 2), 'pool_size', f"must be an int >= 2, got {pool_size!r}")
@@ -307,6 +312,7 @@ def chance_best_of(n_pool:int, positives, ks=(1, 5, 10)) -> dict:
     out.update(MedR=float(medr), N=int(n_pool), queries=int(len(m)))
     return out
 
+# %% ../nbs/04_retrieval.ipynb #18e9663a
 def evaluate_scores(scores,           # [N, N] score of item i's video against item j's music, or a function (rows_q, rows_c) -> [Q, C]
                     group,            # [N] pairing group of each item (int or str): items of one group share a track
                     pool_size:int=2000, seed:int=0, ks=(1, 5, 10),
@@ -342,6 +348,7 @@ def evaluate_scores(scores,           # [N, N] score of item i's video against i
                           v2m_queries=int(len(items)), m2v_queries=int(len(qtracks)),
                           m2v_max_correct=int(npos.max()), test_items=int(len(group))))
 
+# %% ../nbs/04_retrieval.ipynb #f1bfc5fd
 def evaluate_embeddings(video,         # [N, K, d] video-tower embeddings of the test items
                         music,         # [N, K, d] music-tower embeddings of the same items (the music under each video)
                         group,         # [N] pairing group of each item (int or str): items of one group share a track
@@ -356,7 +363,7 @@ def evaluate_embeddings(video,         # [N, K, d] video-tower embeddings of the
     res['pool']['score'] = score
     return res
 
-# %% ../nbs/04_retrieval.ipynb #f3c963ad
+# %% ../nbs/04_retrieval.ipynb #dfb7da7d
 @torch.no_grad()
 def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, device='auto', progress:bool=False) -> dict:
     "Both towers' embeddings of every item of `split`: video, music [N, K, d] (CPU float32), group [N] ints, groups, rows."
@@ -397,6 +404,7 @@ def evaluate(model:Retriever, cache, split:str='test', train_split='train', pool
     res['pool'].update(split=split, train_split=train_split, seconds=round(time.perf_counter() - t0, 3))
     return res
 
+# %% ../nbs/04_retrieval.ipynb #e2371ad2
 def format_result(res:dict) -> pd.DataFrame:
     "V->M and M->V metrics beside the chance level of each pool, one row per direction."
     rows = {}
@@ -410,7 +418,7 @@ def chance_of(res:dict, d:str) -> dict:
     "The chance level of direction `d`: K/N for V->M; for M->V the exact best-of-several-correct chance when present."
     return {**res['chance_m2v'], **res.get('chance_best_of_m2v', {})} if d == 'm2v' else res['chance_v2m']
 
-# %% ../nbs/04_retrieval.ipynb #df0e69e6
+# %% ../nbs/04_retrieval.ipynb #8171de6e
 def synth_root(cache) -> Path:
     "The SynthM2M folder a cache was prepared from (ValueError naming `cache` when it was not)."
     c = as_cache(cache)
@@ -444,6 +452,7 @@ def input_features(cache, rows, image_size:int) -> tuple:
         V.append(video_features(fr.numpy())); A.append(audio_features(back.numpy()))
     return np.stack(V), np.stack(A)
 
+# %% ../nbs/04_retrieval.ipynb #b9174326
 def reference_points(cache, split:str='test', train_split:str='train', pool_size:int=2000, seed:int=0,
                      method:str='cca', image_size:int|None=None, full_cache=None, memo:dict|None=None) -> dict:
     """On the pools of `evaluate(split)`: the feature baseline (fitted on `train_split`) on the cache's frames and
@@ -481,6 +490,7 @@ def reference_points(cache, split:str='test', train_split:str='train', pool_size
         if k.startswith('baseline'): out[k]['method'] = method
     return out
 
+# %% ../nbs/04_retrieval.ipynb #93119eff
 def floor_ceiling_of_cache(cache, out_csv=None, split:str='test', method:str='cca') -> pd.DataFrame:
     "`cmmixer.synth.floor_ceiling` (its own pools) of the SynthM2M behind `cache`, on the cached features; saved to `out_csv`."
     from cmmixer.synth import load_synth, floor_ceiling

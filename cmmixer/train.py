@@ -97,7 +97,7 @@ class TrainConfig:
         base = dict(epochs=100, batch_size=32, lr=2e-4, min_lr=1e-5, warmup_epochs=5, weight_decay=0.05, betas=(0.9, 0.95))
         return cls(**{**base, **overrides})
 
-# %% ../nbs/03a_train.ipynb #bf6c0bf4
+# %% ../nbs/03a_train.ipynb #bebc7d19
 NO_DECAY_NAMES = ('pos_embed', 'mask_token', 'cls_token')
 
 def no_weight_decay(name:str, p:torch.Tensor) -> bool:
@@ -114,7 +114,7 @@ def param_groups(model:nn.Module, weight_decay:float=0.05) -> list:
     return [dict(params=decay[1], param_names=decay[0], weight_decay=weight_decay),
             dict(params=keep[1], param_names=keep[0], weight_decay=0.0)]
 
-# %% ../nbs/03a_train.ipynb #458de6e0
+# %% ../nbs/03a_train.ipynb #ea8ec515
 def lr_at(step:int, total_steps:int, warmup_steps:int, base_lr:float, min_lr:float=0.0) -> float:
     "Learning rate of optimizer step `step` (0-based): linear warm-up, then cosine decay to `min_lr`."
     if total_steps < 1: raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -125,7 +125,7 @@ def lr_at(step:int, total_steps:int, warmup_steps:int, base_lr:float, min_lr:flo
     t = min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
-# %% ../nbs/03a_train.ipynb #71b2df11
+# %% ../nbs/03a_train.ipynb #337c2ae7
 from .mixer import seeded_uniform     # the counter-based per-sample random source (mixer imports only torch)
 
 class StepGenerator(torch.Generator):
@@ -162,6 +162,7 @@ class StepGenerator(torch.Generator):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)): shape = tuple(shape[0])
         return self.uniform_per_sample(math.prod(shape), device=device).view(len(self.sample_seeds), *shape)
 
+# %% ../nbs/03a_train.ipynb #98d3c8e1
 class EpochSampler(DistributedSampler):
     "DistributedSampler whose epoch order is seeded by (seed, epoch), cut into global batches, and that can start mid-epoch."
     def __init__(self, dataset, batch_size:int, num_replicas:int=1, rank:int=0, seed:int=0, shuffle:bool=True):
@@ -190,7 +191,7 @@ class EpochSampler(DistributedSampler):
 
     def __len__(self): return (self.steps_per_epoch - self.start) * self.local_batch
 
-# %% ../nbs/03a_train.ipynb #3a665dfa
+# %% ../nbs/03a_train.ipynb #4ffd327f
 @dataclass
 class DistInfo:
     "Where this process sits in the job."
@@ -204,6 +205,7 @@ class DistInfo:
     @property
     def distributed(self) -> bool: return self.world_size > 1
 
+# %% ../nbs/03a_train.ipynb #6da3d60c
 def env_world() -> tuple:
     "(rank, world_size, local_rank) from torchrun's variables, or (0, 1, 0)."
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', 0))
@@ -236,7 +238,7 @@ def all_gather_cat(x:torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
     return torch.cat(all_gather(x.contiguous()), 0)
 
-# %% ../nbs/03a_train.ipynb #ddc58032
+# %% ../nbs/03a_train.ipynb #0aefd4e9
 WEIGHTS, CONFIG, STATE, LOG = 'model.safetensors', 'config.json', 'state.pt', 'log.jsonl'
 
 def unwrap(model:nn.Module) -> nn.Module:
@@ -252,6 +254,7 @@ def model_config(model:nn.Module):
     if is_dataclass(cfg): return asdict(cfg)
     return dict(cfg) if isinstance(cfg, dict) else None
 
+# %% ../nbs/03a_train.ipynb #3c284c82
 def _weights_and_aliases(model:nn.Module) -> tuple:
     "CPU copies of the state dict with shared tensors stored once, and {alias: stored name}."
     tensors, aliases, seen, ptrs = {}, {}, {}, set()
@@ -284,6 +287,7 @@ def save_checkpoint(model:nn.Module, ckpt_dir, train_cfg:Optional[TrainConfig]=N
     save_weights(m, d / weights_name, step)
     return d
 
+# %% ../nbs/03a_train.ipynb #db4210af
 def read_checkpoint(ckpt_dir) -> dict:
     "The checkpoint's `config.json` as a dict."
     p = Path(ckpt_dir) / CONFIG
@@ -301,7 +305,7 @@ def load_weights(model:nn.Module, ckpt_dir, strict:bool=True) -> nn.Module:
     m.load_state_dict(tensors, strict=strict)
     return model
 
-# %% ../nbs/03a_train.ipynb #91baee4b
+# %% ../nbs/03a_train.ipynb #776930ce
 def rng_state() -> dict:
     "Python, numpy, torch CPU and CUDA random states (a `torch.load(weights_only=True)`-safe dict)."
     st = np.random.get_state()
@@ -324,6 +328,7 @@ def load_state(path, map_location='cpu') -> dict:
     if not Path(path).exists(): raise FileNotFoundError(f"{path}: no training state to resume from")
     return torch.load(path, map_location=map_location, weights_only=True)
 
+# %% ../nbs/03a_train.ipynb #37d46754
 def _read_rows(path) -> list:
     "Parsed rows of a JSON-lines log; a torn last line (crash mid-write) is skipped."
     path = Path(path)
@@ -358,7 +363,7 @@ class StepLog:
     def close(self):
         if self.f is not None: self.f.close(); self.f = None
 
-# %% ../nbs/03a_train.ipynb #6b1b4a40
+# %% ../nbs/03a_train.ipynb #ae1cd6ff
 @dataclass
 class TrainPlan:
     "Step counts of a run, from the config, the dataset size and the world size."
@@ -375,6 +380,7 @@ def check_plan(cfg:TrainConfig, n_items:int, world_size:int=1) -> TrainPlan:
     spe = n_items // cfg.batch_size
     return TrainPlan(spe, cfg.epochs * spe, round(cfg.warmup_epochs * spe), cfg.batch_size // world_size)
 
+# %% ../nbs/03a_train.ipynb #b1687d58
 def default_step(model:nn.Module, batch, generator:torch.Generator) -> dict:
     "Call `model` with the batch fields its forward accepts (plus `generator` if accepted); return its output dict."
     if isinstance(batch, (list, tuple)): out = model(*batch)
@@ -401,7 +407,7 @@ def _check_resume(state:dict, cfg:TrainConfig, n_items:int):
         was = state[name] if name != 'dataset' else state['dataset_len']
         check(was == now, name, f"differs from the run being resumed ({was} then, {now} now)")
 
-# %% ../nbs/03a_train.ipynb #428afbee
+# %% ../nbs/03a_train.ipynb #f60cebc9
 def fit(model:nn.Module, dataset, cfg:Optional[TrainConfig]=None, step_fn:Optional[Callable]=None,
         resume=False, groups=None, desc:str='train') -> pd.DataFrame:
     "Train `model` on `dataset` with `cfg`; returns this call's log rows (one per step)."
@@ -419,6 +425,7 @@ def fit(model:nn.Module, dataset, cfg:Optional[TrainConfig]=None, step_fn:Option
     finally:
         if info.created: dist.destroy_process_group()
 
+# %% ../nbs/03a_train.ipynb #e9dac44a
 def _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_path, log_path, desc='train'):
     dev, B, spe, total = info.device, cfg.batch_size, plan.steps_per_epoch, plan.total_steps
     raw = model.to(dev)
@@ -520,7 +527,7 @@ def _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_p
     if info.distributed: dist.barrier()
     return pd.DataFrame(history, columns=None if history else ['epoch', 'step', 'loss', 'lr', 'samples_per_s', 'time'])
 
-# %% ../nbs/03a_train.ipynb #a56eaad3
+# %% ../nbs/03a_train.ipynb #e3d016cf
 def loss_curve_figure(log_path, smooth:int=20):
     "Matplotlib figure of a run's loss (raw and running mean over `smooth` steps) and lr against the step."
     import matplotlib.pyplot as plt
