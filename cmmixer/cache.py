@@ -22,7 +22,7 @@ from .core import check, atomic_write, jsonable, digest, derive_seed, run_pool
 __all__ = ['CACHE_VERSION', 'FBANK_DTYPES', 'CACHE_FILES', 'MODALITIES', 'shard_key', 'prepare', 'Cache', 'as_cache',
            'pool_groups', 'group_overlap', 'PretrainDataset', 'RetrievalDataset', 'ClassificationDataset']
 
-# %% ../nbs/01c_cache.ipynb #6e8e9841
+# %% ../nbs/01c_cache.ipynb #a263e1bd
 CACHE_VERSION = 1
 FBANK_DTYPES = ('float16', 'float32')
 CACHE_FILES = ('frames.npy', 'fbank.npy', 'manifest.csv', 'rejects.csv', 'stats.json', 'meta.json')
@@ -36,6 +36,7 @@ def shard_key(rec:Record, cfg:MediaConfig) -> str:
     "Name of `rec`'s shard: a hash of its decoding inputs and the media config."
     return digest([rec.id, rec.video, rec.audio, float(rec.audio_offset), list(rec.need), _cfg_dict(cfg)])[:24]
 
+# %% ../nbs/01c_cache.ipynb #29e5d12d
 def _prepare_one(rec:dict, cfg:MediaConfig, base:str, fbank_dtype:str='float16') -> dict:
     """Decode one record (a plain dict: spawn-safe) into `base.npz`, or `base.reject.json` on `MediaError`.
     Returns the record's info (`ok`, duration, flags...) or the reject (`ok=False`, file, reason)."""
@@ -60,7 +61,7 @@ def _prepare_one(rec:dict, cfg:MediaConfig, base:str, fbank_dtype:str='float16')
     atomic_write(base + '.npz', buf.getvalue())
     return info
 
-# %% ../nbs/01c_cache.ipynb #8bf79893
+# %% ../nbs/01c_cache.ipynb #6eaa91ce
 def _check_prepare_args(source, out, cfg, workers, kind, fractions, fbank_dtype):
     "Every parameter of `prepare`, checked before any work (ValueError naming the parameter)."
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -84,6 +85,7 @@ def _source_records(source, kind) -> RecordSet:
     if dup: raise ValueError(f"source: duplicate record ids {dup[:5]}")
     return recs
 
+# %% ../nbs/01c_cache.ipynb #fb15c89a
 def _finished(out:Path, fingerprint:str) -> dict | None:
     "The meta of the finished cache in `out` when it was built from the same records and config, else None."
     try: meta = json.loads((out / 'meta.json').read_text())
@@ -108,7 +110,7 @@ def _read_info(path:Path) -> dict | None:
         with np.load(path) as z: return json.loads(str(z['info']))
     except Exception: return None
 
-# %% ../nbs/01c_cache.ipynb #52358b44
+# %% ../nbs/01c_cache.ipynb #0f62956a
 def _assemble(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fbank_dtype:str, stats_split:str) -> tuple:
     "Copy the shards into the final arrays (temporary names), build manifest, rejects and stats. Returns them."
     shards = out / 'shards'
@@ -159,6 +161,7 @@ def _assemble(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fbank_dty
                  split=stats_split if any(records[i].split == stats_split for i, _ in ok) else 'all', records=len(use))
     return manifest, rejects, stats
 
+# %% ../nbs/01c_cache.ipynb #66e1a544
 def _write_final(out:Path, manifest, rejects, stats, meta):
     "Rename the arrays into place and write the tables; `meta.json` last, which makes the folder a cache."
     os.replace(out / 'frames.tmp.npy', out / 'frames.npy')
@@ -168,7 +171,7 @@ def _write_final(out:Path, manifest, rejects, stats, meta):
     atomic_write(out / 'stats.json', json.dumps(stats, indent=1).encode())
     atomic_write(out / 'meta.json', json.dumps(meta, indent=1, default=jsonable).encode())
 
-# %% ../nbs/01c_cache.ipynb #cdf8a837
+# %% ../nbs/01c_cache.ipynb #000fa7a2
 def prepare(source, out, cfg:MediaConfig|None=None, workers:int=1, kind:str='auto', progress:bool=True,
             fractions=(0.8, 0.1, 0.1), fbank_dtype:str='float16', stats_split:str='train', keep_shards:bool=False) -> dict:
     """Decode every record of `source` (a dataset folder of layout `kind`, or a list of `Record`s) into the cache
@@ -223,7 +226,7 @@ def prepare(source, out, cfg:MediaConfig|None=None, workers:int=1, kind:str='aut
     finally:
         _log.removeHandler(handler); handler.close()
 
-# %% ../nbs/01c_cache.ipynb #1fde1d2a
+# %% ../nbs/01c_cache.ipynb #c275e90c
 class Cache:
     "A finished `prepare` folder: memory-mapped `frames` and `fbank`, `manifest`, `rejects`, `stats`, `meta`."
     def __init__(self, out):
@@ -272,6 +275,7 @@ class Cache:
         s = self.manifest.at[int(row), 'label']
         return [int(x) for x in s.split(';')] if s else []
 
+# %% ../nbs/01c_cache.ipynb #7d2f8db7
 def as_cache(cache) -> Cache:
     "`cache` itself, or the prepared cache in the folder `cache` (a ValueError naming `cache` when there is none)."
     if isinstance(cache, Cache): return cache
@@ -288,7 +292,7 @@ def group_overlap(cache, a='train', b='test') -> set:
     "Groups present in both splits `a` and `b` (empty when held-out pools are unseen in training)."
     return set(pool_groups(cache, a)) & set(pool_groups(cache, b))
 
-# %% ../nbs/01c_cache.ipynb #553f02e3
+# %% ../nbs/01c_cache.ipynb #563ca051
 class _CacheDataset(torch.utils.data.Dataset):
     "Shared reading of a split of a cache: normalised frames and spectrogram images."
     def __init__(self, cache, split, image_size=None, frame_norm='imagenet', augment=False, seed=0,
@@ -332,6 +336,7 @@ class _CacheDataset(torch.utils.data.Dataset):
         if not -len(self) <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} items")
         return int(self.rows[i % len(self.rows)])
 
+# %% ../nbs/01c_cache.ipynb #092941a2
 class PretrainDataset(_CacheDataset):
     "Pre-training items with repeated sampling: `repeats` fresh augmentations of each record per epoch."
     def __init__(self, cache, split='train', repeats:int=1, image_size=None, augment:bool=True, seed:int=0,
@@ -348,6 +353,7 @@ class PretrainDataset(_CacheDataset):
         g = self._generator(row, rep) if self.augment else None
         return dict(video=self.video(row, g), audio=self.audio(row), index=row, repeat=rep)
 
+# %% ../nbs/01c_cache.ipynb #8c1177e8
 class RetrievalDataset(_CacheDataset):
     "Evaluation items: frames and spectrograms without augmentation, and the index of the record's pairing group."
     def __init__(self, cache, split='test', image_size=None, frame_norm='imagenet'):
@@ -359,6 +365,7 @@ class RetrievalDataset(_CacheDataset):
         row = self._row(i)
         return dict(video=self.video(row), audio=self.audio(row), group=int(self.group_index[i % len(self.rows)]), index=row)
 
+# %% ../nbs/01c_cache.ipynb #87fe0150
 MODALITIES = ('video', 'audio', 'both')
 
 class ClassificationDataset(_CacheDataset):

@@ -24,7 +24,7 @@ __all__ = ['MODALITIES', 'INDEX_VERSION', 'INDEX_FILES', 'ANN_FILES', 'excerpt_s
            'media_files', 'build_index', 'default_nlist', 'topk', 'KMeansIVF', 'faiss_available', 'FaissIVF',
            'build_ann', 'Index', 'query_embedding', 'recommend']
 
-# %% ../nbs/04a_recommend.ipynb #52592fd9
+# %% ../nbs/04a_recommend.ipynb #6ea80909
 MODALITIES = ('audio', 'video')   # what an index holds: music tracks ('audio', any file with sound) or videos
 
 def excerpt_starts(duration:float, span_s:float, hop_s:float) -> np.ndarray:
@@ -34,6 +34,7 @@ def excerpt_starts(duration:float, span_s:float, hop_s:float) -> np.ndarray:
     if duration - (starts[-1] + span_s) > 1e-6: starts = np.append(starts, duration - span_s)
     return starts
 
+# %% ../nbs/04a_recommend.ipynb #20dc5f1a
 class Embedder:
     "Media files -> the retriever's inputs and unit clip embeddings, with the preprocessing its checkpoint stores."
     def __init__(self, model:Retriever, device='cpu', batch_size:int=16):
@@ -89,6 +90,7 @@ class Embedder:
         span = float(span_s or self.spec['span_s'])
         return dict(emb=self._tower(self.model.music, x), starts=starts, ends=np.minimum(starts + span, dur), duration=dur)
 
+# %% ../nbs/04a_recommend.ipynb #566c9255
 def index_vectors(emb, score:str='clip') -> np.ndarray:
     "Unit vectors whose dot product is the retrieval score: flattened clips / sqrt(K) ('clip'), or the mean-pooled clip ('mean')."
     check(score in SCORES, 'score', f"must be one of {SCORES}, got {score!r}")
@@ -96,7 +98,7 @@ def index_vectors(emb, score:str='clip') -> np.ndarray:
     v = e.flatten(1) / math.sqrt(e.shape[1]) if score == 'clip' else F.normalize(e.mean(1), dim=-1)
     return np.ascontiguousarray(v.numpy(), dtype=np.float32)
 
-# %% ../nbs/04a_recommend.ipynb #399bf43c
+# %% ../nbs/04a_recommend.ipynb #37ed72c8
 INDEX_VERSION = 1
 INDEX_FILES = ('index.json', 'embeddings.npy', 'items.csv', 'rejects.csv')
 
@@ -107,6 +109,7 @@ def media_files(folder, modality:str='audio') -> list:
     return sorted(p for p in root.rglob('*') if p.is_file() and p.suffix.lower() in exts
                   and not any(part.startswith('.') for part in p.relative_to(root).parts))
 
+# %% ../nbs/04a_recommend.ipynb #fc43b1ef
 def _checkpoint_dir(checkpoint) -> Path:
     p = Path(checkpoint)
     return p / 'checkpoint' if (p / 'checkpoint' / 'config.json').exists() else p
@@ -126,6 +129,7 @@ def _check_build(source, checkpoint, out, modality, span_s, hop_s, batch_size, a
     check(isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1, 'batch_size', f"must be an int >= 1, got {batch_size!r}")
     check(ann in ('none', 'auto', 'kmeans', 'faiss'), 'ann', f"must be 'none', 'auto', 'kmeans' or 'faiss', got {ann!r}")
 
+# %% ../nbs/04a_recommend.ipynb #db98c26a
 def build_index(music_dir,                 # folder of tracks (or of videos with modality='video'), searched recursively
                 checkpoint,                # fine-tuned retriever: run folder or its checkpoint/ (or a loaded Retriever)
                 out,                       # index folder to write (resumes a partial build)
@@ -201,7 +205,7 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
     if ann != 'none' and len(items): build_ann(out, backend=ann, nlist=nlist)
     return dict(summary, status='built', seconds=round(time.perf_counter() - t0, 3))
 
-# %% ../nbs/04a_recommend.ipynb #6fdd8dca
+# %% ../nbs/04a_recommend.ipynb #4cb00a34
 def default_nlist(rows:int) -> int:
     "IVF lists for `rows` vectors: sqrt(rows), the usual starting point (more lists: faster, lower recall at equal nprobe)."
     return max(1, int(round(math.sqrt(rows))))
@@ -214,6 +218,7 @@ def topk(scores:np.ndarray, k:int) -> tuple:
     o = np.argsort(-val, axis=1, kind='stable')
     return np.take_along_axis(idx, o, 1), np.take_along_axis(val, o, 1)
 
+# %% ../nbs/04a_recommend.ipynb #6eec510b
 class KMeansIVF:
     "Inverted-file index from scikit-learn KMeans (spherical: unit centroids, inner product): the fallback when faiss is absent."
     def __init__(self, centroids:np.ndarray, order:np.ndarray, offsets:np.ndarray):
@@ -260,6 +265,7 @@ class KMeansIVF:
     @property
     def nbytes(self) -> int: return self.centroids.nbytes + self.order.nbytes + self.offsets.nbytes
 
+# %% ../nbs/04a_recommend.ipynb #6d2d6b57
 def faiss_available() -> bool:
     "Whether the optional `faiss` package imports."
     try: import faiss  # noqa: F401
@@ -296,6 +302,7 @@ class FaissIVF:
     @property
     def nbytes(self) -> int: return int(self.index.ntotal * (self.index.d * 4 + 8) + self.index.nlist * self.index.d * 4)
 
+# %% ../nbs/04a_recommend.ipynb #f3c7744e
 ANN_FILES = {'kmeans': 'ivf_kmeans.npz', 'faiss': 'ivf.faiss'}
 
 def build_ann(index, backend:str='auto', nlist:int|None=None, seed:int=0):
@@ -309,6 +316,7 @@ def build_ann(index, backend:str='auto', nlist:int|None=None, seed:int=0):
     ann.save(idx.root / ANN_FILES[backend])
     return ann
 
+# %% ../nbs/04a_recommend.ipynb #bfbbdcc7
 class Index:
     "A finished index folder: `vectors` [rows, width] (memory-mapped), `items` (row -> file, excerpt), `meta`, `rejects`."
     def __init__(self, root):
@@ -369,7 +377,7 @@ class Index:
     def _n(self, f) -> int:
         return int((self.file_start[f + 1] if f + 1 < len(self.file_start) else len(self.items)) - self.file_start[f])
 
-# %% ../nbs/04a_recommend.ipynb #7c5954cf
+# %% ../nbs/04a_recommend.ipynb #36b25b05
 def _modality_of(path) -> str:
     "'video' when the file has a video stream, else 'audio'."
     try: return 'video' if probe(path)['video'] is not None else 'audio'
@@ -385,6 +393,7 @@ def query_embedding(embedder:Embedder, query, modality:str, plus=(), minus=(), s
             extra += sign * F.normalize(e.mean(0), dim=-1)
     return F.normalize(q + extra, dim=-1) if (plus or minus) else q
 
+# %% ../nbs/04a_recommend.ipynb #fbc3b698
 def recommend(video,                  # the query: a video for a music index (a track for a video index)
               index,                  # index folder (or Index) from build_index
               top:int=10,             # how many files to return

@@ -58,7 +58,7 @@ def noise_levels(difficulty:float) -> dict:
     return dict(flip=d, hue=0.006 + 0.02 * d, stripe_freq=0.2 + 0.6 * d, brightness=0.03 + 0.08 * d,
                 n_objects=0.2 + 1.0 * d, y_center=0.02 + 0.08 * d)
 
-# %% ../nbs/01a_synth.ipynb #47514893
+# %% ../nbs/01a_synth.ipynb #cd704cb5
 def sample_latent(rng:np.random.Generator, duration:float) -> dict:
     "Draw the latent factors of one music track (or natural-sound scene) of `duration` seconds."
     tempo = int(rng.integers(len(TEMPO_BPM)))
@@ -82,7 +82,7 @@ def factors_at(latent:dict, t) -> tuple:
     sec = np.array([s[2:4] for s in latent['sections']], dtype=np.int64)
     return sec[i, 0], sec[i, 1]
 
-# %% ../nbs/01a_synth.ipynb #c888614e
+# %% ../nbs/01a_synth.ipynb #418e4ffb
 def _flip(rng, level:int, n:int, p:float) -> int:
     return int(rng.integers(n)) if rng.random() < p else int(level)
 
@@ -113,6 +113,7 @@ def observe(rng:np.random.Generator, latent:dict, offset:float, duration:float, 
                     ((2, 'energy'), (3, 'register'), (4, 'brightness'), (5, 'n_objects'), (6, 'y_center'))}
     return obs
 
+# %% ../nbs/01a_synth.ipynb #3457072e
 def excerpt_truth(latent:dict, offset:float, duration:float, clips:int) -> dict:
     "The true factors of a latent over the excerpt [offset, offset+duration), per clip where they change with time."
     e, r = factors_at(latent, offset + clip_times(duration, clips))
@@ -127,7 +128,7 @@ def sample_distractors(rng:np.random.Generator, difficulty:float) -> dict:
                 size=float(rng.uniform(0.8, 1.2)), drift=float(rng.uniform(0, 2 * math.pi)),
                 grain=float(rng.uniform(1.0, 3.0 + 10.0 * difficulty)))
 
-# %% ../nbs/01a_synth.ipynb #cdb943c5
+# %% ../nbs/01a_synth.ipynb #49e2ba5f
 _SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10))
 _PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 2, 6))  # I-V-vi-IV (major), i-VI-III-VII (minor), one chord per bar
 _RHYTHM_ONSETS = ((0, 1, 2, 3), (0, 0.75, 1.5, 2.5, 3.25), (0, 2/3, 1, 5/3, 2, 8/3, 3, 11/3))  # melody onsets (beats) in a bar
@@ -139,6 +140,7 @@ _TIMBRE_SPECS = (  # partial ratios, amplitudes, attack (s), decay time constant
 _PAD = dict(ratios=(1, 2), amps=(1, .2), attack=.15, decay=None)
 _BASS = dict(ratios=(1, 2, 3), amps=(1, .35, .1), attack=.01, decay=.5)
 
+# %% ../nbs/01a_synth.ipynb #efca6083
 def _midi_hz(m): return 440.0 * 2.0 ** ((m - 69) / 12)
 
 def _add_tone(y, sr, t0, dur, f0, spec, gain):
@@ -170,6 +172,7 @@ def _add_kick(y, sr, t0, gain):
     f = 45 + 75 * np.exp(-t / 0.03)
     y[s:s + n] += gain * np.exp(-t / 0.12) * np.sin(2 * np.pi * np.cumsum(f) / sr)
 
+# %% ../nbs/01a_synth.ipynb #071e14fd
 def synth_music(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
     """Additive synthesis of a track from its latent factors: melody (timbre, rhythm, register), pad chords and bass
     (key, mode), drums (tempo), and section energy as loudness and density. float32 [n] in [-1, 1]."""
@@ -199,7 +202,7 @@ def synth_music(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
             for q in range(8): _add_noise_hit(y, sr, t0 + q * beat / 2, 0.05, rng, 0.10 * g, color='high')
     return np.tanh(1.1 * y).astype(np.float32)
 
-# %% ../nbs/01a_synth.ipynb #a099045b
+# %% ../nbs/01a_synth.ipynb #57d5d307
 def _band_noise(rng, n, sr, fc, octaves):
     "White noise filtered to a log-Gaussian band around `fc` Hz, `octaves` wide, unit RMS."
     spec = np.fft.rfft(rng.standard_normal(n))
@@ -214,6 +217,7 @@ def _event_times(rng, duration, rate, rhythm):
     t = np.arange(0, duration, 1 / rate)
     return np.clip(t + (rng.uniform(-0.3, 0.3, len(t)) / rate if rhythm == 1 else 0), 0, duration)
 
+# %% ../nbs/01a_synth.ipynb #2666eb1c
 def synth_natural(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
     """Environmental-like sound from the same latent factors as a track: the texture (wind, rain, bubbles, crackle)
     replaces the timbre, the band centre follows register and key, its width the mode, the event rate the tempo
@@ -244,7 +248,7 @@ def synth_natural(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
         y[a:b] += ENERGY_GAIN[e] * 0.3 * fade * seg
     return np.tanh(y).astype(np.float32)
 
-# %% ../nbs/01a_synth.ipynb #8b6478b9
+# %% ../nbs/01a_synth.ipynb #cb34d3fd
 def _hsv(h, s, v): return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
 
 def _texture(kind:int, size:int, rng) -> np.ndarray:
@@ -277,6 +281,7 @@ def _positions(layout:int, n:int, yc:float, t:float, size:int):
     y = np.full(n, yc * size) + (0.09 * size * np.where(i % 2, 1, -1) if layout == 1 else 0)
     return x, y
 
+# %% ../nbs/01a_synth.ipynb #e9302dba
 def render_video(obs:dict, distractors:dict, offset:float, duration:float, fps:float, image_size:int, seed:int=0) -> np.ndarray:
     "Draw the frames (uint8 [N,S,S,3]) of a video from what it shows (`observe`) and its distractors."
     rng, S, D = np.random.default_rng(seed), int(image_size), distractors
@@ -309,7 +314,7 @@ def render_video(obs:dict, distractors:dict, offset:float, duration:float, fps:f
         out[k] = np.clip(img, 0, 255).astype(np.uint8)
     return out
 
-# %% ../nbs/01a_synth.ipynb #9c977ffc
+# %% ../nbs/01a_synth.ipynb #e176e6a5
 def _check_params(videos, tracks, seed, difficulty, natural_share, duration, image_size, fps, clips, sample_rate,
                   track_ratio, splits, workers):
     need, isint, isnum = check, is_int, is_number
@@ -333,6 +338,7 @@ def _check_params(videos, tracks, seed, difficulty, natural_share, duration, ima
     need(ok and abs(sum(splits) - 1) < 1e-6, 'splits', f"must be 3 non-negative shares (train, val, test) summing to 1, got {splits!r}")
     need(isint(workers) and workers >= 1, 'workers', f"must be an int >= 1, got {workers!r}")
 
+# %% ../nbs/01a_synth.ipynb #c0b35a0a
 def _offsets(rng, n, span, gap=1.0):
     "`n` offsets in [0, span], at least `gap` apart when they fit (videos sharing a track show different excerpts)."
     gap = min(gap, span / max(n, 1))
@@ -357,6 +363,7 @@ def _split_groups(rng, groups:dict, splits) -> dict:
             out[[n for n in names if out[n] == donor][-1]] = s
     return out
 
+# %% ../nbs/01a_synth.ipynb #582ed59c
 def plan(videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natural_share:float=0.2, duration:float=8.0,
          image_size:int=96, fps:float=10.0, clips:int=8, sample_rate:int=16000, track_ratio:float=2.0,
          splits=(0.7, 0.1, 0.2)) -> dict:
@@ -410,7 +417,7 @@ def plan(videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natura
                             texture=list(TEXTURES)),
                 tracks=tr, videos=vids)
 
-# %% ../nbs/01a_synth.ipynb #36252f30
+# %% ../nbs/01a_synth.ipynb #31a6f625
 def _write_track(path, latent, seed, sample_rate):
     y = synth_music(latent, sample_rate, seed)
     write_media(path, audio=y[None], sample_rate=sample_rate)
@@ -434,6 +441,7 @@ def write_pairs(root, meta:dict) -> Path:
             w.writerow([v['file'], tr, f"{v['offset']:.2f}" if v['track'] else '0', v['split']])
     return path
 
+# %% ../nbs/01a_synth.ipynb #b5149219
 def generate(out, videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natural_share:float=0.2,
              duration:float=8.0, image_size:int=96, fps:float=10.0, clips:int=8, sample_rate:int=16000,
              track_ratio:float=2.0, splits=(0.7, 0.1, 0.2), workers:int=2, progress:bool=True) -> dict:
@@ -468,13 +476,14 @@ def generate(out, videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.
                 splits={s: sum(v['split'] == s for v in vs) for s in ('train', 'val', 'test')},
                 seconds=round(time.perf_counter() - t0, 1))
 
+# %% ../nbs/01a_synth.ipynb #342b1af7
 def load_synth(root) -> dict:
     "Read ROOT/synth.json (the generator's parameters and latent factors)."
     path = Path(root) / 'synth.json'
     if not path.exists(): raise ValueError(f"root: {root} holds no synth.json (not a SynthM2M benchmark)")
     return json.loads(path.read_text())
 
-# %% ../nbs/01a_synth.ipynb #bf64f1b6
+# %% ../nbs/01a_synth.ipynb #3ae7c48a
 def _transition(n:int, p:float) -> np.ndarray:
     "P(shown level | true level) when a factor is shown at a random level with probability p: [true, shown]."
     return (1 - p) * np.eye(n) + p / n
@@ -483,6 +492,7 @@ def _normal(x, mu, sigma): return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / sigma
 
 def _log(x): return np.log(np.maximum(x, 1e-300))
 
+# %% ../nbs/01a_synth.ipynb #8ca9d8a6
 def oracle_scores(meta:dict, queries:list, candidates:list|None=None) -> np.ndarray:
     """Log-likelihood [Q, N] that video `queries[i]` was rendered from the sound of `candidates[j]` (the music excerpt
     of a music video, the own sound of a natural one), using the rendered factor values of the query (with their
@@ -516,7 +526,7 @@ def oracle_scores(meta:dict, queries:list, candidates:list|None=None) -> np.ndar
     for k in range(K): s += Le[:, k, te[:, k]] + Lr[:, k, trg[:, k]]
     return s
 
-# %% ../nbs/01a_synth.ipynb #54dead91
+# %% ../nbs/01a_synth.ipynb #ce30f936
 def video_features(frames) -> np.ndarray:
     """Hand-crafted features of decoded frames (uint8 [K,3,S,S]) -> float64 [K, 31]: share, brightness, height
     and 12-bin hue histogram of the saturated pixels (objects), mean colour and contrast, and a 12-bin radial
@@ -545,6 +555,7 @@ def video_features(frames) -> np.ndarray:
     return np.concatenate([cnt[:, None] / S ** 2, bright[:, None], ycen[:, None], hist, x.mean((2, 3)),
                            grey.std((1, 2))[:, None], spec], 1)
 
+# %% ../nbs/01a_synth.ipynb #19732285
 _TEMPO_LAGS = tuple(6000.0 / b for b in TEMPO_BPM)  # beat periods in 10 ms fbank frames
 
 def audio_features(fbank, frame_shift_s:float=0.01) -> np.ndarray:
@@ -566,6 +577,7 @@ def audio_features(fbank, frame_shift_s:float=0.01) -> np.ndarray:
     return np.concatenate([bands, frame_e.mean(1)[:, None], frame_e.std(1)[:, None], centroid[:, None],
                            peaky[:, None], rate[:, None], ac], 1)
 
+# %% ../nbs/01a_synth.ipynb #7c19f47b
 def _features_one(video, audio, offset, cfg):
     c = load_clips(video, cfg, audio=audio, audio_offset=offset)
     return video_features(c.frames.numpy()), audio_features(c.fbank.numpy())
@@ -588,7 +600,7 @@ def synth_features(root, names:list|None=None, image_size:int=64, workers:int=2,
     res = run_pool(_features_one, jobs, workers, 'SynthM2M features', progress, module='cmmixer.synth', unit='video')
     return np.stack([r[0] for r in res]), np.stack([r[1] for r in res]), names
 
-# %% ../nbs/01a_synth.ipynb #97b72201
+# %% ../nbs/01a_synth.ipynb #eb3e3f51
 def _flat(X): return X.reshape(-1, X.shape[-1])
 
 def _cosine_scores(P, Q) -> np.ndarray:
@@ -596,6 +608,7 @@ def _cosine_scores(P, Q) -> np.ndarray:
     P = P / (np.linalg.norm(P, axis=-1, keepdims=True) + 1e-9); Q = Q / (np.linalg.norm(Q, axis=-1, keepdims=True) + 1e-9)
     return np.einsum('qkd,nkd->qn', P, Q) / P.shape[1]
 
+# %% ../nbs/01a_synth.ipynb #28a889da
 class FeatureBaseline:
     """A learned floor on hand-crafted features: standardise, then CCA (`method='cca'`) or ridge regression from
     sound to picture features (`method='ridge'`), fitted on per-clip pairs; a video and a sound score the mean
@@ -632,7 +645,7 @@ class FeatureBaseline:
         pv, pa = self.embed(V, A)
         return _cosine_scores(pv, pa)
 
-# %% ../nbs/01a_synth.ipynb #5f911b06
+# %% ../nbs/01a_synth.ipynb #cde90fc6
 def floor_ceiling(root, split:str='test', image_size:int=64, method:str='cca', workers:int=2, progress:bool=False,
                   features=None) -> pd.DataFrame:
     """Retrieval floor and ceiling of a SynthM2M benchmark on its `split` pool (every video of the split queries the
