@@ -64,7 +64,7 @@ def test_bad_parameter_fails_first(name, value, expect, tmp_path):
               any(o.get('output_type') == 'error' for o in c.get('outputs', []))]
     assert len(failed) == 1, failed
     cell = nb['cells'][failed[0]]
-    assert 'check_experiment' in ''.join(cell['source'])                 # the check right after the parameters
+    assert 'check_pretrain_experiment' in ''.join(cell['source'])        # the check right after the parameters
     err = [o for o in cell['outputs'] if o.get('output_type') == 'error'][0]
     assert err['ename'] == 'ValueError' and err['evalue'].startswith(expect), err['evalue']
     code = [c for c in nb['cells'] if c['cell_type'] == 'code']

@@ -104,7 +104,7 @@ def run(name, seed=0, over=None):
     t = time.perf_counter()
     pretrain(cache, sc, mixer=c['mixer'], seed=seed, out_dir=pt_dir)
     pt_s = time.perf_counter() - t
-    from cmmixer.pretrain import summarize_run
+    from cmmixer.experiment import summarize_run
     pts = summarize_run(pt_dir)
     out = dict(name=name, key=key, seed=seed, cfg=c, data_s=round(data_s, 1), pt_s=round(pt_s, 1),
                pt_loss_video=pts['final_loss_video'], pt_loss_audio=pts['final_loss_audio'],
