@@ -102,30 +102,29 @@ def progress_bar(iterable=None, desc:str='', total=None, disable:bool=False, uni
     return tqdm(iterable, desc=desc, total=total, disable=disable, unit=unit, leave=leave,
                 mininterval=kw.pop('mininterval', 2.0), dynamic_ncols=True, **kw)
 
-# %% ../nbs/00_core.ipynb #52d36409
+# %% ../nbs/00_core.ipynb #bfb245f1
 def _die_with_parent():
     "Linux: deliver SIGTERM to this process when its parent exits (prctl PR_SET_PDEATHSIG); elsewhere nothing."
     if sys.platform.startswith('linux'):
         try: ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)
         except (OSError, AttributeError): pass
 
-def worker_init(parent:int, *init):
-    "Pool initializer: one torch thread, Ctrl-C left to the parent, die with the parent (pid `parent`); then `init[0](*init[1:])`."
+def worker_init(parent:int):
+    "Pool initializer: one torch thread, Ctrl-C left to the parent, die with the parent (pid `parent`)."
     torch.set_num_threads(1); signal.signal(signal.SIGINT, signal.SIG_IGN); _die_with_parent()
     if os.getppid() != parent: os._exit(0)            # the parent died while this worker started: nothing will ever come
-    if init: init[0](*init[1:])
 
 def importable(fn, module:str|None=None):
     "`fn`, or when it was defined in a notebook (`__main__`) the same-named function of `module`, so spawned workers can load it."
     if module and getattr(fn, '__module__', None) == '__main__': return getattr(importlib.import_module(module), fn.__name__)
     return fn
 
-def worker_pool(workers:int, jobs:int|None=None, init=()) -> ProcessPoolExecutor:
-    "A spawn-started process pool of min(`workers`, `jobs`) workers set up by `worker_init` (plus `init`: fn, *args)."
+def worker_pool(workers:int, jobs:int|None=None) -> ProcessPoolExecutor:
+    "A spawn-started process pool of min(`workers`, `jobs`) workers set up by `worker_init`."
     check_int('workers', workers)
     n = max(1, min(workers, jobs)) if jobs is not None else workers
     return ProcessPoolExecutor(n, mp_context=mp.get_context('spawn'), initializer=importable(worker_init, 'cmmixer.core'),
-                               initargs=(os.getpid(), *init))
+                               initargs=(os.getpid(),))
 
 # %% ../nbs/00_core.ipynb #3e889813
 def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done=None, module:str|None=None,
