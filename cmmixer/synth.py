@@ -17,10 +17,11 @@ from .core import check, check_int, is_int, is_number, run_pool
 # %% auto #0
 __all__ = ['TEMPO_BPM', 'MODES', 'KEYS', 'TIMBRES', 'RHYTHMS', 'ENERGIES', 'REGISTERS', 'NATURAL_TEXTURES', 'SHAPES', 'LAYOUTS',
            'TEXTURES', 'HUE_RANGES', 'ENERGY_BRIGHTNESS', 'ENERGY_OBJECTS', 'REGISTER_Y', 'ENERGY_GAIN', 'SPLITS',
-           'stripe_freq', 'palette_hue', 'noise_levels', 'sample_latent', 'factors_at', 'observe', 'excerpt_truth',
-           'sample_distractors', 'synth_music', 'synth_natural', 'render_video', 'plan', 'write_pairs', 'generate',
-           'load_synth', 'oracle_scores', 'video_features', 'audio_features', 'synth_features', 'FeatureBaseline',
-           'floor_ceiling', 'write_floor_ceiling']
+           'LEVELS', 'stripe_freq', 'palette_hue', 'noise_levels', 'sample_latent', 'factors_at', 'observe',
+           'excerpt_truth', 'sample_distractors', 'synth_music', 'synth_natural', 'render_video', 'plan_tracks',
+           'plan_video', 'assign_splits', 'plan', 'write_pairs', 'generate', 'load_synth', 'oracle_scores',
+           'video_features', 'audio_features', 'synth_features', 'FeatureBaseline', 'floor_ceiling',
+           'write_floor_ceiling']
 
 # %% ../nbs/01a_synth.ipynb #af5f7d51
 TEMPO_BPM = (72, 88, 104, 120, 136)          # tempo levels (beats per minute; each track adds +-2 bpm)
@@ -362,7 +363,40 @@ def _split_groups(rng, groups:dict, splits) -> dict:
             out[[n for n in names if out[n] == donor][-1]] = s
     return out
 
-# %% ../nbs/01a_synth.ipynb #582ed59c
+# %% ../nbs/01a_synth.ipynb #1d922100
+def plan_tracks(seeds:np.random.SeedSequence, tracks:int, track_dur:float) -> dict:
+    "The latent factors and render seed of each track, `t000`, `t001`, ..., one child seed each."
+    tw = max(3, len(str(tracks - 1)))
+    out = {}
+    for i, s in enumerate(seeds.spawn(tracks)):
+        r = np.random.default_rng(s)
+        out[f"t{i:0{tw}d}"] = dict(file=f"t{i:0{tw}d}.m4a", seed=int(r.integers(2**31)), **sample_latent(r, track_dur))
+    return out
+
+def plan_video(r:np.random.Generator, name:str, latent:dict, track:str|None, offset:float, duration:float,
+               clips:int, difficulty:float) -> dict:
+    "One video: its excerpt of `latent` (a track's from `offset`, or its own natural sound), what it shows, its distractors and seed."
+    v = dict(file=f"{name}.mp4", kind='music' if track else 'natural', track=track, offset=offset)
+    if track is None: v['latent'] = latent
+    v['truth'] = excerpt_truth(latent, offset, duration, clips)
+    v['observed'] = observe(r, latent, offset, duration, clips, difficulty)
+    v['distractors'] = sample_distractors(r, difficulty)
+    v['seed'] = int(r.integers(2**31))
+    return v
+
+def assign_splits(rng:np.random.Generator, vids:dict, tracks:dict, splits) -> None:
+    "Set each video's split, a track's videos together (no song in two splits), music and natural groups split separately."
+    groups = {}
+    for name, v in vids.items():
+        g = v['track'] or name; groups[g] = groups.get(g, 0) + 1
+    music_g = _split_groups(rng, {g: c for g, c in groups.items() if g in tracks}, splits)
+    nat_g = _split_groups(rng, {g: c for g, c in groups.items() if g not in tracks}, splits)
+    for name, v in vids.items(): v['split'] = {**music_g, **nat_g}[v['track'] or name]
+
+# %% ../nbs/01a_synth.ipynb #62c590e2
+LEVELS = dict(tempo_bpm=TEMPO_BPM, mode=MODES, key=KEYS, timbre=TIMBRES, rhythm=RHYTHMS, energy=ENERGIES,
+              register=REGISTERS, natural_texture=NATURAL_TEXTURES, shape=SHAPES, layout=LAYOUTS, texture=TEXTURES)
+
 def plan(videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natural_share:float=0.2, duration:float=8.0,
          image_size:int=96, fps:float=10.0, clips:int=8, sample_rate:int=16000, track_ratio:float=2.0,
          splits=(0.7, 0.1, 0.2)) -> dict:
@@ -370,53 +404,28 @@ def plan(videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natura
     synth.json, drawn from `seed` alone (no media is rendered here)."""
     _check_params(videos, tracks, seed, difficulty, natural_share, duration, image_size, fps, clips, sample_rate,
                   track_ratio, splits, 1)
-    ss = np.random.SeedSequence(seed)
-    s_tracks, s_videos, s_plan = ss.spawn(3)
+    s_tracks, s_videos, s_plan = np.random.SeedSequence(seed).spawn(3)
     rng = np.random.default_rng(s_plan)
     n_nat = int(round(videos * natural_share)); n_music = videos - n_nat
-    tw, vw = max(3, len(str(tracks - 1))), max(4, len(str(videos - 1)))
     track_dur = round(duration * track_ratio, 4)
-    tr = {}
-    for i, s in enumerate(s_tracks.spawn(tracks)):
-        r = np.random.default_rng(s)
-        tr[f"t{i:0{tw}d}"] = dict(file=f"t{i:0{tw}d}.m4a", seed=int(r.integers(2**31)), **sample_latent(r, track_dur))
-    tnames = list(tr)
+    tr = plan_tracks(s_tracks, tracks, track_dur); tnames = list(tr)
     owner = np.concatenate([np.arange(tracks), rng.integers(0, tracks, n_music - tracks)]).astype(int)
     kinds = rng.permutation(np.array(['music'] * n_music + ['natural'] * n_nat))
-    offs = {}
-    for j in range(tracks): offs[j] = _offsets(rng, int((owner == j).sum()), track_dur - duration)
-    vids, m = {}, 0
+    offs = {j: _offsets(rng, int((owner == j).sum()), track_dur - duration) for j in range(tracks)}
+    vids, m, vw = {}, 0, max(4, len(str(videos - 1)))
     for i, (kind, s) in enumerate(zip(kinds, s_videos.spawn(videos))):
-        r = np.random.default_rng(s)
-        name = f"v{i:0{vw}d}"
+        r, name = np.random.default_rng(s), f"v{i:0{vw}d}"
         if kind == 'music':
-            tname = tnames[owner[m]]; latent = tr[tname]; offset = offs[owner[m]].pop(); m += 1
-            v = dict(file=f"{name}.mp4", kind='music', track=tname, offset=offset)
-        else:
-            latent = sample_latent(r, duration); offset = 0.0
-            v = dict(file=f"{name}.mp4", kind='natural', track=None, offset=0.0, latent=latent)
-        v['truth'] = excerpt_truth(latent, offset, duration, clips)
-        v['observed'] = observe(r, latent, offset, duration, clips, difficulty)
-        v['distractors'] = sample_distractors(r, difficulty)
-        v['seed'] = int(r.integers(2**31))
-        vids[name] = v
-    groups = {}
-    for name, v in vids.items():
-        g = v['track'] or name; groups[g] = groups.get(g, 0) + 1
-    music_g = _split_groups(rng, {g: c for g, c in groups.items() if g in tr}, splits)
-    nat_g = _split_groups(rng, {g: c for g, c in groups.items() if g not in tr}, splits)
-    for name, v in vids.items(): v['split'] = {**music_g, **nat_g}[v['track'] or name]
+            t = tnames[owner[m]]; vids[name] = plan_video(r, name, tr[t], t, offs[owner[m]].pop(), duration, clips, difficulty); m += 1
+        else: vids[name] = plan_video(r, name, sample_latent(r, duration), None, 0.0, duration, clips, difficulty)
+    assign_splits(rng, vids, tr, splits)
     params = dict(videos=videos, tracks=tracks, seed=seed, difficulty=float(difficulty), natural_share=float(natural_share),
                   duration=float(duration), image_size=image_size, fps=float(fps), clips=clips, sample_rate=sample_rate,
                   track_ratio=float(track_ratio), track_duration=track_dur, splits=[float(s) for s in splits])
     return dict(generator='SynthM2M', version=1, params=params, noise=noise_levels(difficulty),
-                levels=dict(tempo_bpm=list(TEMPO_BPM), mode=list(MODES), key=list(KEYS), timbre=list(TIMBRES),
-                            rhythm=list(RHYTHMS), energy=list(ENERGIES), register=list(REGISTERS),
-                            natural_texture=list(NATURAL_TEXTURES), shape=list(SHAPES), layout=list(LAYOUTS),
-                            texture=list(TEXTURES)),
-                tracks=tr, videos=vids)
+                levels={k: list(v) for k, v in LEVELS.items()}, tracks=tr, videos=vids)
 
-# %% ../nbs/01a_synth.ipynb #31a6f625
+# %% ../nbs/01a_synth.ipynb #2fa6eaf2
 def _write_track(path, latent, seed, sample_rate):
     y = synth_music(latent, sample_rate, seed)
     write_media(path, audio=y[None], sample_rate=sample_rate)
@@ -440,7 +449,7 @@ def write_pairs(root, meta:dict) -> Path:
             w.writerow([v['file'], tr, f"{v['offset']:.2f}" if v['track'] else '0', v['split']])
     return path
 
-# %% ../nbs/01a_synth.ipynb #b5149219
+# %% ../nbs/01a_synth.ipynb #f4a1c724
 def generate(out, videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natural_share:float=0.2,
              duration:float=8.0, image_size:int=96, fps:float=10.0, clips:int=8, sample_rate:int=16000,
              track_ratio:float=2.0, splits=(0.7, 0.1, 0.2), workers:int=2, progress:bool=True) -> dict:
@@ -475,14 +484,14 @@ def generate(out, videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.
                 splits={s: sum(v['split'] == s for v in vs) for s in ('train', 'val', 'test')},
                 seconds=round(time.perf_counter() - t0, 1))
 
-# %% ../nbs/01a_synth.ipynb #342b1af7
+# %% ../nbs/01a_synth.ipynb #52c923e0
 def load_synth(root) -> dict:
     "Read ROOT/synth.json (the generator's parameters and latent factors)."
     path = Path(root) / 'synth.json'
     if not path.exists(): raise ValueError(f"root: {root} holds no synth.json (not a SynthM2M benchmark)")
     return json.loads(path.read_text())
 
-# %% ../nbs/01a_synth.ipynb #3ae7c48a
+# %% ../nbs/01a_synth.ipynb #12025340
 def _transition(n:int, p:float) -> np.ndarray:
     "P(shown level | true level) when a factor is shown at a random level with probability p: [true, shown]."
     return (1 - p) * np.eye(n) + p / n
@@ -491,7 +500,7 @@ def _normal(x, mu, sigma): return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / sigma
 
 def _log(x): return np.log(np.maximum(x, 1e-300))
 
-# %% ../nbs/01a_synth.ipynb #8ca9d8a6
+# %% ../nbs/01a_synth.ipynb #cc390305
 def oracle_scores(meta:dict, queries:list, candidates:list|None=None) -> np.ndarray:
     """Log-likelihood [Q, N] that video `queries[i]` was rendered from the sound of `candidates[j]` (the music excerpt
     of a music video, the own sound of a natural one), using the rendered factor values of the query (with their
@@ -525,7 +534,7 @@ def oracle_scores(meta:dict, queries:list, candidates:list|None=None) -> np.ndar
     for k in range(K): s += Le[:, k, te[:, k]] + Lr[:, k, trg[:, k]]
     return s
 
-# %% ../nbs/01a_synth.ipynb #ce30f936
+# %% ../nbs/01a_synth.ipynb #54d7e494
 def video_features(frames) -> np.ndarray:
     """Hand-crafted features of decoded frames (uint8 [K,3,S,S]) -> float64 [K, 31]: share, brightness, height
     and 12-bin hue histogram of the saturated pixels (objects), mean colour and contrast, and a 12-bin radial
@@ -554,7 +563,7 @@ def video_features(frames) -> np.ndarray:
     return np.concatenate([cnt[:, None] / S ** 2, bright[:, None], ycen[:, None], hist, x.mean((2, 3)),
                            grey.std((1, 2))[:, None], spec], 1)
 
-# %% ../nbs/01a_synth.ipynb #19732285
+# %% ../nbs/01a_synth.ipynb #33e00efa
 _TEMPO_LAGS = tuple(6000.0 / b for b in TEMPO_BPM)  # beat periods in 10 ms fbank frames
 
 def audio_features(fbank, frame_shift_s:float=0.01) -> np.ndarray:
@@ -576,7 +585,7 @@ def audio_features(fbank, frame_shift_s:float=0.01) -> np.ndarray:
     return np.concatenate([bands, frame_e.mean(1)[:, None], frame_e.std(1)[:, None], centroid[:, None],
                            peaky[:, None], rate[:, None], ac], 1)
 
-# %% ../nbs/01a_synth.ipynb #7c19f47b
+# %% ../nbs/01a_synth.ipynb #dc0cc6c1
 def _features_one(video, audio, offset, cfg):
     c = load_clips(video, cfg, audio=audio, audio_offset=offset)
     return video_features(c.frames.numpy()), audio_features(c.fbank.numpy())
@@ -599,7 +608,7 @@ def synth_features(root, names:list|None=None, image_size:int=64, workers:int=2,
     res = run_pool(_features_one, jobs, workers, 'SynthM2M features', progress, module='cmmixer.synth', unit='video')
     return np.stack([r[0] for r in res]), np.stack([r[1] for r in res]), names
 
-# %% ../nbs/01a_synth.ipynb #eb3e3f51
+# %% ../nbs/01a_synth.ipynb #b1110d5a
 def _flat(X): return X.reshape(-1, X.shape[-1])
 
 def _cosine_scores(P, Q) -> np.ndarray:
@@ -607,7 +616,7 @@ def _cosine_scores(P, Q) -> np.ndarray:
     P = P / (np.linalg.norm(P, axis=-1, keepdims=True) + 1e-9); Q = Q / (np.linalg.norm(Q, axis=-1, keepdims=True) + 1e-9)
     return np.einsum('qkd,nkd->qn', P, Q) / P.shape[1]
 
-# %% ../nbs/01a_synth.ipynb #28a889da
+# %% ../nbs/01a_synth.ipynb #4f617057
 class FeatureBaseline:
     """A learned floor on hand-crafted features: standardise, then CCA (`method='cca'`) or ridge regression from
     sound to picture features (`method='ridge'`), fitted on per-clip pairs; a video and a sound score the mean
@@ -644,7 +653,7 @@ class FeatureBaseline:
         pv, pa = self.embed(V, A)
         return _cosine_scores(pv, pa)
 
-# %% ../nbs/01a_synth.ipynb #cde90fc6
+# %% ../nbs/01a_synth.ipynb #9909a499
 def floor_ceiling(root, split:str='test', image_size:int=64, method:str='cca', workers:int=2, progress:bool=False,
                   features=None) -> pd.DataFrame:
     """Retrieval floor and ceiling of a SynthM2M benchmark on its `split` pool (every video of the split queries the
