@@ -1,17 +1,20 @@
-"""Catalogue search speed and memory: exact (one matrix product) vs the approximate IVF index of cmmixer.recommend.
+"""Catalogue search speed, recall and memory: exact (one matrix product) vs faiss's IVF as cmmixer.recommend builds it.
 
-    python benchmarks/retrieval.py                    # 1e3, 1e4, 1e5, 1e6 rows; writes benchmarks/retrieval_results.md
+    python benchmarks/retrieval.py                    # 1e3, 1e4, 1e5, 1e6 rows, clustered and uniform; writes benchmarks/retrieval_results.md
     python benchmarks/retrieval.py --sizes 1000 10000 --out /tmp/r.md
 
 Rows are random unit vectors of the real index width: K * d = 8 clips x 128 (RetrieverConfig.proj_dim) = 1024
 floats, the 'clip' score of a paper-scale retriever (a row is one track excerpt, flattened and scaled by
-1/sqrt(K), so the score is a dot product). They are drawn around sqrt(rows) random centres (unit-norm centre plus
-isotropic noise of the same total norm, cosine to the centre ~0.7), so that neighbours exist, as between real
-tracks; on structureless uniform vectors every IVF misses most neighbours at small nprobe (one row of the table
-shows that worst case). Queries are 64 fresh draws from the same mixture. Latency: one query at a time (median
-of 20), and a batch of 64 queries (per query). Recall@10: the share of the exact top 10 that the approximate
-search returns, over the 64 queries. Memory: the arrays a search needs (vectors + IVF lists/centroids) and the
-process's peak resident memory.
+1/sqrt(K), so the score is a dot product). Two kinds of catalogue: *clustered* rows are drawn around sqrt(rows)
+random centres (unit centre plus isotropic noise of the same total norm, cosine to the centre ~0.7), so that
+neighbours exist, as between real tracks; *uniform* rows have no structure at all, the worst case for any
+approximate index. The IVF is `IVFIndex.build` (nlist = sqrt(rows)) with `nprobe` chosen by `tune_nprobe`, the
+smallest power of two whose recall@10 on 200 of the index's own rows reaches 0.95, exactly as `build_ann` does;
+build time includes that tuning. HNSW (faiss IndexHNSWFlat, M 32, efConstruction 40) is timed at the smaller
+sizes only, as the evidence for choosing IVF: its build cost grows too fast for 2 cores. Queries are 64 fresh
+draws from the same distribution. Latency: one query at a time (median), and a batch of 64 (per query). Recall@10:
+the share of the exact top 10 the approximate search returns. Memory: what a search holds (the vectors, and
+for the IVF its own copy of them plus the centroids).
 """
 import argparse, math, resource, sys, time
 from pathlib import Path
@@ -20,7 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from cmmixer.recommend import KMeansIVF, FaissIVF, faiss_available, default_nlist, topk
+import faiss
+from cmmixer.recommend import IVFIndex, tune_nprobe, recall_at, topk
 
 WIDTH = 8 * 128
 
@@ -54,41 +58,38 @@ def timed(f, repeat):
     return float(np.median(ts))
 
 
-def recall(approx_rows, exact_rows):
-    return float(np.mean([len(set(a[a >= 0]) & set(e)) / len(e) for a, e in zip(approx_rows, exact_rows)]))
-
 
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench(n, rng, kind='clustered', nprobes=(8, 32), backends=('kmeans',)):
-    t = time.perf_counter()
-    if kind == 'clustered':
-        centres = rng.standard_normal((max(10, int(math.sqrt(n))), WIDTH), dtype=np.float32)
-        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        x, q = clustered(n, WIDTH, rng, centres), clustered(64, WIDTH, rng, centres)
-    else:
-        x, q = uniform(n, WIDTH, rng), uniform(64, WIDTH, rng)
-    gen_s = time.perf_counter() - t
-    rows = []
+def data(n, kind, rng):
+    if kind == 'uniform': return uniform(n, WIDTH, rng), uniform(64, WIDTH, rng)
+    centres = rng.standard_normal((max(10, int(math.sqrt(n))), WIDTH), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return clustered(n, WIDTH, rng, centres), clustered(64, WIDTH, rng, centres)
+
+
+def bench(n, rng, kind='clustered', hnsw=False):
+    t = time.perf_counter(); x, q = data(n, kind, rng); gen_s = time.perf_counter() - t
     truth = exact_search(x, q)
-    reps = 20 if n <= 100_000 else 3
-    one = timed(lambda: exact_search(x, q[:1]), reps)
-    batch = timed(lambda: exact_search(x, q), max(1, reps // 4)) / len(q)
-    rows.append(dict(rows=n, data=kind, search='exact', build_s=0.0, nprobe='-', ms_1=1e3 * one, ms_batch=1e3 * batch,
-                     recall10=1.0, mem_mb=x.nbytes / 2**20))
-    for backend in backends:
-        cls = FaissIVF if backend == 'faiss' else KMeansIVF
-        t = time.perf_counter(); ivf = cls.build(x, seed=0); build = time.perf_counter() - t
-        for npb in nprobes:
-            found = ivf.search(x, q, 10, npb)[0]
-            one = timed(lambda: ivf.search(x, q[:1], 10, npb), reps)
-            batch = timed(lambda: ivf.search(x, q, 10, npb), max(1, reps // 4)) / len(q)
-            rows.append(dict(rows=n, data=kind, search=f'IVF {backend} (nlist {ivf.nlist})', build_s=build, nprobe=npb,
-                             ms_1=1e3 * one, ms_batch=1e3 * batch, recall10=recall(found, truth),
-                             mem_mb=(x.nbytes + (ivf.nbytes if backend == 'kmeans' else 0)) / 2**20
-                             if backend == 'kmeans' else ivf.nbytes / 2**20))
+    reps = 20 if n <= 100_000 else 5
+    rows = [dict(rows=n, data=kind, search='exact', build_s=0.0, nprobe='-', ms_1=1e3 * timed(lambda: exact_search(x, q[:1]), reps),
+                 ms_batch=1e3 * timed(lambda: exact_search(x, q), max(1, reps // 4)) / len(q), recall10=1.0, mem_mb=x.nbytes / 2**20)]
+    t = time.perf_counter(); ivf = IVFIndex.build(x, seed=0); ivf.nprobe, tuned = tune_nprobe(ivf, x); build = time.perf_counter() - t
+    rows.append(dict(rows=n, data=kind, search=f'faiss IVF (nlist {ivf.nlist})', build_s=build, nprobe=ivf.nprobe,
+                     ms_1=1e3 * timed(lambda: ivf.search(q[:1], 10), reps), ms_batch=1e3 * timed(lambda: ivf.search(q, 10), max(1, reps // 4)) / len(q),
+                     recall10=recall_at(ivf.search(q, 10)[0], truth), mem_mb=(x.nbytes + ivf.nbytes) / 2**20))
+    del ivf
+    if hnsw:
+        t = time.perf_counter(); h = faiss.IndexHNSWFlat(WIDTH, 32, faiss.METRIC_INNER_PRODUCT); h.hnsw.efConstruction = 40
+        h.add(x); build = time.perf_counter() - t
+        for ef in (64, 256):
+            h.hnsw.efSearch = ef
+            rows.append(dict(rows=n, data=kind, search=f'faiss HNSW (M 32, efSearch {ef})', build_s=build, nprobe='-',
+                             ms_1=1e3 * timed(lambda: h.search(q[:1], 10), reps), ms_batch=1e3 * timed(lambda: h.search(q, 10), 1) / len(q),
+                             recall10=recall_at(h.search(q, 10)[1], truth), mem_mb=(x.nbytes + n * 32 * 2 * 4) / 2**20))
+        del h
     print(f"  {n:>9,d} rows ({kind}): data {gen_s:.1f} s, peak RSS {peak_rss_mb():.0f} MiB", flush=True)
     return rows
 
@@ -105,24 +106,22 @@ def table_md(rows):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--sizes', type=int, nargs='+', default=[1_000, 10_000, 100_000, 1_000_000])
+    p.add_argument('--hnsw-sizes', type=int, nargs='*', default=[10_000, 30_000])
     p.add_argument('--out', default=str(ROOT / 'benchmarks' / 'retrieval_results.md'))
     p.add_argument('--seed', type=int, default=0)
     a = p.parse_args(argv)
-    import torch; torch.set_num_threads(2)
+    import torch; torch.set_num_threads(2); faiss.omp_set_num_threads(2)
     rng = np.random.default_rng(a.seed)
-    backends = ('kmeans', 'faiss') if faiss_available() else ('kmeans',)
     t0 = time.perf_counter()
     rows = []
-    for n in a.sizes: rows += bench(n, rng, backends=backends)
-    wc = min(10_000, max(a.sizes))
-    rows += bench(wc, rng, kind='uniform', backends=('kmeans',))
+    for kind in ('clustered', 'uniform'):
+        for n in sorted(set(a.sizes) | set(a.hnsw_sizes)): rows += bench(n, rng, kind, hnsw=n in a.hnsw_sizes)
     wall = time.perf_counter() - t0
     import os, platform
     info = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, numpy {np.__version__}, "
-            f"faiss {'installed' if faiss_available() else 'not installed (k-means IVF fallback only)'}; "
-            f"width {WIDTH}; peak RSS {peak_rss_mb():.0f} MiB; whole benchmark {wall:.0f} s")
+            f"faiss {faiss.__version__}; width {WIDTH}; peak RSS {peak_rss_mb():.0f} MiB; whole benchmark {wall:.0f} s")
     about = __doc__.split('\n\n', 2)[2].strip()            # the paragraph after the usage lines
-    md = (f"# Catalogue search: exact vs approximate (IVF)\n\n`python benchmarks/retrieval.py` on {info}.\n\n"
+    md = (f"# Catalogue search: exact vs approximate (faiss IVF)\n\n`python benchmarks/retrieval.py` on {info}.\n\n"
           f"{about}\n\n{table_md(rows)}\n")
     Path(a.out).write_text(md)
     print(table_md(rows)); print(f"\n{info}\nwrote {a.out}")
