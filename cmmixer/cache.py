@@ -244,7 +244,7 @@ def _decode_missing(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fba
     _run_decoders([(asdict(records[i]), cfg, str(out / 'shards' / keys[i]), fbank_dtype) for i in todo], workers, progress)
     return len(todo)
 
-# %% ../nbs/01c_cache.ipynb #992ecd7b
+# %% ../nbs/01c_cache.ipynb #c315a7ee
 def _refuse_other_settings(out:Path, fp:str, cfg, fbank_dtype, fractions, stats_split, rebuild:bool):
     "A ValueError naming the differences when `out` holds a finished cache of other settings (unless `rebuild`)."
     try: meta = json.loads((out / 'meta.json').read_text())
@@ -254,6 +254,7 @@ def _refuse_other_settings(out:Path, fp:str, cfg, fbank_dtype, fractions, stats_
     check(not diff, 'out', f"{out} holds a cache built with other settings ({'; '.join(diff)}); "
           "rebuild=True replaces it, or choose another folder")
 
+# %% ../nbs/01c_cache.ipynb #17503367
 def prepare(source, out, cfg:MediaConfig|None=None, workers:int=1, kind:str='auto', progress:bool=True,
             fractions=(0.8, 0.1, 0.1), fbank_dtype:str='float16', stats_split:str='train', keep_shards:bool=False,
             rebuild:bool=False) -> dict:
@@ -298,7 +299,7 @@ def prepare(source, out, cfg:MediaConfig|None=None, workers:int=1, kind:str='aut
                   f"(see rejects.csv), {summary['skipped']} skipped (see skipped.csv), splits {splits}")
         return summary
 
-# %% ../nbs/01c_cache.ipynb #697081bc
+# %% ../nbs/01c_cache.ipynb #39ff9305
 class Cache:
     "A finished `prepare` folder: memory-mapped `frames` and `fbank`, `manifest`, `rejects`, `stats`, `meta`."
     def __init__(self, out):
@@ -337,7 +338,7 @@ class Cache:
     def __getstate__(self): return {'root': str(self.root)}
     def __setstate__(self, state): self.__init__(state['root'])
 
-# %% ../nbs/01c_cache.ipynb #586777fd
+# %% ../nbs/01c_cache.ipynb #a3965f1d
 @patch
 def indices(self:Cache, split=None) -> np.ndarray:
     "Rows (array indices) of the records in `split`: a name, a list of names, or None for all."
@@ -351,7 +352,7 @@ def labels(self:Cache, row:int) -> list:
     s = self.manifest.at[int(row), 'label']
     return [int(x) for x in s.split(';')] if s else []
 
-# %% ../nbs/01c_cache.ipynb #61f5ce07
+# %% ../nbs/01c_cache.ipynb #73193172
 def as_cache(cache) -> Cache:
     "`cache` itself, or the prepared cache in the folder `cache` (a ValueError naming `cache` when there is none)."
     if isinstance(cache, Cache): return cache
@@ -368,7 +369,7 @@ def group_overlap(cache, a='train', b='test') -> set:
     "Groups present in both splits `a` and `b` (empty when held-out pools are unseen in training)."
     return set(pool_groups(cache, a)) & set(pool_groups(cache, b))
 
-# %% ../nbs/01c_cache.ipynb #33d0dfb6
+# %% ../nbs/01c_cache.ipynb #41db0990
 class _CacheDataset(torch.utils.data.Dataset):
     "Shared reading of a split of a cache: normalised frames and spectrogram images."
     def __init__(self, cache, split, image_size=None, frame_norm='imagenet', augment=False, seed=0,
@@ -398,7 +399,7 @@ class _CacheDataset(torch.utils.data.Dataset):
         if not -len(self) <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} items")
         return int(self.rows[i % len(self.rows)])
 
-# %% ../nbs/01c_cache.ipynb #a1368903
+# %% ../nbs/01c_cache.ipynb #c6365768
 @patch
 def video(self:_CacheDataset, row:int, generator=None) -> torch.Tensor:
     "float32 [K,3,S,S]: the record's frames, augmented when `generator` is given, resized, normalised."
@@ -415,7 +416,7 @@ def audio(self:_CacheDataset, row:int) -> torch.Tensor:
     fb = torch.from_numpy(np.array(self.cache.fbank[row])).float()   # torch converts float16 ~4x faster than numpy
     return spectrogram_image(fb, self.image_size, mean=self.cache.stats['fbank_mean'], std=self.cache.stats['fbank_std'])
 
-# %% ../nbs/01c_cache.ipynb #ba03492b
+# %% ../nbs/01c_cache.ipynb #ff17b6af
 class PretrainDataset(_CacheDataset):
     "Pre-training items with repeated sampling: `repeats` fresh augmentations of each record per epoch."
     def __init__(self, cache, split='train', repeats:int=1, image_size=None, augment:bool=True, seed:int=0,
@@ -432,7 +433,7 @@ class PretrainDataset(_CacheDataset):
         g = self._generator(row, rep) if self.augment else None
         return dict(video=self.video(row, g), audio=self.audio(row), index=row, repeat=rep)
 
-# %% ../nbs/01c_cache.ipynb #d935bf96
+# %% ../nbs/01c_cache.ipynb #33fb0b30
 class RetrievalDataset(_CacheDataset):
     "Evaluation items: frames and spectrograms without augmentation, and the index of the record's pairing group."
     def __init__(self, cache, split='test', image_size=None, frame_norm='imagenet'):
@@ -444,7 +445,7 @@ class RetrievalDataset(_CacheDataset):
         row = self._row(i)
         return dict(video=self.video(row), audio=self.audio(row), group=int(self.group_index[i % len(self.rows)]), index=row)
 
-# %% ../nbs/01c_cache.ipynb #79cdb1c7
+# %% ../nbs/01c_cache.ipynb #18e0eb58
 MODALITIES = ('video', 'audio', 'both')
 
 class ClassificationDataset(_CacheDataset):

@@ -232,7 +232,15 @@ def _write_index(out:Path, arr, items, rejects, skipped, meta:dict):
     meta = dict(meta, facts={name: _file_facts(out / name) for name in tmp})
     atomic_write(out / 'index.json', json.dumps(meta, indent=1, default=str).encode())
 
-# %% ../nbs/04a_recommend.ipynb #f9eb866a
+# %% ../nbs/04a_recommend.ipynb #ef2df948
+def _up_to_date(out:Path, meta:dict|None, sfp:str, keys:dict) -> bool:
+    "Does `out` hold a sound index of these settings and exactly these files (keys unchanged)?"
+    if not meta or meta.get('settings_fingerprint') != sfp or meta.get('keys') != keys: return False
+    try: Index(out)
+    except ValueError: return False                                   # damaged: it is built again
+    return True
+
+# %% ../nbs/04a_recommend.ipynb #cd9435cc
 def build_index(music_dir,                 # folder of tracks (or of videos with modality='video'), searched recursively
                 checkpoint,                # fine-tuned retriever: run folder or its checkpoint/ (or a loaded Retriever)
                 out,                       # index folder to write (resumes a partial build, updates a finished one)
@@ -263,12 +271,9 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
         return digest([str(f.relative_to(root)), st.st_size, st.st_mtime_ns, sfp])[:24]
     keys, rels = [key(f) for f in files], [str(f.relative_to(root)) for f in files]
     meta = _read_meta(out)
-    if meta and meta.get('settings_fingerprint') == sfp and meta.get('keys') == dict(zip(rels, keys)) and not rebuild:
-        try: Index(out)
-        except ValueError: pass                                       # damaged: build it again below
-        else:
-            if ann and not (out / ANN_FILE).is_file() and meta['summary']['rows']: build_ann(out, nlist=nlist)
-            return dict(meta['summary'], status='up to date', embedded=0, reused=len(files), seconds=round(time.perf_counter() - t0, 3))
+    if not rebuild and _up_to_date(out, meta, sfp, dict(zip(rels, keys))):
+        if ann and not (out / ANN_FILE).is_file() and meta['summary']['rows']: build_ann(out, nlist=nlist)
+        return dict(meta['summary'], status='up to date', embedded=0, reused=len(files), seconds=round(time.perf_counter() - t0, 3))
     reuse = {} if rebuild else _old_rows(out, settings)
     shards = out / 'shards'; shards.mkdir(parents=True, exist_ok=True)
     embedded = _embed_missing(emb, files, keys, root, shards, modality, span, hop, reuse, progress)
@@ -286,7 +291,7 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
     if ann and len(items): build_ann(out, nlist=nlist)
     return dict(summary, status='built', seconds=round(time.perf_counter() - t0, 3))
 
-# %% ../nbs/04a_recommend.ipynb #629319f5
+# %% ../nbs/04a_recommend.ipynb #302508f3
 def _damaged(path:Path, why:str): raise ValueError(f"index: {path} {why}; build the index again (rebuild=True)")
 
 def _index_meta(root:Path) -> dict:
@@ -314,7 +319,7 @@ def check_index(root, modality:str|None=None) -> dict:
         check(False, 'index', f"{root} is {kinds[meta['settings']['modality']]}, but {kinds[modality]} is expected here")
     return meta
 
-# %% ../nbs/04a_recommend.ipynb #198d8af8
+# %% ../nbs/04a_recommend.ipynb #b3e86d13
 ANN_FILE = 'ivf.faiss'
 
 def topk(scores:np.ndarray, k:int) -> tuple:
@@ -329,7 +334,7 @@ def default_nlist(rows:int) -> int:
     "IVF lists for `rows` vectors: sqrt(rows), faiss's usual starting point."
     return max(1, int(round(math.sqrt(rows))))
 
-# %% ../nbs/04a_recommend.ipynb #e395cf4b
+# %% ../nbs/04a_recommend.ipynb #7e3be018
 class IVFIndex:
     "faiss `IndexIVFFlat` over inner product, with the `nprobe` measured for a target recall."
     def __init__(self, index, nprobe:int=8): self.index, self.nprobe = index, int(nprobe)
@@ -357,7 +362,7 @@ class IVFIndex:
         vals, rows = self.index.search(np.ascontiguousarray(q, dtype=np.float32), k)
         return rows.astype(np.int64), vals
 
-# %% ../nbs/04a_recommend.ipynb #7b702007
+# %% ../nbs/04a_recommend.ipynb #33f19c90
 def recall_at(approx_rows:np.ndarray, exact_rows:np.ndarray) -> float:
     "Share of the exact top-k rows that the approximate search returned, over the queries."
     return float(np.mean([len(set(a[a >= 0]) & set(e)) / len(e) for a, e in zip(approx_rows, exact_rows)]))
@@ -373,7 +378,7 @@ def tune_nprobe(ivf:IVFIndex, x:np.ndarray, target:float=0.95, queries:int=200, 
         if r >= target: return p, r
     return probes[-1], r
 
-# %% ../nbs/04a_recommend.ipynb #a7fe216f
+# %% ../nbs/04a_recommend.ipynb #accd70e7
 def build_ann(index, nlist:int|None=None, seed:int=0, target_recall:float=0.95) -> IVFIndex:
     "Build the faiss IVF of the index folder `index`, tune its `nprobe` to `target_recall`, save it and record both in `index.json`."
     check_number('target_recall', target_recall); check(target_recall <= 1, 'target_recall', f"must be <= 1, got {target_recall}")
@@ -389,7 +394,7 @@ def build_ann(index, nlist:int|None=None, seed:int=0, target_recall:float=0.95) 
     atomic_write(idx.root / 'index.json', json.dumps(meta, indent=1, default=str).encode())
     return ivf
 
-# %% ../nbs/04a_recommend.ipynb #387c728b
+# %% ../nbs/04a_recommend.ipynb #8ad52dbd
 class Index:
     "A checked, finished index folder: `vectors` [rows, width] (memory-mapped), `items` (row -> file, excerpt), `meta`, `rejects`, `skipped`."
     def __init__(self, root, modality:str|None=None):
@@ -418,7 +423,7 @@ class Index:
     def __repr__(self): return f"Index({str(self.root)!r}, {self.modality}, files={len(self)}, rows={len(self.items)}, width={self.vectors.shape[1] if self.vectors.ndim == 2 else 0})"
     def _n(self, f) -> int: return int((self.file_start[f + 1] if f + 1 < len(self.file_start) else len(self.items)) - self.file_start[f])
 
-# %% ../nbs/04a_recommend.ipynb #8a22a243
+# %% ../nbs/04a_recommend.ipynb #56be5ca4
 @patch
 def ann(self:Index) -> IVFIndex|None:
     "The approximate index saved by `build_ann` (its size and checksum checked), or None."
@@ -454,7 +459,7 @@ def search(self:Index, q, top:int=10, approx:bool=False, nprobe:int|None=None, c
         out.append(df.sort_values('score', ascending=False, kind='stable').drop_duplicates('file').head(top).reset_index(drop=True))
     return out
 
-# %% ../nbs/04a_recommend.ipynb #18f1d33d
+# %% ../nbs/04a_recommend.ipynb #09832c12
 def _modality_of(path) -> str:
     "'video' when the file has a video stream, else 'audio'."
     try: return 'video' if probe(path)['video'] is not None else 'audio'
@@ -470,7 +475,7 @@ def query_embedding(embedder:Embedder, query, modality:str, plus=(), minus=(), s
             extra += sign * F.normalize(e.mean(0), dim=-1)
     return F.normalize(q + extra, dim=-1) if (plus or minus) else q
 
-# %% ../nbs/04a_recommend.ipynb #5fff551a
+# %% ../nbs/04a_recommend.ipynb #d054dd8e
 def _query_model(idx:Index, checkpoint=None) -> Retriever:
     "The retriever that embeds queries: `checkpoint`, or the one the index was built with."
     ck = checkpoint if checkpoint is not None else idx.meta['checkpoint']
@@ -487,7 +492,7 @@ def _ranking(idx:Index, res:list, top:int) -> pd.DataFrame:
                              start_s=it['start_s'].to_numpy(), end_s=it['end_s'].to_numpy(),
                              path=[str(Path(idx.meta['summary']['source']) / f) for f in df['file']]))
 
-# %% ../nbs/04a_recommend.ipynb #809ee57c
+# %% ../nbs/04a_recommend.ipynb #a6405986
 def recommend(video,                  # the query: a video for a music index (a track for a video index)
               index,                  # index folder (or Index) from build_index
               top:int=10,             # how many files to return
