@@ -27,10 +27,11 @@ from .core import check, check_int, check_number, check_choice, is_number, atomi
 # %% auto #0
 __all__ = ['NO_DECAY_NAMES', 'WEIGHTS', 'CONFIG', 'STATE', 'LOG', 'TrainConfig', 'check_train_config', 'no_weight_decay',
            'param_groups', 'lr_at', 'StepGenerator', 'EpochSampler', 'DistInfo', 'env_world', 'resolve_device',
-           'init_distributed', 'all_gather_cat', 'unwrap', 'model_config', 'save_weights', 'save_checkpoint',
-           'read_checkpoint', 'load_weights', 'rng_state', 'set_rng_state', 'save_state', 'load_state', 'read_log',
-           'trim_log', 'StepLog', 'TrainPlan', 'check_plan', 'default_step', 'fit', 'make_optimizer', 'Precision',
-           'restore_run', 'save_run', 'epoch_loader', 'train_step', 'StepRecorder', 'loss_curve_figure']
+           'init_distributed', 'all_gather_cat', 'distributed', 'barrier', 'main_first', 'unwrap', 'model_config',
+           'save_weights', 'save_checkpoint', 'read_checkpoint', 'load_weights', 'rng_state', 'set_rng_state',
+           'save_state', 'load_state', 'read_log', 'trim_log', 'StepLog', 'TrainPlan', 'check_plan', 'default_step',
+           'fit', 'make_optimizer', 'Precision', 'restore_run', 'save_run', 'epoch_loader', 'train_step',
+           'StepRecorder', 'loss_curve_figure']
 
 # %% ../nbs/03a_train.ipynb #bf47a57c
 @dataclass
@@ -242,7 +243,23 @@ def all_gather_cat(x:torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
     return torch.cat(all_gather(x.contiguous()), 0)
 
-# %% ../nbs/03a_train.ipynb #fe61d208
+# %% ../nbs/03a_train.ipynb #9a1e046f
+def distributed() -> bool: return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+def barrier():
+    "Wait for every process of the job (nothing alone)."
+    if distributed(): dist.barrier()
+
+def main_first(fn:Callable, *args, **kw):
+    "`fn(*args, **kw)` on rank 0, then, after a barrier, on the other ranks (where it should find the work done); alone, just the call."
+    if not distributed(): return fn(*args, **kw)
+    res = fn(*args, **kw) if dist.get_rank() == 0 else None
+    dist.barrier()
+    if dist.get_rank() != 0: res = fn(*args, **kw)
+    dist.barrier()
+    return res
+
+# %% ../nbs/03a_train.ipynb #aa8668c7
 WEIGHTS, CONFIG, STATE, LOG = 'model.safetensors', 'config.json', 'state.pt', 'log.jsonl'
 
 def unwrap(model:nn.Module) -> nn.Module:
@@ -258,7 +275,7 @@ def model_config(model:nn.Module):
     if is_dataclass(cfg): return asdict(cfg)
     return dict(cfg) if isinstance(cfg, dict) else None
 
-# %% ../nbs/03a_train.ipynb #a36c25ca
+# %% ../nbs/03a_train.ipynb #9deb9cff
 def _weights_and_aliases(model:nn.Module) -> tuple:
     "CPU copies of the state dict with shared tensors stored once, and {alias: stored name}."
     tensors, aliases, seen, ptrs = {}, {}, {}, set()
@@ -291,7 +308,7 @@ def save_checkpoint(model:nn.Module, ckpt_dir, train_cfg:Optional[TrainConfig]=N
     save_weights(m, d / weights_name, step)
     return d
 
-# %% ../nbs/03a_train.ipynb #504f444f
+# %% ../nbs/03a_train.ipynb #aadbdbf7
 def read_checkpoint(ckpt_dir) -> dict:
     "The checkpoint's `config.json` as a dict."
     p = Path(ckpt_dir) / CONFIG
@@ -309,7 +326,7 @@ def load_weights(model:nn.Module, ckpt_dir, strict:bool=True) -> nn.Module:
     m.load_state_dict(tensors, strict=strict)
     return model
 
-# %% ../nbs/03a_train.ipynb #4dd71443
+# %% ../nbs/03a_train.ipynb #aa6ee342
 def rng_state() -> dict:
     "Python, numpy, torch CPU and CUDA random states (a `torch.load(weights_only=True)`-safe dict)."
     st = np.random.get_state()
@@ -332,7 +349,7 @@ def load_state(path, map_location='cpu') -> dict:
     if not Path(path).exists(): raise FileNotFoundError(f"{path}: no training state to resume from")
     return torch.load(path, map_location=map_location, weights_only=True)
 
-# %% ../nbs/03a_train.ipynb #ee7e6e7c
+# %% ../nbs/03a_train.ipynb #adba19d0
 def _read_rows(path) -> list:
     "Parsed rows of a JSON-lines log; a torn last line (crash mid-write) is skipped."
     path = Path(path)
@@ -367,7 +384,7 @@ class StepLog:
     def close(self):
         if self.f is not None: self.f.close(); self.f = None
 
-# %% ../nbs/03a_train.ipynb #6771bdce
+# %% ../nbs/03a_train.ipynb #11dc0056
 @dataclass
 class TrainPlan:
     "Step counts of a run, from the config, the dataset size and the world size."
@@ -384,7 +401,7 @@ def check_plan(cfg:TrainConfig, n_items:int, world_size:int=1) -> TrainPlan:
     spe = n_items // cfg.batch_size
     return TrainPlan(spe, cfg.epochs * spe, round(cfg.warmup_epochs * spe), cfg.batch_size // world_size)
 
-# %% ../nbs/03a_train.ipynb #bbcb7e87
+# %% ../nbs/03a_train.ipynb #e0633dca
 def default_step(model:nn.Module, batch, generator:torch.Generator) -> dict:
     "Call `model` with the batch fields its forward accepts (plus `generator` if accepted); return its output dict."
     if isinstance(batch, (list, tuple)): out = model(*batch)
@@ -411,7 +428,7 @@ def _check_resume(state:dict, cfg:TrainConfig, n_items:int):
         was = state[name] if name != 'dataset' else state['dataset_len']
         check(was == now, name, f"differs from the run being resumed ({was} then, {now} now)")
 
-# %% ../nbs/03a_train.ipynb #1caa4ab1
+# %% ../nbs/03a_train.ipynb #f0140c79
 def fit(model:nn.Module, dataset, cfg:Optional[TrainConfig]=None, step_fn:Optional[Callable]=None,
         resume=False, groups=None, desc:str='train') -> pd.DataFrame:
     "Train `model` on `dataset` with `cfg`; returns this call's log rows (one per step)."
@@ -429,7 +446,7 @@ def fit(model:nn.Module, dataset, cfg:Optional[TrainConfig]=None, step_fn:Option
     finally:
         if info.created: dist.destroy_process_group()
 
-# %% ../nbs/03a_train.ipynb #d3f7331c
+# %% ../nbs/03a_train.ipynb #ca79689b
 def make_optimizer(model:nn.Module, cfg:TrainConfig, groups=None) -> torch.optim.AdamW:
     "AdamW over `groups` (a list, a function of the model, or `param_groups` by default); fused kernels on CUDA and CPU."
     groups = groups(model) if callable(groups) else groups if groups is not None else param_groups(model, cfg.weight_decay)
@@ -450,7 +467,7 @@ class Precision:
         return cls(cuda and (cfg.fp16 or cfg.bf16), torch.float16 if cfg.fp16 else torch.bfloat16,
                    torch.amp.GradScaler('cuda') if cfg.fp16 and cuda else None)
 
-# %% ../nbs/03a_train.ipynb #0efde101
+# %% ../nbs/03a_train.ipynb #7a904b26
 def restore_run(model:nn.Module, opt, prec:Precision, state:dict, ckdir:Path, state_path:Path) -> tuple:
     "Load the weights, optimizer, scaler and RNG of step `state['step']`; returns `(step, elapsed seconds)`."
     nxt = ckdir / (WEIGHTS + '.next')
@@ -473,7 +490,7 @@ def save_run(model:nn.Module, opt, prec:Precision, cfg:TrainConfig, step:int, ep
                                 dataset_len=n_items, world_size=world_size, train=cfg.to_dict()))
     os.replace(ckdir / (WEIGHTS + '.next'), ckdir / WEIGHTS)
 
-# %% ../nbs/03a_train.ipynb #59905134
+# %% ../nbs/03a_train.ipynb #117c5f8e
 def epoch_loader(dataset, sampler:EpochSampler, epoch:int, start:int, plan:TrainPlan, cfg:TrainConfig,
                  dev:torch.device) -> DataLoader:
     "The DataLoader of `epoch` from its `start`-th local batch (fresh workers, so they see the dataset's `set_epoch`)."
@@ -499,7 +516,7 @@ def train_step(run:nn.Module, model:nn.Module, opt, prec:Precision, batch, gen, 
     else: opt.step()
     return scalars
 
-# %% ../nbs/03a_train.ipynb #999efebc
+# %% ../nbs/03a_train.ipynb #58404a32
 class StepRecorder:
     "Holds each step's scalars on the device; `flush` averages them over processes, logs one row per step and updates the bar."
     def __init__(self, log:StepLog, bar, info:DistInfo, batch_size:int, t_start:float):
@@ -528,7 +545,7 @@ class StepRecorder:
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history, columns=None if self.history else ['epoch', 'step', 'loss', 'lr', 'samples_per_s', 'time'])
 
-# %% ../nbs/03a_train.ipynb #dd02d76a
+# %% ../nbs/03a_train.ipynb #a5685b70
 def _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_path, log_path, desc='train'):
     dev, spe, total = info.device, plan.steps_per_epoch, plan.total_steps
     raw = model.to(dev)
@@ -573,7 +590,7 @@ def _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_p
     if info.distributed: dist.barrier()
     return rec.frame()
 
-# %% ../nbs/03a_train.ipynb #621189f9
+# %% ../nbs/03a_train.ipynb #e7855a70
 def loss_curve_figure(log_path, smooth:int=20):
     "Matplotlib figure of a run's loss (raw and running mean over `smooth` steps) and lr against the step."
     import matplotlib.pyplot as plt
