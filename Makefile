@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 
-.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report clean
+.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare clean
 
 setup: $(STAMP)
 
@@ -92,6 +92,21 @@ bench-retrieval: setup
 
 bench-pretrain: setup
 	$(BIN)/python benchmarks/pretrain.py
+
+# The GPU benchmark (paper config, Solo and Duet, bf16, eager and compiled, the loader, the fine-tuning step):
+# benchmarks/gpu_results.md, in about 3 minutes. On a machine set up with `make setup`:
+bench-gpu: setup
+	$(BIN)/python benchmarks/gpu.py
+# On a bare GPU machine (its own python3 with torch, timm, numpy, pandas, safetensors; Python 3.12; no network):
+# `make gpu-wheels` here downloads the two packages it lacks into .whl/, which travels with the checkout, and
+# `make bench-gpu-bare` there installs them into /tmp/site and runs the benchmark.
+GPU_WHEELS := av==18.1.0 fastcore==1.14.5
+gpu-wheels:
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+bench-gpu-bare:
+	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 benchmarks/gpu.py $(GPU_ARGS)
 
 clean:
 	rm -rf data _proc _docs
