@@ -564,7 +564,7 @@ def experiment_parser() -> argparse.ArgumentParser:
     g.add_argument('--runs', default='runs'); g.add_argument('--results', default='results')
     return p
 
-# %% ../nbs/04b_experiment.ipynb #710d3ff9
+# %% ../nbs/04b_experiment.ipynb #ec61ecfc
 def main(argv=None) -> int:
     "`python -m cmmixer.experiment`: returns the exit status (2 for a wrong parameter, with one line naming it)."
     a = experiment_parser().parse_args(argv)
@@ -572,8 +572,11 @@ def main(argv=None) -> int:
         if a.cmd == 'run':
             exp = Experiment(**{f.name: getattr(a, f.name) for f in fields(Experiment)})
             rec = run(exp, a.runs, a.data_root, a.device, a.workers, a.threads, not a.quiet, a.force)
-            if env_world()[0] == 0: print(f"{'reused' if rec['reused'] else 'wrote'} {rec['path']}: V→M R@1 {rec['v2m']['R@1']:.1f} MedR {rec['v2m']['MedR']:g}, "
-                  f"M→V R@1 {rec['m2v']['R@1']:.1f} MedR {rec['m2v']['MedR']:g}")
+            if env_world()[0] == 0:
+                print(f"{'reused' if rec['reused'] else 'wrote'} {rec['path']}: V→M R@1 {rec['v2m']['R@1']:.1f} MedR {rec['v2m']['MedR']:g}, "
+                      f"M→V R@1 {rec['m2v']['R@1']:.1f} MedR {rec['m2v']['MedR']:g}")
+                print(f"fine-tuned retriever: {rec.get('finetune_run')}/checkpoint" + (f"; pre-trained MAE: {rec['pretrain_run']}/checkpoint"
+                      if rec.get('pretrain_run') else ''))
         else:
             check_choice('scale', a.scale, SCALES)
             recs = records_dir('table1', a.runs)
