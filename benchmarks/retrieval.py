@@ -14,7 +14,9 @@ build time includes that tuning. HNSW (faiss IndexHNSWFlat, M 32, efConstruction
 sizes only, as the evidence for choosing IVF: its build cost grows too fast for 2 cores. Queries are 64 fresh
 draws from the same distribution. Latency: one query at a time (median), and a batch of 64 (per query). Recall@10:
 the share of the exact top 10 the approximate search returns. Memory: what a search holds (the vectors, and
-for the IVF its own copy of them plus the centroids).
+for the IVF its own copy of them plus the centroids)). Where the tuned nprobe is every list (uniform
+vectors: no index finds their neighbours without scanning everything), `Index.search(approx=True)` answers with the
+exact search, which is then faster.
 """
 import argparse, math, resource, sys, time
 from pathlib import Path

@@ -423,7 +423,7 @@ class Index:
     def __repr__(self): return f"Index({str(self.root)!r}, {self.modality}, files={len(self)}, rows={len(self.items)}, width={self.vectors.shape[1] if self.vectors.ndim == 2 else 0})"
     def _n(self, f) -> int: return int((self.file_start[f + 1] if f + 1 < len(self.file_start) else len(self.items)) - self.file_start[f])
 
-# %% ../nbs/04a_recommend.ipynb #56be5ca4
+# %% ../nbs/04a_recommend.ipynb #55cc6703
 @patch
 def ann(self:Index) -> IVFIndex|None:
     "The approximate index saved by `build_ann` (its size and checksum checked), or None."
@@ -451,6 +451,7 @@ def search(self:Index, q, top:int=10, approx:bool=False, nprobe:int|None=None, c
         return self._best_files(np.concatenate([q @ np.asarray(self.vectors[i:i + chunk]).T for i in range(0, len(self.vectors), chunk)], 1), top)
     ann = self.ann()
     check(ann is not None, 'approx', f"{self.root} has no approximate index: build it with ann=True (or build_ann)")
+    if nprobe is None and ann.nprobe >= ann.nlist: return self.search(q, top, chunk=chunk)   # tuning found no shortcut: exact is faster
     rows, vals = ann.search(q, min(len(self.items), top * max(1, self.max_excerpts)), nprobe)   # enough rows for `top` files
     out = []
     for r, v in zip(rows, vals):
