@@ -26,8 +26,8 @@ __all__ = ['CACHE_VERSION', 'FBANK_DTYPES', 'CACHE_FILES', 'MANIFEST_COLUMNS', '
            'skipped_files', 'settings_difference', 'jsonable_eq', 'prepare', 'Cache', 'as_cache', 'pool_groups',
            'group_overlap', 'PretrainDataset', 'RetrievalDataset', 'ClassificationDataset']
 
-# %% ../nbs/01c_cache.ipynb #a263e1bd
-CACHE_VERSION = 1
+# %% ../nbs/01c_cache.ipynb #a49410b5
+CACHE_VERSION = 2   # 2: audio windows cut on the stream's sample grid, decoded forward (the media chapter's exact path)
 FBANK_DTYPES = ('float16', 'float32')
 CACHE_FILES = ('frames.npy', 'fbank.npy', 'manifest.csv', 'rejects.csv', 'stats.json', 'meta.json')
 _log = logging.getLogger('cmmixer.cache.prepare')
@@ -37,8 +37,8 @@ def _cfg_dict(cfg:MediaConfig) -> dict:
     d = asdict(cfg); d.pop('threads', None); return d
 
 def shard_key(rec:Record, cfg:MediaConfig) -> str:
-    "Name of `rec`'s shard: a hash of its decoding inputs and the media config."
-    return digest([rec.id, rec.video, rec.audio, float(rec.audio_offset), list(rec.need), _cfg_dict(cfg)])[:24]
+    "Name of `rec`'s shard: a hash of its decoding inputs, the media config and the cache version (shards of older decoders are not reused)."
+    return digest([CACHE_VERSION, rec.id, rec.video, rec.audio, float(rec.audio_offset), list(rec.need), _cfg_dict(cfg)])[:24]
 
 # %% ../nbs/01c_cache.ipynb #29e5d12d
 def _prepare_one(rec:dict, cfg:MediaConfig, base:str, fbank_dtype:str='float16') -> dict:
