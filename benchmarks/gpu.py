@@ -48,9 +48,11 @@ def synthetic_cache(root: Path, n: int, cfg: MediaConfig, seed: int = 0) -> Path
         fr[i:i + m] = rng.integers(0, 256, (m, K, 3, S, S), dtype=np.uint8)
         fb[i:i + m] = rng.standard_normal((m, K, M, T)).astype(np.float16)
     fr.flush(); fb.flush(); del fr, fb
-    cols = 'index,id,group,label,split,video,audio,audio_offset,need,duration,has_video,has_audio,flags,shard'
-    rows = [f"{i},r{i},g{i},,train,,,0.0,video+audio,8.0,True,True,{{}},s{i}" for i in range(n)]
-    (root / 'manifest.csv').write_text(cols + '\n' + '\n'.join(rows) + '\n')
+    import pandas as pd
+    from cmmixer.cache import MANIFEST_COLUMNS
+    rows = [dict(index=i, id=f"r{i}", group=f"g{i}", label='', split='train', video='', audio='', audio_offset=0.0,
+                 need='video+audio', duration=8.0, has_video=True, has_audio=True, flags='{}', shard=f"s{i}") for i in range(n)]
+    pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(root / 'manifest.csv', index=False)
     (root / 'rejects.csv').write_text('id,file,reason,split,group\n')
     (root / 'stats.json').write_text(json.dumps(dict(fbank_mean=0.0, fbank_std=1.0, frame_mean=[0.5] * 3, frame_std=[0.25] * 3,
                                                      split='train', records=n)))

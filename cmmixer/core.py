@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['check', 'is_int', 'is_number', 'check_int', 'check_number', 'check_choice', 'digest', 'derive_seed', 'atomic_write',
-           'jsonable', 'write_json', 'project_root', 'project_path', 'progress_bar', 'worker_init', 'importable',
-           'worker_pool', 'quiet_children', 'run_pool', 'to_device']
+__all__ = ['check', 'is_int', 'is_number', 'check_int', 'check_number', 'check_choice', 'digest', 'derive_seed', 'changes',
+           'atomic_write', 'jsonable', 'write_json', 'project_root', 'project_path', 'progress_bar', 'worker_init',
+           'importable', 'worker_pool', 'quiet_children', 'run_pool', 'to_device']
 
 # %% ../nbs/00_core.ipynb #604fed4c
 def check(ok, name:str, msg:str):
@@ -44,7 +44,7 @@ def check_choice(name:str, v, choices):
     "`v` is one of `choices`, else a ValueError naming `name` and listing them."
     check(v in tuple(choices), name, f"expected one of {tuple(choices)}, got {v!r}")
 
-# %% ../nbs/00_core.ipynb #27320e39
+# %% ../nbs/00_core.ipynb #1ecbf80a
 def digest(obj, n:int|None=None) -> str:
     "SHA-1 hex digest of `obj` as sorted JSON (non-JSON values by `str`), cut to `n` characters when given."
     h = hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
@@ -55,7 +55,11 @@ def derive_seed(*keys) -> int:
     keys = tuple(k if isinstance(k, str) else int(k) for k in keys)
     return int.from_bytes(hashlib.blake2b(repr(keys).encode(), digest_size=8).digest(), 'little') >> 1
 
-# %% ../nbs/00_core.ipynb #b0de31da
+def changes(old:dict, new:dict) -> list:
+    "`['key: old -> new', ...]` for each key of `new` whose value differs from `old`'s as JSON (a tuple equals its list)."
+    return [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if digest(old.get(k)) != digest(v)]
+
+# %% ../nbs/00_core.ipynb #fc2487fe
 def atomic_write(path, data) -> Path:
     "Write `data` (bytes, str, or a function writing to the temporary path it is given) to `path` atomically."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +81,7 @@ def write_json(path, obj, indent:int=1) -> Path:
     "Write `obj` as JSON to `path` atomically."
     return atomic_write(path, json.dumps(obj, indent=indent, default=jsonable) + '\n')
 
-# %% ../nbs/00_core.ipynb #efe15f53
+# %% ../nbs/00_core.ipynb #208c21df
 def _is_root(d:Path) -> bool:
     ini = d / 'settings.ini'
     return ini.is_file() and 'lib_name = cmmixer' in ini.read_text(errors='ignore')
@@ -96,14 +100,14 @@ def project_path(path, root=None) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else Path(root or project_root()) / p
 
-# %% ../nbs/00_core.ipynb #557d4786
+# %% ../nbs/00_core.ipynb #2bd0bb94
 def progress_bar(iterable=None, desc:str='', total=None, disable:bool=False, unit:str='it', leave:bool=True, **kw):
     "A labelled tqdm bar (the notebook widget in Jupyter, text elsewhere, redrawn at most every 2 s)."
     from tqdm.auto import tqdm
     return tqdm(iterable, desc=desc, total=total, disable=disable, unit=unit, leave=leave,
                 mininterval=kw.pop('mininterval', 2.0), dynamic_ncols=True, **kw)
 
-# %% ../nbs/00_core.ipynb #bfb245f1
+# %% ../nbs/00_core.ipynb #63ce934a
 def _die_with_parent():
     "Linux: deliver SIGTERM to this process when its parent exits (prctl PR_SET_PDEATHSIG); elsewhere nothing."
     if sys.platform.startswith('linux'):
@@ -127,7 +131,7 @@ def worker_pool(workers:int, jobs:int|None=None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(n, mp_context=mp.get_context('spawn'), initializer=importable(worker_init, 'cmmixer.core'),
                                initargs=(os.getpid(),))
 
-# %% ../nbs/00_core.ipynb #d875d79f
+# %% ../nbs/00_core.ipynb #efd0296f
 @contextmanager
 def quiet_children():
     "Processes started in this block inherit an ignored SIGINT; a Ctrl-C meanwhile reaches this process after the block."
@@ -139,7 +143,7 @@ def quiet_children():
         signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
-# %% ../nbs/00_core.ipynb #09bebce1
+# %% ../nbs/00_core.ipynb #3065d015
 def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done=None, module:str|None=None,
              unit:str='it') -> list:
     "`fn(*job)` for every job (in a `worker_pool` when `workers` > 1), a labelled bar, `done(i, result)` as each ends; results in job order."
@@ -163,7 +167,7 @@ def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done
         finally: ex.shutdown(wait=True, cancel_futures=True)
     return res
 
-# %% ../nbs/00_core.ipynb #6b7cf3e3
+# %% ../nbs/00_core.ipynb #afca7926
 def to_device(x, device):
     "`x` (a tensor or nested dict/list/tuple of them) on `device`; CPU tensors to a GPU via pinned memory, non-blocking."
     device = torch.device(device)
