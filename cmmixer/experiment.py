@@ -24,13 +24,14 @@ from .retrieval import (Retriever, finetune_config, finetune, evaluate, pair_sub
                                chance_of)
 
 # %% auto #0
-__all__ = ['TABLES', 'INITS', 'DEVICES', 'METHODS', 'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE', 'METRICS', 'REFERENCES', 'own_share',
-           'data_name', 'Experiment', 'check_experiment', 'record_path', 'code_version', 'check_device', 'Where',
-           'register', 'run', 'cmmixer_start', 'evaluate_splits', 'run_cmmixer', 'records_dir', 'references_path',
-           'write_references', 'full_resolution_cache', 'flat_record', 'record_files', 'read_records', 'gather',
-           'gather_table1', 'gather_references', 'table1_text', 'references_text', 'table1_figure',
-           'gather_track_scoring', 'publish_records', 'write_table1', 'data_efficiency_rows', 'write_data_efficiency',
-           'heldout_batch', 'summarize_run', 'write_report', 'check_pretrain_experiment', 'experiment_parser', 'main']
+__all__ = ['TABLES', 'INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE', 'METRICS', 'REFERENCES',
+           'own_share', 'data_name', 'Experiment', 'check_experiment', 'record_path', 'code_version', 'check_device',
+           'Where', 'register', 'run', 'cmmixer_start', 'evaluate_splits', 'run_cmmixer', 'records_dir',
+           'references_path', 'write_references', 'full_resolution_cache', 'flat_record', 'record_files',
+           'read_records', 'gather', 'gather_table1', 'gather_references', 'table1_text', 'references_text',
+           'table1_figure', 'gather_track_scoring', 'publish_records', 'table_stem', 'write_table1',
+           'data_efficiency_rows', 'write_data_efficiency', 'heldout_batch', 'summarize_run', 'write_report',
+           'check_pretrain_experiment', 'experiment_parser', 'main']
 
 # %% ../nbs/04b_experiment.ipynb #20fb49c5
 TABLES = ('table1',)                  # grows with the chapters: Table 2's baselines, the transfer tasks
@@ -45,7 +46,7 @@ def data_name(data) -> str:
     "'synth', or the folder name of a dataset path."
     return 'synth' if data == 'synth' else Path(str(data)).name
 
-# %% ../nbs/04b_experiment.ipynb #47fc61c1
+# %% ../nbs/04b_experiment.ipynb #81fc313e
 @dataclass
 class Experiment:
     "One run of a table: which table, method and variant, at which scale, on which data, with which seed."
@@ -54,7 +55,7 @@ class Experiment:
     decoder: str = 'solo'             # pre-training decoder: 'solo' or 'duet'
     mixer: str = 'cutmix'             # pre-training mixer: 'cutmix', 'pixel_mixup' or 'mixup'
     init: str = 'pretrained'          # 'pretrained', or 'random' (no pre-training: the same fine-tuning from random weights)
-    scale: str = 'cpu'                # 'smoke', 'cpu' or 'paper': every recipe (data size, model, pre-training, fine-tuning)
+    scale: str = 'cpu'                # 'smoke', 'cpu', 'gpu-small' ('gpu-tiny') or 'paper': every recipe (data size, model, pre-training, fine-tuning)
     data: str = 'synth'               # 'synth' (SynthM2M, generated) or a dataset folder
     seed: int = 0                     # training seed (pre-training and fine-tuning); the data stay the same
     fraction: float|None = None       # share of the train pairs to fine-tune on (None: the scale's own)
@@ -97,7 +98,7 @@ def check_experiment(e:Experiment):
     check_int('epochs', e.epochs, none=True); check_int('finetune_epochs', e.finetune_epochs, none=True)
     check_int('pool_size', e.pool_size, lo=2)
 
-# %% ../nbs/04b_experiment.ipynb #b46215e2
+# %% ../nbs/04b_experiment.ipynb #97836272
 def record_path(exp:Experiment, runs='runs') -> Path:
     "runs/records/<table>/<name>.json (relative to the project root unless `runs` is absolute)."
     return project_path(runs) / 'records' / exp.table / f"{exp.name}.json"
@@ -113,13 +114,15 @@ def code_version() -> dict:
         except (OSError, subprocess.SubprocessError): pass
     return v
 
+GPU_SCALES = {'paper': "ViT-B on 224 px, 100 epochs, paper-size data", 'gpu-small': "ViT-S on 8 x 112 px, 10,000 videos, 40 epochs"}
+
 def check_device(scale:str, device:str='auto'):
-    "Refuse the paper scale on a machine without a GPU unless the device is given explicitly (ValueError naming `device`)."
+    "Refuse a GPU scale (`GPU_SCALES`) on a machine without a GPU unless the device is given explicitly (ValueError naming `device`)."
     check(isinstance(device, str) and (device in DEVICES or device.startswith('cuda:')), 'device',
           f"expected one of {DEVICES} or 'cuda:N', got {device!r}")
     if device.startswith('cuda'): check(torch.cuda.is_available(), 'device', f"{device!r} asked for, but CUDA is not available here")
-    check(not (scale == 'paper' and device == 'auto' and not torch.cuda.is_available()), 'device',
-          "scale 'paper' (ViT-B on 224 px, 100 epochs, paper-size data) needs a GPU and none is visible; "
+    check(not (scale in GPU_SCALES and device == 'auto' and not torch.cuda.is_available()), 'device',
+          f"scale {scale!r} ({GPU_SCALES.get(scale)}) needs a GPU and none is visible; "
           "pass device='cpu' to run it on the CPU anyway, or choose scale 'cpu'")
 
 # %% ../nbs/04b_experiment.ipynb #820edf6a
@@ -412,17 +415,21 @@ def gather_track_scoring(records, data='synth', scale='cpu', split:str='test') -
     g = df.groupby(['decoder', 'mixer', 'track_score'], sort=False)[cols]
     return g.mean().round(2).join(g.std(ddof=1).round(2), rsuffix='_std').join(g.size().rename('seeds')).reset_index()
 
-# %% ../nbs/04b_experiment.ipynb #a6911065
+# %% ../nbs/04b_experiment.ipynb #0e66fb80
 def publish_records(records, data='synth', scale='cpu', results='results') -> list:
     "Copy the records of `data` at `scale` (and their references) to results/retrieval/; returns the written paths."
     out = project_path(results) / 'retrieval'
     srcs = record_files(records, data, scale) + [p for p in [references_path(records, data, scale)] if p.is_file()]
     return [str(write_json(out / p.name, json.loads(p.read_text()))) for p in srcs]
 
+def table_stem(data='synth', scale='cpu') -> str:
+    "The file stem of Table 1's results for `data` at `scale`: `table1_<data>_<scale>`; `gpu_small_<data>` at the GPU-small scale (`gpu_tiny_...`)."
+    return f"{scale.replace('-', '_')}_{data_name(data)}" if scale.startswith('gpu-') else f"table1_{data_name(data)}_{scale}"
+
 def write_table1(records, data='synth', scale='cpu', results='results') -> dict:
-    "Gather the records into results/table1_<data>_<scale>.csv, .png, _references.csv, _val.csv, _track_scoring.csv."
+    "Gather the records into results/<table_stem>.csv, .png, _references.csv, _val.csv, _track_scoring.csv."
     t, refs = gather_table1(records, data, scale), gather_references(records, data, scale)
-    stem = project_path(results) / f"table1_{data_name(data)}_{scale}"
+    stem = project_path(results) / table_stem(data, scale)
     stem.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(stem.with_suffix('.csv'), index=False, float_format='%.4g')
     paths = dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')))
@@ -441,7 +448,7 @@ def write_table1(records, data='synth', scale='cpu', results='results') -> dict:
     paths['records'] = publish_records(records, data, scale, results)
     return dict(**paths, table=t, references=refs, val=tv)
 
-# %% ../nbs/04b_experiment.ipynb #fe31ad03
+# %% ../nbs/04b_experiment.ipynb #86e3a683
 def data_efficiency_rows(records, data='synth', scale='cpu', split:str='test') -> pd.DataFrame:
     "One row per CutMix-Solo (pre-trained) or random-init fine-tuning record (no probes) at any share of the pairs."
     df = read_records(records, data, scale, split)
@@ -478,7 +485,7 @@ def write_data_efficiency(records, data='synth', scale='cpu', results='results')
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), table=summary, rows=df,
                 records=publish_records(records, data, scale, results))
 
-# %% ../nbs/04b_experiment.ipynb #e4da85b4
+# %% ../nbs/04b_experiment.ipynb #639a61bd
 def heldout_batch(cache, mixer:MixerConfig, n:int=1, seed:int=0, image_size:int|None=None) -> tuple:
     "(mixed, video, audio [n, K, 3, S, S], split) of the first held-out videos (test, else val, else train), mixed with a seeded mixer."
     cache = as_cache(cache)
@@ -508,7 +515,7 @@ def summarize_run(run_dir) -> dict:
                 first_loss=float(log.loss.iloc[0]), wall_time_s=wall, samples_per_s=len(log) * bs / max(wall, 1e-9),
                 config=info['spec'], run_dir=_relative(run_dir), cache=_relative(info['cache']), torch=info.get('torch'))
 
-# %% ../nbs/04b_experiment.ipynb #d5f19a22
+# %% ../nbs/04b_experiment.ipynb #af10a445
 def write_report(run_dir, out, seed:int=0) -> dict:
     "Write log.csv, summary.json, loss_curve.png and reconstruction.png of a run into `out`; returns the summary."
     import matplotlib.pyplot as plt
@@ -526,7 +533,7 @@ def write_report(run_dir, out, seed:int=0) -> dict:
     write_json(out / 'summary.json', s)
     return s
 
-# %% ../nbs/04b_experiment.ipynb #abe08cc5
+# %% ../nbs/04b_experiment.ipynb #3c365958
 def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', data='synth', epochs=None, seed=0) -> tuple:
     "Validate the pre-training experiment's papermill parameters (ValueError naming the first wrong one): (Scale, MixerConfig, name)."
     check_decoder(decoder)
@@ -537,7 +544,7 @@ def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', dat
     check_int('epochs', epochs, none=True); check_int('seed', seed, lo=0)
     return sc, mix_cfg, run_name(data, sc, decoder, mix_cfg, seed)
 
-# %% ../nbs/04b_experiment.ipynb #446b1069
+# %% ../nbs/04b_experiment.ipynb #bb1ab4c4
 def _none_or(kind):
     return lambda s: None if s.lower() == 'none' else kind(s)
 
@@ -564,7 +571,7 @@ def experiment_parser() -> argparse.ArgumentParser:
     g.add_argument('--runs', default='runs'); g.add_argument('--results', default='results')
     return p
 
-# %% ../nbs/04b_experiment.ipynb #ec61ecfc
+# %% ../nbs/04b_experiment.ipynb #9a5f4ded
 def main(argv=None) -> int:
     "`python -m cmmixer.experiment`: returns the exit status (2 for a wrong parameter, with one line naming it)."
     a = experiment_parser().parse_args(argv)
@@ -586,5 +593,5 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/04b_experiment.ipynb #8bd3c1e4
+# %% ../nbs/04b_experiment.ipynb #4d98c053
 if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())

@@ -21,12 +21,13 @@ from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint
 from .core import check_int, check_choice, derive_seed, write_json, project_path
 
 # %% auto #0
-__all__ = ['SCALES', 'DECODER_LR', 'CPU_FINETUNE', 'EXECUTION_ONLY', 'check_decoder', 'check_mixer', 'Scale', 'scale_config',
-           'check_data', 'synth_folder', 'ensure_cache', 'pretrain_step', 'run_name', 'dataset_name', 'run_spec',
-           'finished_run', 'check_pretrain_args', 'check_cache_fits', 'pretrain', 'load_pretrained']
+__all__ = ['SCALES', 'DECODER_LR', 'CPU_FINETUNE', 'CPU_PRETRAIN', 'GPU_SMALL_FINETUNE', 'EXECUTION_ONLY', 'check_decoder',
+           'check_mixer', 'Scale', 'scale_config', 'check_data', 'synth_folder', 'ensure_cache', 'pretrain_step',
+           'run_name', 'dataset_name', 'run_spec', 'finished_run', 'check_pretrain_args', 'check_cache_fits',
+           'pretrain', 'load_pretrained']
 
-# %% ../nbs/03b_pretrain.ipynb #fee1d92a
-SCALES = ('smoke', 'cpu', 'paper')
+# %% ../nbs/03b_pretrain.ipynb #bda0b3f7
+SCALES = ('smoke', 'cpu', 'gpu-small', 'gpu-tiny', 'paper')
 DECODER_LR = {'solo': 2e-4, 'duet': 1e-4}          # Sec. 4.3: the learning rate of each decoder type (the ratio: see `Scale.decoder_lr_ratio`)
 
 def check_decoder(decoder):
@@ -79,7 +80,7 @@ class Scale:
         f = DECODER_LR[decoder] / DECODER_LR[self.decoder] if self.decoder_lr_ratio else 1.0
         return replace(self, mae=replace(self.mae, decoder=decoder), train=replace(self.train, lr=self.train.lr * f))
 
-# %% ../nbs/03b_pretrain.ipynb #7116617e
+# %% ../nbs/03b_pretrain.ipynb #14121dc5
 def _override(scale: Scale, kw: dict) -> Scale:
     "Route each override to the Scale, its MAEConfig or its TrainConfig (clips and image_size go to both)."
     own, mae_f, train_f = ({f.name for f in fields(c)} for c in (Scale, MAEConfig, TrainConfig))
@@ -96,29 +97,55 @@ def _override(scale: Scale, kw: dict) -> Scale:
 # Fine-tuning at the CPU scales: chosen on val at the smoke scale (chapter 04_retrieval), one checkpoint at the end.
 CPU_FINETUNE = TrainConfig(epochs=20, batch_size=16, lr=5e-4, min_lr=1e-5, warmup_epochs=1, weight_decay=0.05,
                            betas=(0.9, 0.95), ckpt_every_epochs=None)
+CPU_PRETRAIN = TrainConfig(epochs=8, batch_size=16, lr=2e-3, min_lr=1e-5, warmup_epochs=1, bf16=False, progress=False)
+
+def _paper() -> Scale:
+    return Scale('paper', 8, 224, MAEConfig.paper('solo'),
+                 TrainConfig.paper_pretrain('solo', epochs=200, warmup_epochs=40, num_workers=8, log_every=20),
+                 synth=dict(videos=4000, tracks=1600, duration=20.0, image_size=256, fps=10.0, clips=8), repeats=2,
+                 finetune=TrainConfig.paper_finetune(), retriever=dict(symmetric=False))
+
+def _cpu() -> Scale:
+    return Scale('cpu', 4, 32, MAEConfig.smoke('solo'), CPU_PRETRAIN,
+                 synth=dict(videos=6000, tracks=2400, duration=6.0, image_size=64, fps=8.0, clips=4, difficulty=0.25),
+                 repeats=2, decoder_lr_ratio=False, finetune=CPU_FINETUNE, finetune_pairs=0.25)
+
+def _smoke() -> Scale:
+    return Scale('smoke', 4, 32, MAEConfig.smoke('solo'), CPU_PRETRAIN,
+                 synth=dict(videos=1200, tracks=480, duration=6.0, image_size=64, fps=8.0, clips=4, difficulty=0.25), repeats=2,
+                 finetune=CPU_FINETUNE)
+
+# %% ../nbs/03b_pretrain.ipynb #a510943b
+GPU_SMALL_FINETUNE = TrainConfig(epochs=20, batch_size=64, lr=2e-4, min_lr=1e-6, warmup_epochs=2, weight_decay=0.05,
+                                 betas=(0.9, 0.95), ckpt_every_epochs=None, num_workers=8, log_every=10, progress=False)
+
+def _gpu_small() -> Scale:
+    mae = MAEConfig(image_size=112, patch_size=16, clips=8, embed_dim=384, depth=12, num_heads=6,
+                    decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8)
+    train = TrainConfig(epochs=40, batch_size=256, lr=5e-4, min_lr=1e-6, warmup_epochs=4, num_workers=12, log_every=20,
+                        ckpt_every_epochs=10, progress=False)
+    return Scale('gpu-small', 8, 112, mae, train,
+                 synth=dict(videos=10000, tracks=4000, duration=6.0, image_size=128, fps=6.0, clips=8, difficulty=0.25),
+                 repeats=2, decoder_lr_ratio=False, finetune=GPU_SMALL_FINETUNE, finetune_pairs=0.25)
+
+def _gpu_tiny() -> Scale:
+    "gpu-small's recipe (bf16 on a GPU, loader workers, a quarter of the pairs) at the smoke model's size, seconds on a CPU."
+    s = _override(_gpu_small(), dict(clips=2, image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4,
+                                     decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4, epochs=1, batch_size=8,
+                                     num_workers=1, ckpt_every_epochs=None, name='gpu-tiny',
+                                     synth=dict(videos=60, tracks=24, duration=3.0, image_size=48, fps=6.0, clips=2, difficulty=0.25)))
+    return replace(s, finetune=replace(GPU_SMALL_FINETUNE, epochs=2, batch_size=8, num_workers=1, warmup_epochs=1))
+
+_RECIPES = {'smoke': _smoke, 'cpu': _cpu, 'gpu-small': _gpu_small, 'gpu-tiny': _gpu_tiny, 'paper': _paper}
 
 def scale_config(name: str = 'smoke', decoder: str = 'solo', **overrides) -> Scale:
-    "The `smoke` (tests, minutes), `cpu` (2 cores, the README's tables) or `paper` (GPU, Sec. 4.3) scale for `decoder`; `overrides` replace any field."
+    """The `smoke` (tests, minutes), `cpu` (2 cores, the README's tables), `gpu-small` (one GPU, minutes; `gpu-tiny`: its
+    CPU test) or `paper` (GPU, Sec. 4.3) scale for `decoder`; `overrides` replace any field."""
     if name not in SCALES: raise ValueError(f"scale: expected one of {SCALES}, got {name!r}")
     check_decoder(decoder)
-    if name == 'paper':
-        s = Scale('paper', 8, 224, MAEConfig.paper('solo'),
-                  TrainConfig.paper_pretrain('solo', epochs=200, warmup_epochs=40, num_workers=8, log_every=20),
-                  synth=dict(videos=4000, tracks=1600, duration=20.0, image_size=256, fps=10.0, clips=8), repeats=2,
-                  finetune=TrainConfig.paper_finetune(), retriever=dict(symmetric=False))
-    elif name == 'cpu':
-        s = Scale('cpu', 4, 32, MAEConfig.smoke('solo'),
-                  TrainConfig(epochs=8, batch_size=16, lr=2e-3, min_lr=1e-5, warmup_epochs=1, bf16=False, progress=False),
-                  synth=dict(videos=6000, tracks=2400, duration=6.0, image_size=64, fps=8.0, clips=4, difficulty=0.25),
-                  repeats=2, decoder_lr_ratio=False, finetune=CPU_FINETUNE, finetune_pairs=0.25)
-    else:
-        s = Scale('smoke', 4, 32, MAEConfig.smoke('solo'),
-                  TrainConfig(epochs=8, batch_size=16, lr=2e-3, min_lr=1e-5, warmup_epochs=1, bf16=False, progress=False),
-                  synth=dict(videos=1200, tracks=480, duration=6.0, image_size=64, fps=8.0, clips=4, difficulty=0.25), repeats=2,
-                  finetune=CPU_FINETUNE)
-    return _override(s.for_decoder(decoder), overrides)
+    return _override(_RECIPES[name]().for_decoder(decoder), overrides)
 
-# %% ../nbs/03b_pretrain.ipynb #a901fb9c
+# %% ../nbs/03b_pretrain.ipynb #508f5a50
 def _check_scale(scale) -> Scale:
     if isinstance(scale, str): return scale_config(scale)
     if not isinstance(scale, Scale): raise ValueError(f"scale: expected a Scale or one of {SCALES}, got {type(scale).__name__}")
@@ -135,7 +162,7 @@ def synth_folder(scale: Scale, root='data', seed: int = 0) -> Path:
     "Where `ensure_cache('synth', scale, root, seed=seed)` writes SynthM2M."
     return Path(root) / f"synthm2m_{scale.name}_seed{seed}"
 
-# %% ../nbs/03b_pretrain.ipynb #587ca33f
+# %% ../nbs/03b_pretrain.ipynb #44bbd079
 def _synth_matches(folder: Path, kwargs: dict) -> bool:
     "Whether `folder` holds a complete SynthM2M (synth.json is written last) generated with `kwargs`."
     try: params = json.loads((folder / 'synth.json').read_text())['params']
@@ -167,7 +194,7 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
     prepare(src.resolve(), out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers, progress=progress)
     return out
 
-# %% ../nbs/03b_pretrain.ipynb #1424d8aa
+# %% ../nbs/03b_pretrain.ipynb #306b7861
 def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModalMixer) -> dict:
     "The engine's step_fn: per-sample mixer masks and masking noise, Eq. 1, the MAE's loss (loss, loss_video, loss_audio)."
     if not isinstance(generator, StepGenerator): raise ValueError(f"generator: expected the engine's StepGenerator, got {type(generator).__name__}")
@@ -178,7 +205,7 @@ def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModa
     out = model(mixed, video, audio, noise=noise)
     return dict(loss=out['loss'], loss_video=out['loss_video'], loss_audio=out['loss_audio'], video_share=m.mean())
 
-# %% ../nbs/03b_pretrain.ipynb #e97c9c14
+# %% ../nbs/03b_pretrain.ipynb #976f8020
 EXECUTION_ONLY = ('progress', 'num_workers', 'pin_memory', 'log_every', 'ckpt_every_epochs', 'ckpt_every_steps',
                   'out_dir', 'compile', 'device', 'find_unused_parameters')   # TrainConfig fields that do not change the result
 
@@ -211,7 +238,7 @@ def finished_run(run_dir, spec: dict) -> bool:
     except (FileNotFoundError, ValueError): return False
     return saved.get('pretrain') == spec and (ck / 'model.safetensors').is_file()
 
-# %% ../nbs/03b_pretrain.ipynb #f8621873
+# %% ../nbs/03b_pretrain.ipynb #82036285
 def check_pretrain_args(scale, decoder, mixer, epochs, seed, resume, train_overrides:dict) -> tuple:
     "`pretrain`'s arguments, checked before any compute or file (ValueError naming the argument): `(scale for the decoder, decoder, mixer config)`."
     scale = _check_scale(scale)
@@ -234,7 +261,7 @@ def check_cache_fits(cache, scale:Scale):
         raise ValueError(f"cache: holds {c['clips']} clips of {c['image_size']} px, the scale {scale.name!r} "
                          f"needs {scale.clips} of {scale.image_size} (ensure_cache prepares it)")
 
-# %% ../nbs/03b_pretrain.ipynb #06e8667e
+# %% ../nbs/03b_pretrain.ipynb #9c36fd43
 def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, mixer='cutmix', epochs: Optional[int] = None,
              seed: int = 0, out_dir=None, resume='auto', step_fn: Optional[Callable] = None, **train_overrides) -> Path:
     """Pre-train CMMixer on the train split of `cache` at `scale` (decoder: the scale's unless given); returns the run
@@ -269,7 +296,7 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
     barrier()                                                           # every process reads the finished checkpoint
     return out
 
-# %% ../nbs/03b_pretrain.ipynb #08863539
+# %% ../nbs/03b_pretrain.ipynb #c3fbc0ee
 def load_pretrained(run_dir) -> CMMixerMAE:
     "The pre-trained CMMixerMAE of a run folder (or its checkpoint/ folder): config and weights, no training state."
     d = Path(run_dir); ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d

@@ -15,6 +15,9 @@ paper's number), .png, _references.csv, _val.csv and _track_scoring.csv, and cop
     python tools/table1.py --scale paper --seeds 3          # GPU
     python tools/table1.py --variants solo:cutmix --seeds 1 # one cell
     python tools/table1.py --gather-only                    # just rebuild the CSVs and PNG from the JSONs
+    python tools/table1.py --scale gpu-small --variants solo:cutmix --seeds 1 --no-probes --verdict   # make gpu-small
+
+At the GPU-small scale (`make gpu-small`, one GPU) the tables are results/gpu_small_<data>*.csv and .png.
 """
 import argparse, json, os, sys, time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -25,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from cmmixer.experiment import (Experiment, run, record_path, records_dir, write_table1, table1_text, references_text,
                                 write_references, references_path, write_data_efficiency, full_resolution_cache, INITS,
-                                PAPER_TABLE1_SOURCE)
+                                PAPER_TABLE1_SOURCE, GPU_SCALES, table_stem, check_device)
+from cmmixer.pretrain import SCALES
 from cmmixer.mixer import MIXERS
 from cmmixer.mae import DECODERS
 
@@ -46,11 +50,11 @@ def run_one(exp, a, nb_out):
     "One papermill execution of the retrieval chapter for `exp`; returns its wall time."
     import papermill as pm
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method')}
-    params.update(runs=str(a.runs), data_root=str(a.work / 'data'), force=bool(a.force))
+    params.update(runs=str(a.runs), data_root=str(a.work / 'data'), force=bool(a.force), device=a.device)
     nb_out.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     if a.inline:      # same code path without papermill (no kernel start): for quick checks
-        run(exp, runs=a.runs, data_root=a.work / 'data', progress=False, force=a.force)
+        run(exp, runs=a.runs, data_root=a.work / 'data', device=a.device, workers=a.workers, progress=False, force=a.force)
     else:
         pm.execute_notebook(str(ROOT / 'nbs' / '04_retrieval.ipynb'), str(nb_out), parameters=params, cwd=str(ROOT / 'nbs'),
                             kernel_name='python3', progress_bar=False, log_output=False)
@@ -66,14 +70,20 @@ def verdict_line(t, refs, committed, data, scale):
     spread_src = f'{int(row.seeds)} seed(s) of this run'
     sd = {m: float(row[f'{m}_std']) for m in ('v2m_MedR', 'm2v_MedR', 'v2m_R@10', 'm2v_R@10')}
     rsd = {m: float(ref.loc['no pre-training', f'{m}_std']) if 'no pre-training' in ref.index else float('nan') for m in sd}
-    p = Path(committed) / f"table1_{'synth' if data == 'synth' else Path(data).name}_{scale}.csv"
-    pr = Path(committed) / f"table1_{'synth' if data == 'synth' else Path(data).name}_{scale}_references.csv"
-    if int(row.seeds) < 2 and p.is_file() and pr.is_file():
+    p = Path(committed) / f"{table_stem(data, scale)}.csv"
+    pr = Path(committed) / f"{table_stem(data, scale)}_references.csv"
+    seeds = int(row.seeds)
+    if seeds < 2 and p.is_file() and pr.is_file():
         c = pd.read_csv(p); c = c[(c.decoder == 'solo') & (c.mixer == 'cutmix')].iloc[0]
+        seeds = int(c.seeds)
         cr = pd.read_csv(pr).set_index('method')
         sd = {m: float(c[f'{m}_std']) for m in sd}
         rsd = {m: float(cr.loc['no pre-training', f'{m}_std']) if 'no pre-training' in cr.index else float('nan') for m in sd}
         spread_src = f'{int(c.seeds)} seeds of {p.name}'
+    def judge(gap, s2):                                   # gap > 0: CutMix-Solo better (lower MedR)
+        if seeds < 2: return 'better' if gap > 0 else 'worse' if gap < 0 else 'equal'
+        return 'better' if gap > s2 else 'worse' if -gap > s2 else 'within 2σ'
+    if seeds < 2: spread_src += ': no spread, so better/worse are single draws, not tested differences'
     parts = []
     for d, name in (('v2m', 'V→M'), ('m2v', 'M→V')):
         m = f'{d}_MedR'; ours = float(row[f'{m}_mean'])
@@ -81,11 +91,11 @@ def verdict_line(t, refs, committed, data, scale):
         if 'no pre-training' in ref.index:
             rnd = float(ref.loc['no pre-training', f'{m}_mean']); gap = rnd - ours
             s2 = 2 * (sd[m] ** 2 + rsd[m] ** 2) ** 0.5
-            txt += f" vs random init {rnd:.1f} ± {rsd[m]:.1f} ({'better' if gap > s2 else 'worse' if -gap > s2 else 'within 2σ'})"
+            txt += f" vs random init {rnd:.1f} ± {rsd[m]:.1f} ({judge(gap, s2)})"
         for key, lab in (("CCA, the model's inputs", 'CCA on its inputs'), ('CCA, full resolution', 'CCA full-res')):
             if key in ref.index:
                 cc = float(ref.loc[key, f'{m}_mean'])
-                txt += f", {lab} {cc:.1f} ({'better' if cc - ours > 2 * sd[m] else 'worse' if ours - cc > 2 * sd[m] else 'within 2σ'})"
+                txt += f", {lab} {cc:.1f} ({judge(cc - ours, 2 * sd[m])})"
         parts.append(txt)
     return f"verdict ({scale} scale, CutMix-Solo, lower MedR is better; spread: std over {spread_src}): " + '; '.join(parts)
 
@@ -93,7 +103,9 @@ def verdict_line(t, refs, committed, data, scale):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data', default='synth', help="'synth' (SynthM2M, generated) or a dataset folder")
-    p.add_argument('--scale', default='cpu', choices=['smoke', 'cpu', 'paper'])
+    p.add_argument('--scale', default='cpu', choices=SCALES)
+    p.add_argument('--device', default='auto', help="'auto' (a GPU when there is one), 'cpu' or 'cuda'")
+    p.add_argument('--workers', type=int, default=None, help='processes that generate and prepare the data (default: 2; every core at a GPU scale)')
     p.add_argument('--seeds', type=int, default=3, help='training seeds 0..N-1 per variant')
     p.add_argument('--pool_size', type=int, default=2000, help='N, candidates per query')
     p.add_argument('--epochs', type=int, default=None, help="pre-training epochs (default: the scale's)")
@@ -120,6 +132,10 @@ def main(argv=None):
     if a.seeds < 1: raise SystemExit("--seeds: must be >= 1")
     jobs_n = a.jobs if a.jobs is not None else (2 if a.scale in ('smoke', 'cpu') and (os.cpu_count() or 1) >= 2 else 1)
     if jobs_n < 1: raise SystemExit("--jobs: must be >= 1")
+    if a.workers is None: a.workers = max(1, os.cpu_count() or 1) if a.scale in GPU_SCALES else 2
+    if a.workers < 1: raise SystemExit("--workers: must be >= 1")
+    try: check_device(a.scale, a.device)
+    except ValueError as e: raise SystemExit(f"table1: {e}")
     if a.inline: jobs_n = 1                                  # in-process runs share torch's thread settings
     def exp(d, m, s, init='pretrained', f=None, probe=False):
         return Experiment(table='table1', method='cmmixer', decoder=d, mixer=m, init=init, scale=a.scale, data=a.data, seed=s,
@@ -149,7 +165,7 @@ def main(argv=None):
         if todo or not a.no_baselines:                       # the data once, before parallel runs could race for it
             from cmmixer.pretrain import ensure_cache, scale_config
             t = time.perf_counter()
-            cache = ensure_cache(a.data, scale_config(a.scale), root=work / 'data', workers=2, progress=True)
+            cache = ensure_cache(a.data, scale_config(a.scale), root=work / 'data', workers=a.workers, progress=True)
             print(f"data: {cache} ready in {time.perf_counter() - t:.1f} s", flush=True)
 
         def one(i, e, res):
@@ -159,7 +175,7 @@ def main(argv=None):
         def references():                                    # CCA three ways and the oracle, on the runs' pools
             t = time.perf_counter()
             sc = scale_config(a.scale)
-            full = full_resolution_cache(cache, work / 'data') if a.data == 'synth' and not a.no_full_res else None
+            full = full_resolution_cache(cache, work / 'data', workers=a.workers) if a.data == 'synth' and not a.no_full_res else None
             write_references(cache, out, a.data, a.scale, pool_size=a.pool_size, image_size=sc.image_size, full_cache=full)
             return time.perf_counter() - t
         refs_job = None
