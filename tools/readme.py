@@ -56,6 +56,21 @@ def references_markdown(path: Path) -> str:
     return '\n'.join(lines)
 
 
+TABLES = {'readme_table': csv_table, 'readme_table1': table1_markdown, 'readme_refs': references_markdown}
+
+
+def directive_table(directives) -> str | None:
+    "The markdown table a code cell's `#| readme_table* PATH` directive stands for, with a line naming PATH; else None."
+    for d in directives:
+        kind = d.split()[1:2]
+        if kind and kind[0] in TABLES:
+            rel = d.split(None, 2)[2].strip()
+            path = ROOT / rel
+            if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")
+            return TABLES[kind[0]](path) + f'\n\n<sub>from `{rel}`</sub>'
+    return None
+
+
 def main(nb_path, out_path):
     nb = json.loads(Path(nb_path).read_text())
     parts = []
@@ -64,23 +79,9 @@ def main(nb_path, out_path):
         lines = src.split('\n')
         directives = [l for l in lines if l.startswith('#|')]
         if not src or any(d.replace(' ', '') == '#|hide' for d in directives): continue
-        table = [d.split(None, 2)[2] for d in directives if d.split()[1:2] == ['readme_table']]
-        t1 = [d.split(None, 2)[2] for d in directives if d.split()[1:2] == ['readme_table1']]
-        refs = [d.split(None, 2)[2] for d in directives if d.split()[1:2] == ['readme_refs']]
-        if c['cell_type'] == 'code' and refs:
-            path = ROOT / refs[0].strip()
-            if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")
-            parts.append(references_markdown(path) + f'\n\n<sub>from `{refs[0].strip()}`</sub>')
-            continue
-        if c['cell_type'] == 'code' and t1:
-            path = ROOT / t1[0].strip()
-            if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")
-            parts.append(table1_markdown(path) + f'\n\n<sub>from `{t1[0].strip()}`</sub>')
-            continue
-        if c['cell_type'] == 'code' and table:
-            path = ROOT / table[0].strip()
-            if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")
-            parts.append(csv_table(path) + f'\n\n<sub>from `{table[0].strip()}`</sub>')
+        table = directive_table(directives) if c['cell_type'] == 'code' else None
+        if table is not None:
+            parts.append(table)
             continue
         body = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
         parts.append(body if c['cell_type'] == 'markdown' else f'```python\n{body}\n```')

@@ -48,7 +48,6 @@ def parse_variants(s):
 
 def run_one(exp, a, nb_out):
     "One papermill execution of the retrieval chapter for `exp`; returns its wall time."
-    import papermill as pm
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method')}
     params.update(runs=str(a.runs), data_root=str(a.work / 'data'), force=bool(a.force), device=a.device)
     nb_out.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +55,7 @@ def run_one(exp, a, nb_out):
     if a.inline:      # same code path without papermill (no kernel start): for quick checks
         run(exp, runs=a.runs, data_root=a.work / 'data', device=a.device, workers=a.workers, progress=False, force=a.force)
     else:
+        import papermill as pm                            # not needed inline (a bare GPU machine has none)
         pm.execute_notebook(str(ROOT / 'nbs' / '04_retrieval.ipynb'), str(nb_out), parameters=params, cwd=str(ROOT / 'nbs'),
                             kernel_name='python3', progress_bar=False, log_output=False)
     return time.perf_counter() - t
