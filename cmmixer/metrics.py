@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['ranks_from_scores', 'recall_at_k', 'median_rank', 'retrieval_metrics', 'chance_metrics']
+__all__ = ['ranks_from_scores', 'recall_at_k', 'median_rank', 'retrieval_metrics', 'chance_metrics', 'top1_accuracy',
+           'mean_average_precision', 'fold_accuracy']
 
 # %% ../nbs/01b_metrics.ipynb #d441768b
 def _as_numpy(x):
@@ -53,3 +54,31 @@ def chance_metrics(n_pool:int, ks=(1, 5, 10)) -> dict:
     out = {f'R@{k}': 100.0 * min(k, n_pool) / n_pool for k in ks}
     out.update({'MedR': (n_pool + 1) / 2, 'N': int(n_pool), 'queries': 0})
     return out
+
+# %% ../nbs/01b_metrics.ipynb #67c5813a
+def top1_accuracy(logits, labels) -> float:
+    "Percentage of rows of `logits` [N, C] whose arg-max is the row's label (ints [N])."
+    s, y = _as_numpy(logits), _as_numpy(labels).astype(np.int64)
+    if s.ndim != 2: raise ValueError(f"logits: expected [items, classes], got shape {s.shape}")
+    if y.shape != (s.shape[0],): raise ValueError(f"labels: expected one class per item ({s.shape[0]}), got shape {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= s.shape[1]): raise ValueError("labels: a class index outside the logits' columns")
+    return float(100.0 * (s.argmax(1) == y).mean()) if len(y) else float('nan')
+
+def mean_average_precision(scores, targets) -> dict:
+    """Macro mAP (percent) of multi-label `scores` [N, C] against multi-hot `targets` [N, C]: scikit-learn's average
+    precision per class, averaged over the classes with at least one positive. Returns `mAP`, `classes` (evaluated), `skipped`."""
+    from sklearn.metrics import average_precision_score
+    s, t = _as_numpy(scores).astype(np.float64), _as_numpy(targets)
+    if s.ndim != 2 or t.shape != s.shape: raise ValueError(f"targets: expected the scores' shape {s.shape}, got {t.shape}")
+    if not np.isin(t, (0, 1)).all(): raise ValueError("targets: expected multi-hot 0/1 values")
+    if not np.isfinite(s).all(): raise ValueError("scores: contain NaN or inf")
+    has = t.sum(0) > 0
+    if not has.any(): raise ValueError("targets: no class has a positive item")
+    ap = [average_precision_score(t[:, c], s[:, c]) for c in np.flatnonzero(has)]
+    return dict(mAP=float(100.0 * np.mean(ap)), classes=int(has.sum()), skipped=int((~has).sum()))
+
+def fold_accuracy(per_fold:dict) -> dict:
+    "Cross-validation summary of `{fold: accuracy}`: mean and std (ddof 0) over folds, and the folds themselves."
+    if not per_fold: raise ValueError("per_fold: expected at least one fold's accuracy")
+    v = np.array([float(a) for a in per_fold.values()])
+    return dict(accuracy=float(v.mean()), std=float(v.std()), folds={str(k): float(a) for k, a in per_fold.items()})
