@@ -48,6 +48,23 @@ def test_synth_bad_parameter_fails_before_work(tmp_path):
     assert not (tmp_path / 'x' / 'videos').exists()
 
 
+def test_synth_task_writes_a_labelled_set_the_readers_and_prepare_take(tmp_path):
+    "`cmmixer synth OUT --task esc50`: SynthM2M beside OUT, the ESC-50 stand-in in OUT, prepared into a labelled cache."
+    from cmmixer.data import read_source
+    from cmmixer.cache import Cache
+    out = tmp_path / 'esc50'
+    run_cli('synth', out, '--videos', 12, '--tracks', 4, '--seed', 1, '--duration', 3, '--size', 32, '--workers', 1,
+            '--task', 'esc50', '--quiet', check_rc=0)
+    recs = read_source(out)
+    assert recs.kind == 'esc50' and len(recs) == 12 and (tmp_path / 'esc50.synthm2m' / 'synth.json').is_file()
+    run_cli('prepare', out, tmp_path / 'cache', '--clips', 2, '--image_size', 32, '--workers', 1, '--quiet', check_rc=0)
+    c = Cache(tmp_path / 'cache')
+    assert c.meta['kind'] == 'esc50' and len(c.manifest) == 12 and c.classes == recs.classes
+    bad = run_cli('synth', tmp_path / 'y', '--task', 'k700')
+    assert bad.returncode == 2 and '--task' in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'y.synthm2m').exists()
+
+
 def test_prepare_synth_end_to_end(small_synth, tmp_path):
     out = tmp_path / 'cache'
     p = run_cli('prepare', small_synth, out, '--clips', 4, '--image_size', 32, '--workers', 2, '--quiet', check_rc=0)
