@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 
-.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare clean
+.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare docs browser clean
 
 setup: $(STAMP)
 
@@ -36,7 +36,7 @@ sync-check: export readme
 	  git status --porcelain -- cmmixer README.md nbs; git diff --stat -- cmmixer README.md nbs; exit 1; fi
 	@echo "cmmixer/, README.md and nbs/ are in sync"
 
-test: setup sync-check
+test: setup browser sync-check
 	$(BIN)/nbdev_test --n_workers 2 --timing
 	$(BIN)/pytest -q tests/
 
@@ -121,6 +121,16 @@ gpu-small: setup
 gpu-small-bare:
 	$(WHEELS_IN)
 	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 $(GPU_SMALL) $(GPU_ARGS)
+
+# The documentation site: one page per chapter from its committed outputs, index first, into _docs/ (open
+# _docs/index.html, or `python -m http.server -d _docs`). nbdev_docs needs Quarto, which is not installable here.
+docs: setup
+	$(BIN)/python tools/docs.py --out _docs
+
+# Headless Chromium and its driver for the docs' browser test (tests/test_docs.py), from Debian's packages.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; fi
 
 clean:
 	rm -rf data _proc _docs
