@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 
-.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare docs browser clean
+.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table4 table5 docs browser clean
 
 setup: $(STAMP)
 
@@ -121,6 +121,19 @@ gpu-small: setup
 gpu-small-bare:
 	$(WHEELS_IN)
 	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 $(GPU_SMALL) $(GPU_ARGS)
+
+# Tables 4-5 (transfer) at TRANSFER_SCALE (default cpu): the 06_transfer chapter run by papermill for each task, 3 seeds,
+# from the pre-trained CutMix-Solo encoder (reused from make table1 when its runs exist) and from a random one, with
+# chance and the hand-crafted baseline on the same items, on SynthM2M stand-ins in the real layouts; gathered into
+# results/table4_synth_<scale>.csv, table5_synth_<scale>.csv and transfer_synth_<scale>.png. Resumable.
+TRANSFER_SCALE ?= cpu
+TRANSFER_NB = mkdir -p runs/notebooks && $(BIN)/papermill nbs/06_transfer.ipynb runs/notebooks/transfer_$(1)_$(TRANSFER_SCALE).ipynb \
+	-p task $(1) -p scale $(TRANSFER_SCALE) -p results results --log-output --no-progress-bar
+table4: setup
+	$(call TRANSFER_NB,k400)
+table5: setup
+	$(call TRANSFER_NB,audioset20k)
+	$(call TRANSFER_NB,esc50)
 
 # The documentation site: one page per chapter from its committed outputs, index first, into _docs/ (open
 # _docs/index.html, or `python -m http.server -d _docs`). nbdev_docs needs Quarto, which is not installable here.
