@@ -548,7 +548,7 @@ def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', dat
     check_int('epochs', epochs, none=True); check_int('seed', seed, lo=0)
     return sc, mix_cfg, run_name(data, sc, decoder, mix_cfg, seed)
 
-# %% ../nbs/04b_experiment.ipynb #bb1ab4c4
+# %% ../nbs/04b_experiment.ipynb #7909fe7f
 def _none_or(kind):
     return lambda s: None if s.lower() == 'none' else kind(s)
 
@@ -570,12 +570,12 @@ def experiment_parser() -> argparse.ArgumentParser:
     r.add_argument('--threads', type=_none_or(int), default=1); r.add_argument('--force', action='store_true')
     r.add_argument('--quiet', action='store_true', help='no progress bars')
     g = sub.add_parser('gather', help='write the table from the records')
-    g.add_argument('--table', default='table1', choices=['table1', 'data-efficiency'])
+    g.add_argument('--table', default='table1', choices=['table1', 'data-efficiency', 'transfer'])
     g.add_argument('--data', default='synth'); g.add_argument('--scale', default='cpu')
     g.add_argument('--runs', default='runs'); g.add_argument('--results', default='results')
     return p
 
-# %% ../nbs/04b_experiment.ipynb #9a5f4ded
+# %% ../nbs/04b_experiment.ipynb #5ff8af70
 def main(argv=None) -> int:
     "`python -m cmmixer.experiment`: returns the exit status (2 for a wrong parameter, with one line naming it)."
     a = experiment_parser().parse_args(argv)
@@ -583,13 +583,20 @@ def main(argv=None) -> int:
         if a.cmd == 'run':
             exp = Experiment(**{f.name: getattr(a, f.name) for f in fields(Experiment)})
             rec = run(exp, a.runs, a.data_root, a.device, a.workers, a.threads, not a.quiet, a.force)
-            if env_world()[0] == 0:
+            if env_world()[0] == 0 and 'task' in rec:
+                print(f"{'reused' if rec['reused'] else 'wrote'} {rec['path']}: {rec['task']} {rec['metric']} {rec['score']:.1f} "
+                      f"(chance {rec['references']['chance']:.1f}, hand-crafted {rec['references']['hand-crafted']:.1f}); runs in {rec['run_dir']}")
+            elif env_world()[0] == 0:
                 print(f"{'reused' if rec['reused'] else 'wrote'} {rec['path']}: V→M R@1 {rec['v2m']['R@1']:.1f} MedR {rec['v2m']['MedR']:g}, "
                       f"M→V R@1 {rec['m2v']['R@1']:.1f} MedR {rec['m2v']['MedR']:g}")
                 print(f"fine-tuned retriever: {rec.get('finetune_run')}/checkpoint" + (f"; pre-trained MAE: {rec['pretrain_run']}/checkpoint"
                       if rec.get('pretrain_run') else ''))
         else:
             check_choice('scale', a.scale, SCALES)
+            if a.table == 'transfer':
+                from cmmixer.transfer import write_transfer_tables
+                w = write_transfer_tables(records_dir('transfer', a.runs), a.data, a.scale, a.results)
+                print(f"wrote {', '.join(str(v) for k, v in w.items() if k != 'table')}"); return 0
             recs = records_dir('table1', a.runs)
             w = (write_table1 if a.table == 'table1' else write_data_efficiency)(recs, a.data, a.scale, a.results)
             print(f"wrote {w['csv']} and {w['png']}")
@@ -597,5 +604,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/04b_experiment.ipynb #4d98c053
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())
+# %% ../nbs/04b_experiment.ipynb #013d5bd3
+if __name__ == '__main__' and '__file__' in globals():   # run as the package's module, so runners registered by other chapters are seen
+    from cmmixer.experiment import main as _main; sys.exit(_main())

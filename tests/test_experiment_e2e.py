@@ -160,3 +160,20 @@ def test_killed_papermill_leaves_no_process(tmp_path):
     deadline = time.time() + 30
     while time.time() < deadline and any(_alive(p) for p in tree): time.sleep(0.5)
     assert not [p for p in tree if _alive(p)]
+
+
+def test_transfer_through_the_entry_point(tmp_path):
+    "`python -m cmmixer.experiment run --table transfer --method k400` at the gpu-tiny size, then `gather --table transfer`."
+    args = [sys.executable, '-m', 'cmmixer.experiment', 'run', '--table', 'transfer', '--method', 'k400', '--init', 'random',
+            '--scale', 'gpu-tiny', '--finetune_epochs', '1', '--runs', str(tmp_path / 'runs'), '--data_root', str(tmp_path / 'data'), '--quiet']
+    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and 'k400 top-1' in p.stdout and 'chance' in p.stdout, (p.stdout[-1500:], p.stderr[-3000:])
+    rec = json.loads((tmp_path / 'runs' / 'records' / 'transfer' / 'synth_gpu-tiny_k400_random-init_seed0.json').read_text())
+    assert rec['task'] == 'k400' and rec['splits'].keys() == {'test'} and rec['classes'] >= 2 and rec['finetune_steps'] > 0
+    assert (Path(rec['cache']) / 'manifest.csv').is_file() and 'kinetics' in json.loads((Path(rec['cache']) / 'meta.json').read_text())['kind']
+    g = subprocess.run([sys.executable, '-m', 'cmmixer.experiment', 'gather', '--table', 'transfer', '--scale', 'gpu-tiny',
+                        '--runs', str(tmp_path / 'runs'), '--results', str(tmp_path / 'results')], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert g.returncode == 0, g.stderr[-2000:]
+    import pandas as pd
+    t = pd.read_csv(tmp_path / 'results' / 'table4_synth_gpu-tiny.csv')
+    assert list(t.start) == ['random init'] and {'score_mean', 'chance', 'handcrafted', 'paper'} <= set(t.columns)
