@@ -33,9 +33,9 @@ __all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'DEVICES', 'GPU_SCALES', 'METHODS
            'data_efficiency_rows', 'write_data_efficiency', 'heldout_batch', 'summarize_run', 'write_report',
            'check_pretrain_experiment', 'experiment_parser', 'main']
 
-# %% ../nbs/04b_experiment.ipynb #4139d789
-TABLES = ('table1', 'transfer')       # grows with the chapters: Table 2's baselines next
-TABLE_MODULES = {'transfer': 'cmmixer.transfer'}   # the chapter whose import registers a table's runners (`register`)
+# %% ../nbs/04b_experiment.ipynb #3234223c
+TABLES = ('table1', 'table2', 'transfer')
+TABLE_MODULES = {'table2': 'cmmixer.baselines', 'transfer': 'cmmixer.transfer'}   # the chapter whose import registers a table's runners (`register`)
 INITS = ('pretrained', 'random')      # the towers start from the pre-trained encoder, or from its random initial weights
 DEVICES = ('auto', 'cpu', 'cuda')
 
@@ -548,7 +548,7 @@ def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', dat
     check_int('epochs', epochs, none=True); check_int('seed', seed, lo=0)
     return sc, mix_cfg, run_name(data, sc, decoder, mix_cfg, seed)
 
-# %% ../nbs/04b_experiment.ipynb #7909fe7f
+# %% ../nbs/04b_experiment.ipynb #9d8e71fc
 def _none_or(kind):
     return lambda s: None if s.lower() == 'none' else kind(s)
 
@@ -570,12 +570,12 @@ def experiment_parser() -> argparse.ArgumentParser:
     r.add_argument('--threads', type=_none_or(int), default=1); r.add_argument('--force', action='store_true')
     r.add_argument('--quiet', action='store_true', help='no progress bars')
     g = sub.add_parser('gather', help='write the table from the records')
-    g.add_argument('--table', default='table1', choices=['table1', 'data-efficiency', 'transfer'])
+    g.add_argument('--table', default='table1', choices=['table1', 'table2', 'data-efficiency', 'transfer'])
     g.add_argument('--data', default='synth'); g.add_argument('--scale', default='cpu')
     g.add_argument('--runs', default='runs'); g.add_argument('--results', default='results')
     return p
 
-# %% ../nbs/04b_experiment.ipynb #5ff8af70
+# %% ../nbs/04b_experiment.ipynb #ff0c2551
 def main(argv=None) -> int:
     "`python -m cmmixer.experiment`: returns the exit status (2 for a wrong parameter, with one line naming it)."
     a = experiment_parser().parse_args(argv)
@@ -593,6 +593,10 @@ def main(argv=None) -> int:
                       if rec.get('pretrain_run') else ''))
         else:
             check_choice('scale', a.scale, SCALES)
+            if a.table == 'table2':
+                from cmmixer.baselines import write_table2
+                w = write_table2(a.runs, a.data, a.scale, a.results)
+                print(f"wrote {w['csv']} and {w['png']}; CMMixer-Solo / best baseline (V→M R@1): {w['ratio']}"); return 0
             if a.table == 'transfer':
                 from cmmixer.transfer import write_transfer_tables
                 w = write_transfer_tables(records_dir('transfer', a.runs), a.data, a.scale, a.results)
