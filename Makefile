@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 
-.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table2 table4 table5 docs browser clean
+.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table2 table4 table5 figures docs browser clean
 
 setup: $(STAMP)
 
@@ -150,6 +150,11 @@ table4: setup
 table5: setup
 	$(call TRANSFER_NB,audioset20k)
 	$(call TRANSFER_NB,esc50)
+
+# Figs. 2, 5-8 and Table 6 of the paper (chapter 07_analysis) from the CPU-scale CutMix-Solo and random-init runs of
+# Table 1 (the records in results/retrieval/ name their checkpoints under runs/: make table1 first): results/analysis/.
+figures: setup
+	$(BIN)/python tools/figures.py
 
 # The documentation site: one page per chapter from its committed outputs, index first, into _docs/ (open
 # _docs/index.html, or `python -m http.server -d _docs`). nbdev_docs needs Quarto, which is not installable here.
