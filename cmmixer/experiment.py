@@ -24,19 +24,20 @@ from .retrieval import (Retriever, finetune_config, finetune, evaluate, pair_sub
                                chance_of)
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE',
-           'METRICS', 'REFERENCES', 'own_share', 'data_name', 'Experiment', 'check_experiment', 'record_path',
-           'code_version', 'check_device', 'Where', 'register', 'run', 'cmmixer_start', 'evaluate_splits',
-           'run_cmmixer', 'records_dir', 'references_path', 'write_references', 'full_resolution_cache', 'flat_record',
-           'record_files', 'read_records', 'gather', 'gather_table1', 'gather_references', 'table1_text',
-           'references_text', 'table1_figure', 'gather_track_scoring', 'publish_records', 'table_stem', 'write_table1',
-           'data_efficiency_rows', 'write_data_efficiency', 'heldout_batch', 'summarize_run', 'write_report',
-           'check_pretrain_experiment', 'experiment_parser', 'main']
+__all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'PAPER_TABLE1',
+           'PAPER_TABLE1_SOURCE', 'METRICS', 'REFERENCES', 'own_share', 'data_name', 'Experiment', 'check_experiment',
+           'record_path', 'code_version', 'check_device', 'Where', 'register', 'run', 'cmmixer_start',
+           'evaluate_splits', 'run_cmmixer', 'records_dir', 'references_path', 'write_references',
+           'full_resolution_cache', 'flat_record', 'record_files', 'read_records', 'gather', 'gather_table1',
+           'gather_references', 'table1_text', 'references_text', 'table1_figure', 'gather_track_scoring',
+           'publish_records', 'table_stem', 'write_table1', 'data_efficiency_rows', 'write_data_efficiency',
+           'heldout_batch', 'summarize_run', 'write_report', 'check_pretrain_experiment', 'experiment_parser', 'main']
 
-# %% ../nbs/04b_experiment.ipynb #3234223c
+# %% ../nbs/04b_experiment.ipynb #6d767760
 TABLES = ('table1', 'table2', 'transfer')
 TABLE_MODULES = {'table2': 'cmmixer.baselines', 'transfer': 'cmmixer.transfer'}   # the chapter whose import registers a table's runners (`register`)
 INITS = ('pretrained', 'random')      # the towers start from the pre-trained encoder, or from its random initial weights
+TRANSFER_INITS = INITS + ('single-mae',)   # transfer also starts from a single-modality MAE (Table 2's ablation) of its view
 DEVICES = ('auto', 'cpu', 'cuda')
 
 def own_share(scale:str) -> float:
@@ -47,7 +48,7 @@ def data_name(data) -> str:
     "'synth', or the folder name of a dataset path."
     return 'synth' if data == 'synth' else Path(str(data)).name
 
-# %% ../nbs/04b_experiment.ipynb #a39713f7
+# %% ../nbs/04b_experiment.ipynb #01edee81
 @dataclass
 class Experiment:
     "One run of a table: which table, method and variant, at which scale, on which data, with which seed."
@@ -78,20 +79,20 @@ class Experiment:
     def name(self) -> str:
         """`<data>_<scale>_<variant>[_probe][_frac<f>]_seed<S>`: the record's file name (variant: `<decoder>_<mixer>` or
         `random-init`, after `<task>_` for a transfer task; another method's name)."""
-        start = f"{self.decoder}_{self.mixer}" if self.init == 'pretrained' else 'random-init'
+        start = {'pretrained': f"{self.decoder}_{self.mixer}", 'random': 'random-init'}.get(self.init, self.init)
         variant = start if self.method == 'cmmixer' else f"{self.method}_{start}" if self.table == 'transfer' else self.method
         tag = ('_probe' if self.probe else '') + ('' if self.share == own_share(self.scale) else f"_frac{self.share:g}")
         return f"{data_name(self.data)}_{self.scale}_{variant}{tag}_seed{self.seed}"
 
     def to_dict(self) -> dict: return asdict(self)
 
-# %% ../nbs/04b_experiment.ipynb #8ead2e00
+# %% ../nbs/04b_experiment.ipynb #1f034000
 def check_experiment(e:Experiment):
     "Each field of `e` valid (a ValueError naming the field), before anything runs."
     check_choice('table', e.table, TABLES)
     check(isinstance(e.method, str) and e.method, 'method', f"must be a method name, got {e.method!r}")
     check_choice('decoder', e.decoder, DECODERS); check_choice('mixer', e.mixer, MIXERS)
-    check_choice('init', e.init, INITS); check_choice('scale', e.scale, SCALES)
+    check_choice('init', e.init, TRANSFER_INITS if e.table == 'transfer' else INITS); check_choice('scale', e.scale, SCALES)
     check(e.data == 'synth' or (isinstance(e.data, (str, os.PathLike)) and project_path(e.data).is_dir()), 'data',
           f"must be 'synth' or a dataset folder, got {e.data!r}")
     check(is_int(e.seed, 0), 'seed', f"must be an int >= 0, got {e.seed!r}")

@@ -262,7 +262,7 @@ def reference_scores(cache, task:TransferTask, num_classes:int) -> dict:
                                                      handcrafted_features(c, te, task.modality), yte)}
     return out
 
-# %% ../nbs/06_transfer.ipynb #d57832fd
+# %% ../nbs/06_transfer.ipynb #6c7ff47c
 TRANSFER_VIDEOS = 1200          # the stand-ins' SynthM2M size (below the paper scale): a transfer set, not a second pre-training set
 
 def transfer_data(task:str, scale:str='cpu', root='data', workers:int=2, progress:bool=False, seed:int=1) -> Path:
@@ -279,18 +279,25 @@ def transfer_data(task:str, scale:str='cpu', root='data', workers:int=2, progres
     prepare(lab, out, MediaConfig(clips=sc.clips, image_size=sc.image_size), workers=workers, progress=progress)
     return out
 
-def start_encoder(exp, sc, where) -> tuple:
-    "The encoder fine-tuning starts from: CMMixer pre-trained on the scale's SynthM2M (run or reused), or its random init. `(encoder, origin)`."
+def start_encoder(exp, task:TransferTask, sc, where) -> tuple:
+    """The encoder fine-tuning starts from: CMMixer pre-trained on the scale's SynthM2M (run or reused), the single-modality
+    MAE of the task's view (frame or spectrogram MAE of chapter 04c, pre-trained on the same data with the same recipe), or
+    CMMixer's random initialisation. `(encoder, origin)`."""
     from cmmixer import pretrain as pt
     from cmmixer.experiment import cmmixer_start
     from cmmixer.train import main_first
     pre = None
-    if exp.init == 'pretrained':
+    if exp.init != 'random':
         pre = as_cache(main_first(pt.ensure_cache, 'synth', sc, root=project_path(where.data_root), workers=where.workers, progress=where.progress))
+    if exp.init == 'single-mae':
+        from cmmixer.features import pretrain_single_modal, load_single_modal, single_modal_run_name
+        out = project_path(where.runs) / 'pretrain' / single_modal_run_name(pt.dataset_name(pre), sc.name, task.modality, exp.seed)
+        d = pretrain_single_modal(pre, task.modality, sc, seed=exp.seed, epochs=exp.epochs, out_dir=out, progress=where.progress, device=where.device)
+        return load_single_modal(d).encoder, dict(pretrain=str(d), single_modality=task.modality)
     mae, _, origin = cmmixer_start(exp, sc, pre, where)
     return mae.encoder, origin
 
-# %% ../nbs/06_transfer.ipynb #5fbe443e
+# %% ../nbs/06_transfer.ipynb #a4997437
 def run_transfer(exp, where) -> dict:
     "The transfer runner: data -> starting encoder -> one fine-tuning per scored split -> metric, references, times."
     import copy
@@ -303,7 +310,7 @@ def run_transfer(exp, where) -> dict:
     check(cache.meta['kind'] == task.layout, 'data', f"{cache.meta['kind']!r} data, but task {task.name!r} reads the {task.layout!r} layout")
     C = len(cache.classes)
     times['data_s'] = time.perf_counter() - t0; t = time.perf_counter()
-    encoder, origin = start_encoder(exp, sc, where); times['pretrain_s'] = time.perf_counter() - t; t = time.perf_counter()
+    encoder, origin = start_encoder(exp, task, sc, where); times['pretrain_s'] = time.perf_counter() - t; t = time.perf_counter()
     recipe = transfer_recipe(task.name, exp.scale, exp.finetune_epochs, exp.seed, device=where.device, progress=where.progress)
     run_dir = project_path(where.runs) / 'transfer' / exp.name
     per_split, steps = {}, 0
@@ -331,13 +338,13 @@ def run_transfer(exp, where) -> dict:
 from .experiment import register, run, Experiment, records_dir, data_name
 for _t in TASKS: register('transfer', _t)(run_transfer)
 
-# %% ../nbs/06_transfer.ipynb #6896fd0d
+# %% ../nbs/06_transfer.ipynb #c76c9739
 def transfer_rows(records, data='synth', scale='cpu') -> pd.DataFrame:
     "One row per transfer record of `data` at `scale` under `records`: task, start, seed, score, the references, the paper."
     rows = []
     for p in sorted(project_path(records).glob(f"{data_name(data)}_{scale}_*_seed*.json")):
         r = json.loads(p.read_text()); e = r['experiment']
-        start = f"CMMixer-{e['decoder'].capitalize()}-{e['mixer']}" if e['init'] == 'pretrained' else 'random init'
+        start = {'pretrained': f"CMMixer-{e['decoder'].capitalize()}-{e['mixer']}", 'random': 'random init'}.get(e['init'], 'single-modality MAE')
         rows.append(dict(task=r['task'], metric=r['metric'], start=start, decoder=e['decoder'], seed=e['seed'], score=r['score'],
                          chance=r['references']['chance'], handcrafted=r['references']['hand-crafted'],
                          paper=r['paper'] if e['init'] == 'pretrained' else float('nan'), classes=r['classes']))

@@ -171,9 +171,14 @@ def test_transfer_through_the_entry_point(tmp_path):
     rec = json.loads((tmp_path / 'runs' / 'records' / 'transfer' / 'synth_gpu-tiny_k400_random-init_seed0.json').read_text())
     assert rec['task'] == 'k400' and rec['splits'].keys() == {'test'} and rec['classes'] >= 2 and rec['finetune_steps'] > 0
     assert (Path(rec['cache']) / 'manifest.csv').is_file() and 'kinetics' in json.loads((Path(rec['cache']) / 'meta.json').read_text())['kind']
+    single = [a if a != 'random' else 'single-mae' for a in args]          # the frame MAE of Table 2's ablation as the start
+    p = subprocess.run(single, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, (p.stdout[-1500:], p.stderr[-3000:])
+    rec = json.loads((tmp_path / 'runs' / 'records' / 'transfer' / 'synth_gpu-tiny_k400_single-mae_seed0.json').read_text())
+    assert rec['start']['single_modality'] == 'video' and 'frame-mae' in rec['start']['pretrain']
     g = subprocess.run([sys.executable, '-m', 'cmmixer.experiment', 'gather', '--table', 'transfer', '--scale', 'gpu-tiny',
                         '--runs', str(tmp_path / 'runs'), '--results', str(tmp_path / 'results')], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert g.returncode == 0, g.stderr[-2000:]
     import pandas as pd
     t = pd.read_csv(tmp_path / 'results' / 'table4_synth_gpu-tiny.csv')
-    assert list(t.start) == ['random init'] and {'score_mean', 'chance', 'handcrafted', 'paper'} <= set(t.columns)
+    assert sorted(t.start) == ['random init', 'single-modality MAE'] and {'score_mean', 'chance', 'handcrafted', 'paper'} <= set(t.columns)
