@@ -38,7 +38,7 @@ sync-check: export readme
 
 test: setup browser sync-check
 	$(BIN)/nbdev_test --n_workers 2 --timing
-	$(BIN)/pytest -q tests/
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=20 tests/    # two workers (the tests are single-threaded subprocesses); a file's tests stay together
 
 # Notebook tests only, without the sync check (handy while editing).
 test-fast: setup
