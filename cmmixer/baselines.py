@@ -78,7 +78,7 @@ def mlp(dims:list, dropout:float=0.0) -> nn.Sequential:
         if i < len(dims) - 2: layers += [nn.ReLU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
-# %% ../nbs/05_baselines.ipynb #39601b8d
+# %% ../nbs/05_baselines.ipynb #255d3dc4
 def _pos_neg(S:torch.Tensor, group:torch.Tensor|None) -> torch.Tensor:
     "Boolean [B, B]: True where anchor i and candidate j are a positive pair (the same item, or the same group)."
     if group is None: return torch.eye(S.shape[0], dtype=torch.bool, device=S.device)
@@ -107,7 +107,7 @@ def soft_intra_modal_structure_loss(low:torch.Tensor, embed:torch.Tensor) -> tor
     coeff = torch.sign(dl[:, :-1] - dl[:, 1:]) - torch.sign(de[:, :-1] - de[:, 1:])
     return (coeff.detach() * (de[:, 1:] - de[:, :-1])).mean() if len(low) > 1 else embed.sum() * 0
 
-# %% ../nbs/05_baselines.ipynb #b83abe14
+# %% ../nbs/05_baselines.ipynb #4cb74309
 @dataclass
 class CBVMRConfig:
     "CBVMR / VM-NET (defaults: the released code's, csehong/VM-NET); input widths are set from the features."
@@ -131,7 +131,7 @@ class CBVMRConfig:
         check(is_number(self.dropout) and 0 <= self.dropout < 1, 'dropout', f"must be in [0, 1), got {self.dropout!r}")
         for f in ('margin', 'w_m2v', 'w_v2m', 'w_struct_video', 'w_struct_audio'): check_number(f, getattr(self, f), inclusive=True)
 
-# %% ../nbs/05_baselines.ipynb #cf3dfc2a
+# %% ../nbs/05_baselines.ipynb #cfb001fd
 def _branch(d_in:int, hidden:tuple, d_out:int, dropout:float) -> nn.Sequential:
     "VM-NET's branch: fully connected layers with ReLU and dropout, the embedding layer, batch norm (L2 after it)."
     return nn.Sequential(mlp([d_in, *hidden, d_out], dropout), nn.BatchNorm1d(d_out, eps=1e-3, momentum=0.01))
@@ -160,7 +160,7 @@ class CBVMR(Baseline):
         return dict(loss=loss, ranking_m2v=r_m2v.detach(), ranking_v2m=r_v2m.detach(), structure_video=s_v.detach(),
                     structure_audio=s_a.detach())
 
-# %% ../nbs/05_baselines.ipynb #8439d7bb
+# %% ../nbs/05_baselines.ipynb #a596c110
 AGGREGATIONS = ('mean', 'max', 'attention')
 
 @dataclass
@@ -194,7 +194,7 @@ class TemporalAggregation(nn.Module):
         if self.how == 'max': return x.amax(1)
         return (self.score(x).softmax(1) * x).sum(1)
 
-# %% ../nbs/05_baselines.ipynb #2e83d0f4
+# %% ../nbs/05_baselines.ipynb #66dde4ba
 class CMMVR(Baseline):
     "Per-segment encoders, temporal aggregation, VM-NET's cross-modal triplet loss."
     def __init__(self, cfg:CMMVRConfig):
@@ -218,7 +218,7 @@ class CMMVR(Baseline):
         r_v2m = inter_modal_ranking_loss(ev, ea, c.margin, c.top_k, gg)
         return dict(loss=c.w_m2v * r_m2v + c.w_v2m * r_v2m, triplet_m2v=r_m2v.detach(), triplet_v2m=r_v2m.detach())
 
-# %% ../nbs/05_baselines.ipynb #8be82d2c
+# %% ../nbs/05_baselines.ipynb #509e273f
 def gaussian_kl(mu_q, logvar_q, mu_p=None, logvar_p=None) -> torch.Tensor:
     "KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) of diagonal Gaussians, summed over the last dim ([..., Z] -> [...]); p = N(0, I) by default."
     mu_p = torch.zeros_like(mu_q) if mu_p is None else mu_p
@@ -249,7 +249,7 @@ class CVMVAEConfig:
         check_int('tag_dim', self.tag_dim, lo=0)
         for f in ('beta', 'cross_weight', 'align_weight'): check_number(f, getattr(self, f), inclusive=True)
 
-# %% ../nbs/05_baselines.ipynb #6eae879d
+# %% ../nbs/05_baselines.ipynb #f0eb20bf
 class CVMVAE(Baseline):
     "Cross-modal VAE: product-of-experts video posterior (visual + tags + prior), music posterior, cross-generation."
     uses_tags = True
@@ -289,7 +289,7 @@ class CVMVAE(Baseline):
         loss = recon + c.cross_weight * cross + c.beta * kl + c.align_weight * align
         return dict(loss=loss, reconstruction=recon.detach(), cross_generation=cross.detach(), kl=kl.detach(), alignment=align.detach())
 
-# %% ../nbs/05_baselines.ipynb #9d77e788
+# %% ../nbs/05_baselines.ipynb #b90dfe39
 @dataclass
 class MVPtConfig:
     "MVPt (sizes and temperature ours); input widths and clips are set from the features."
@@ -312,7 +312,7 @@ class MVPtConfig:
         check(is_number(self.dropout) and 0 <= self.dropout < 1, 'dropout', f"must be in [0, 1), got {self.dropout!r}")
         check(isinstance(self.symmetric, bool), 'symmetric', f"must be a bool, got {self.symmetric!r}")
 
-# %% ../nbs/05_baselines.ipynb #3eb7a94d
+# %% ../nbs/05_baselines.ipynb #44c19319
 class SegmentTransformer(nn.Module):
     "Segment features [B, K, D] -> unit embeddings [B, K, d]: projection, learned positions, Transformer encoder, head."
     def __init__(self, d_in:int, cfg:MVPtConfig):
@@ -342,7 +342,7 @@ class MVPt(Baseline):
         out = info_nce(self.embed_video(video), self.embed_audio(audio), self.cfg.tau, self.cfg.symmetric)
         return dict(loss=out['loss'], info_nce_v2m=out['loss_v2m'], info_nce_m2v=out['loss_m2v'], batch_r1=out['batch_r1'])
 
-# %% ../nbs/05_baselines.ipynb #6cc9020f
+# %% ../nbs/05_baselines.ipynb #867406c1
 BASELINES = ('cbvmr', 'cmmvr', 'cvmvae', 'mvpt')
 BASELINE_MODELS = {'cbvmr': (CBVMR, CBVMRConfig), 'cmmvr': (CMMVR, CMMVRConfig), 'cvmvae': (CVMVAE, CVMVAEConfig),
                    'mvpt': (MVPt, MVPtConfig)}
@@ -371,7 +371,7 @@ def load_baseline(path) -> Baseline:
     cls, ccls = BASELINE_MODELS[match[0]]
     return load_weights(cls(ccls(**meta['model'])), p).eval()
 
-# %% ../nbs/05_baselines.ipynb #08163126
+# %% ../nbs/05_baselines.ipynb #362f464c
 BASELINE_OPTIM = dict(lr=1e-3, weight_decay=1e-4, betas=(0.9, 0.999))   # ours: AdamW for small MLP/Transformer heads
 
 def baseline_train_config(scale:str='cpu', epochs:int|None=None, seed:int=0, out_dir='runs/baselines/run', **overrides) -> TrainConfig:
@@ -388,7 +388,7 @@ def baseline_step(model, batch:dict, generator:torch.Generator) -> dict:
     tags = batch['tags'] if batch['tags'].numel() else None
     return model(batch['video'], batch['audio'], tags, batch['group'])
 
-# %% ../nbs/05_baselines.ipynb #6f7552a1
+# %% ../nbs/05_baselines.ipynb #8684759a
 def train_baseline(method, data:FeatureSet, train:TrainConfig, seed:int=0, resume='auto', **cfg) -> Baseline:
     """Train the baseline `method` (a name of BASELINES, or a built `Baseline`) on `data` with the engine and recipe
     `train` (its out_dir receives checkpoint/, log.jsonl, state.pt; a finished run there is reused); `cfg`: config fields."""
@@ -428,7 +428,7 @@ def evaluate_baseline(model:Baseline, data:FeatureSet, pool_size:int=2000, seed:
     res['pool'].update(split=split, train_split=train_split, seconds=round(time.perf_counter() - t0, 3))
     return res
 
-# %% ../nbs/05_baselines.ipynb #a000b32c
+# %% ../nbs/05_baselines.ipynb #da1e09de
 FEATURES_VERSION = 1   # bump when a feature extractor changes: saved features of older versions are not reused
 
 def single_modal_start(exp, sc, cache, where) -> tuple:
@@ -457,7 +457,7 @@ def feature_bank(cache, maes:dict, dirs:dict, where, tags:str='auto') -> dict:
     main_first(make)
     return torch.load(path, weights_only=True)
 
-# %% ../nbs/05_baselines.ipynb #bd4d3e67
+# %% ../nbs/05_baselines.ipynb #7250c86f
 def run_baseline(exp, where) -> dict:
     "Table 2's runner of a baseline (`exp.method` in BASELINES): cache -> single-modality MAEs -> features -> train -> evaluate (test and val)."
     from cmmixer import pretrain as pt
@@ -499,7 +499,7 @@ def run_baseline(exp, where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=dict(fraction=exp.share, subset_seed=exp.seed), cache=str(cache_dir),
                 train_pairs=len(train))
 
-# %% ../nbs/05_baselines.ipynb #2c38edf1
+# %% ../nbs/05_baselines.ipynb #e587a4c9
 SINGLE_MAE = 'single-mae'   # the ablation's method name: separate single-modality pre-training, fine-tuned like CMMixer
 
 def run_single_modal_mae(exp, where) -> dict:
@@ -532,7 +532,7 @@ def run_single_modal_mae(exp, where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache_dir),
                 train_pairs=len(pair_subset(cache.indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/05_baselines.ipynb #62a1294b
+# %% ../nbs/05_baselines.ipynb #c19b7b92
 from .experiment import register, records_dir, read_records, gather, gather_references, data_name, METRICS
 for _m in BASELINES: register('table2', _m)(run_baseline)
 register('table2', SINGLE_MAE)(run_single_modal_mae)
@@ -573,7 +573,7 @@ def table2_ratio(t:pd.DataFrame) -> dict:
     spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a > 0 and b > 0 else float('nan')
     return dict(best_baseline=best, ratio=r, ratio_std=spread, paper_ratio=11.40 / 6.22)
 
-# %% ../nbs/05_baselines.ipynb #2322d66b
+# %% ../nbs/05_baselines.ipynb #f72d7532
 def table2_figure(t:pd.DataFrame, title:str=''):
     "V→M R@1 per method (mean ± std over seeds), the paper's beside it, chance and the references as lines."
     import matplotlib.pyplot as plt

@@ -63,7 +63,7 @@ def mfcc(fbank, n_mfcc:int=20) -> torch.Tensor:
     dct = torchaudio.functional.create_dct(n_mfcc, x.shape[-2], norm='ortho')        # [bins, n_mfcc]
     return torch.einsum('...bt,bc->...ct', x, dct)
 
-# %% ../nbs/04c_features.ipynb #bdf4cebf
+# %% ../nbs/04c_features.ipynb #71ced6aa
 @lru_cache(maxsize=8)
 def pitch_class_map(num_bins:int=128, sample_rate:int=16000, band:tuple=(400.0, 5000.0)) -> torch.Tensor:
     "[num_bins, 12]: the share of each mel filter's triangle inside `band` that falls in each pitch class (C = 0, A = 9)."
@@ -90,7 +90,7 @@ def spectral_stats(fbank, sample_rate:int=16000) -> torch.Tensor:
     flux = F.pad(x.diff(dim=-1).clamp_min(0).mean(-2), (1, 0))
     return torch.stack([centroid, bandwidth, flux, x.logsumexp(-2)], -2)
 
-# %% ../nbs/04c_features.ipynb #1be94350
+# %% ../nbs/04c_features.ipynb #b7a905aa
 AUDIO_DESCRIPTORS = 20 + 20 + 12 + 4      # MFCC, delta MFCC, chroma, spectral statistics per frame
 
 def audio_descriptors(fbank, sample_rate:int=16000, n_mfcc:int=20) -> torch.Tensor:
@@ -125,7 +125,7 @@ def video_handcrafted(frames) -> torch.Tensor:
     return torch.cat([x.mean((-2, -1)), x.std((-2, -1), unbiased=False), hue_hist, sat.mean((-2, -1))[..., None],
                       mx.mean((-2, -1))[..., None], val_hist, edge], -1)
 
-# %% ../nbs/04c_features.ipynb #ab3f6c7b
+# %% ../nbs/04c_features.ipynb #fa1f7863
 MODALITIES = ('video', 'audio')
 MODALITY_NAMES = {'video': 'frame-mae', 'audio': 'spectrogram-mae'}
 
@@ -163,7 +163,7 @@ def single_modal_step(model, batch:dict, generator:StepGenerator) -> dict:
     out = model(x, noise=noise)
     return {'loss': out['loss']}
 
-# %% ../nbs/04c_features.ipynb #6f05b3c9
+# %% ../nbs/04c_features.ipynb #a2f41e2b
 def single_modal_run_name(data_name:str, scale:str, modality:str, seed:int) -> str:
     "`<data>_<scale>_frame-mae_seed<S>` or `..._spectrogram-mae_...`: the run folder under runs/pretrain/."
     return f"{data_name}_{scale}_{MODALITY_NAMES[modality]}_seed{seed}"
@@ -181,7 +181,7 @@ def json_normal(obj):
     "`obj` as JSON would give it back (tuples as lists), for comparison with a saved copy."
     return json.loads(json.dumps(obj))
 
-# %% ../nbs/04c_features.ipynb #cf44a547
+# %% ../nbs/04c_features.ipynb #08cfa881
 def pretrain_single_modal(cache, modality:str, scale='smoke', seed:int=0, epochs:int|None=None, out_dir=None,
                           resume='auto', **train_overrides) -> Path:
     """Pre-train a frame MAE (`modality='video'`) or spectrogram MAE (`'audio'`) on the train split of `cache` with the
@@ -218,7 +218,7 @@ def pretrain_single_modal(cache, modality:str, scale='smoke', seed:int=0, epochs
     barrier()
     return out
 
-# %% ../nbs/04c_features.ipynb #f089fad0
+# %% ../nbs/04c_features.ipynb #1e4cba74
 def load_single_modal(run_dir) -> SingleModalMAE:
     "The pre-trained `SingleModalMAE` of a run folder (or its checkpoint/ folder), its modality from the run's spec."
     d = Path(run_dir); ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
@@ -227,7 +227,7 @@ def load_single_modal(run_dir) -> SingleModalMAE:
           'run_dir', f"{ck} is not a finished SingleModalMAE run (model_class {meta.get('model_class')!r})")
     return load_weights(SingleModalMAE(MAEConfig(**meta['model']), meta['pretrain']['modality']), ck)
 
-# %% ../nbs/04c_features.ipynb #f81f655c
+# %% ../nbs/04c_features.ipynb #e06bfa67
 def single_modal_retriever(video_mae, audio_mae, seed:int=0, **cfg) -> Retriever:
     """Two towers for the single-modality ablation: f^v copies the frame MAE's encoder, f^a the spectrogram MAE's
     (`video_mae`, `audio_mae`: `SingleModalMAE`s or their encoders); `cfg`: RetrieverConfig fields."""
@@ -240,7 +240,7 @@ def single_modal_retriever(video_mae, audio_mae, seed:int=0, **cfg) -> Retriever
     model.music.encoder = copy.deepcopy(enc['audio_mae'])
     return model
 
-# %% ../nbs/04c_features.ipynb #337c771d
+# %% ../nbs/04c_features.ipynb #7a582bf3
 @dataclass
 class FeatureSet:
     "Per-clip features of N videos and of the music under them, their pairing groups, and optional tags of each video."
@@ -278,7 +278,7 @@ class FeatureSet:
         return FeatureSet(self.video[idx], self.audio[idx], self.group[idx.numpy()], None if self.tags is None else self.tags[idx],
                           None if self.rows is None else self.rows[idx.numpy()])
 
-# %% ../nbs/04c_features.ipynb #f1565103
+# %% ../nbs/04c_features.ipynb #e4043bb5
 class FeatureDataset(Dataset):
     "The engine's dataset over a `FeatureSet`: dict(video [K,Dv], audio [K,Da], tags [T] (empty without tags), group, index)."
     def __init__(self, data:FeatureSet):
@@ -305,7 +305,7 @@ def latent_feature_set(n:int=256, clips:int=4, video_dim:int=24, audio_dim:int=2
     a = zc @ B / math.sqrt(latent_dim) + noise * torch.randn(n, clips, audio_dim, generator=g)
     return FeatureSet(v, a, np.arange(n), (z[:, 0, :tag_dim] > 0).float() if tag_dim else None)
 
-# %% ../nbs/04c_features.ipynb #e0148d98
+# %% ../nbs/04c_features.ipynb #eaddedb1
 SYNTH_TAGS = (('tempo', 5), ('mode', 2), ('key', 12), ('timbre', 4), ('rhythm', 3))   # observed factors, one-hot each
 FEATURE_BLOCKS = ('video_mae', 'video_handcrafted', 'audio_mae', 'audio_handcrafted')
 TAG_SOURCES = ('auto', 'synth', 'labels', 'none')
@@ -336,7 +336,7 @@ def cache_tags(cache, rows, source:str='auto') -> torch.Tensor|None:
     check(source in ('auto', 'none'), 'tags', f"{c.root} has no classes to use as tags")
     return None
 
-# %% ../nbs/04c_features.ipynb #41489bb2
+# %% ../nbs/04c_features.ipynb #2523db60
 @torch.no_grad()
 def encoder_features(encoder:CMMixerEncoder, cache, split:str, modality:str, batch_size:int=64, device='cpu') -> torch.Tensor:
     "[N, K, D]: a frozen encoder's clip embeddings of the `modality` images of `split` (the towers' inputs, no augmentation)."
@@ -358,7 +358,7 @@ def handcrafted_features(cache, rows, batch_size:int=64) -> tuple:
         A.append(audio_handcrafted(torch.from_numpy(np.array(c.fbank[r])).float(), sr))
     return torch.cat(V), torch.cat(A)
 
-# %% ../nbs/04c_features.ipynb #f72fa7b7
+# %% ../nbs/04c_features.ipynb #29471195
 def extract_features(cache, video_encoder=None, audio_encoder=None, tags:str='auto', batch_size:int=64, device='cpu') -> dict:
     """`{split: {block: [N, K, D], 'tags', 'group', 'rows'}}` for every split of `cache` with items: the FEATURE_BLOCKS
     (the `*_mae` ones when the encoders are given), standardised with the train split's per-feature statistics."""
