@@ -36,7 +36,8 @@ __all__ = ['AGGREGATIONS', 'BASELINES', 'BASELINE_MODELS', 'METHOD_INPUTS', 'BAS
            'gaussian_kl', 'product_of_experts', 'CVMVAEConfig', 'CVMVAE', 'MVPtConfig', 'SegmentTransformer', 'MVPt',
            'make_baseline', 'load_baseline', 'baseline_train_config', 'baseline_step', 'train_baseline',
            'embed_features', 'evaluate_baseline', 'single_modal_start', 'feature_bank', 'run_baseline',
-           'run_single_modal_mae', 'table2_rows', 'gather_table2', 'table2_ratio', 'table2_figure', 'write_table2']
+           'run_single_modal_mae', 'table2_rows', 'paper_column', 'gather_table2', 'table2_ratio', 'table2_figure',
+           'write_table2']
 
 # %% ../nbs/05_baselines.ipynb #4db67c8e
 class Baseline(nn.Module):
@@ -532,7 +533,7 @@ def run_single_modal_mae(exp, where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache_dir),
                 train_pairs=len(pair_subset(cache.indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/05_baselines.ipynb #c19b7b92
+# %% ../nbs/05_baselines.ipynb #2fa940ad
 from .experiment import register, records_dir, read_records, gather, gather_references, data_name, METRICS
 for _m in BASELINES: register('table2', _m)(run_baseline)
 register('table2', SINGLE_MAE)(run_single_modal_mae)
@@ -551,8 +552,13 @@ def table2_rows(runs='runs', data='synth', scale='cpu', split:str='test') -> pd.
     if len(c): c = c.assign(method='CMMixer-' + c.decoder.str.capitalize())
     return pd.concat([d for d in (b, c) if len(d)], ignore_index=True) if len(b) or len(c) else pd.DataFrame()
 
-def gather_table2(runs='runs', data='synth', scale='cpu', column:str='m2m', split:str='test') -> pd.DataFrame:
+def paper_column(data) -> str:
+    "The paper's Table 2 column a dataset stands beside: 'yt8m' for the YouTube-8M-style SynthM2M or a YouTube-8M folder, else 'm2m'."
+    return 'yt8m' if data == 'synth-yt8m' or 'yt8m' in str(data).lower() or 'youtube' in str(data).lower() else 'm2m'
+
+def gather_table2(runs='runs', data='synth', scale='cpu', column:str|None=None, split:str='test') -> pd.DataFrame:
     "Table 2: one row per method (mean, std over seeds, chance, the paper's R@1 of `column` beside V→M R@1), then the references."
+    column = paper_column(data) if column is None else column
     check_choice('column', column, tuple(PAPER_TABLE2))
     df = table2_rows(runs, data, scale, split)
     check(len(df), 'records', f"no Table 2 or Table 1 records for data={data_name(data)!r}, scale={scale!r} under {str(runs)!r}")
@@ -573,7 +579,7 @@ def table2_ratio(t:pd.DataFrame) -> dict:
     spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a > 0 and b > 0 else float('nan')
     return dict(best_baseline=best, ratio=r, ratio_std=spread, paper_ratio=11.40 / 6.22)
 
-# %% ../nbs/05_baselines.ipynb #f72d7532
+# %% ../nbs/05_baselines.ipynb #68414db7
 def table2_figure(t:pd.DataFrame, title:str=''):
     "V→M R@1 per method (mean ± std over seeds), the paper's beside it, chance and the references as lines."
     import matplotlib.pyplot as plt
@@ -587,9 +593,10 @@ def table2_figure(t:pd.DataFrame, title:str=''):
     ax.set_title(title, fontsize=9); fig.tight_layout()
     return fig
 
-def write_table2(runs='runs', data='synth', scale='cpu', results='results', column:str='m2m') -> dict:
+def write_table2(runs='runs', data='synth', scale='cpu', results='results', column:str|None=None) -> dict:
     "results/table2_<data>_<scale>.csv and .png (and the ratio as JSON) from the records under `runs`."
     import matplotlib.pyplot as plt
+    column = paper_column(data) if column is None else column
     t = gather_table2(runs, data, scale, column)
     stem = project_path(results) / f"table2_{data_name(data)}_{scale}"; stem.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(stem.with_suffix('.csv'), index=False, float_format='%.4g')

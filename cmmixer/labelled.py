@@ -16,10 +16,11 @@ from .core import check, check_int, run_pool
 # %% auto #0
 __all__ = ['TASK_LAYOUTS', 'SPLIT_FILES', 'AUDIOSET_FILES', 'WRITERS', 'picture_class', 'sound_source', 'sound_class',
            'sound_tags', 'all_tags', 'group_of', 'assign_folds', 'write_kinetics', 'write_audioset', 'write_esc50',
-           'write_labelled']
+           'write_yt8m', 'write_labelled']
 
-# %% ../nbs/01d_labelled.ipynb #69e1c57c
-TASK_LAYOUTS = {'k400': 'kinetics', 'audioset20k': 'audioset', 'esc50': 'esc50'}   # task -> the layout written (a `cmmixer.data` reader)
+# %% ../nbs/01d_labelled.ipynb #d6111eac
+TASK_LAYOUTS = {'k400': 'kinetics', 'audioset20k': 'audioset', 'esc50': 'esc50',   # task -> the layout written (a `cmmixer.data` reader)
+                'yt8m': 'yt8m'}              # not a transfer task: Table 2's YouTube-8M column (videos paired with their own sound)
 
 def picture_class(v:dict) -> str:
     "Kinetics stand-in: what the video shows, its objects' shape and arrangement ('circle row', ...; 12 classes)."
@@ -124,8 +125,20 @@ def write_esc50(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=Fals
     _wavs(jobs, workers, progress)
     return classes
 
-# %% ../nbs/01d_labelled.ipynb #c437d242
-WRITERS = dict(k400=write_kinetics, audioset20k=write_audioset, esc50=write_esc50)
+# %% ../nbs/01d_labelled.ipynb #47b75d5e
+def write_yt8m(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False) -> list:
+    "YouTube-8M layout: videos in split folders, `labels.csv` (video_id, labels: the sound's tag indices), `synth.json`. Returns the labels."
+    tags = all_tags(); index = {t: i for i, t in enumerate(tags)}
+    rows = []
+    for n, v in meta['videos'].items():
+        _link(src / 'videos' / v['file'], out / v['split'] / v['file'])
+        rows.append([Path(v['file']).stem, ';'.join(str(index[t]) for t in sound_tags(v))])
+    _write_csv(out / 'labels.csv', ['video_id', 'labels'], rows)
+    shutil.copy2(src / 'synth.json', out / 'synth.json')
+    return tags
+
+# %% ../nbs/01d_labelled.ipynb #7e598edf
+WRITERS = dict(k400=write_kinetics, audioset20k=write_audioset, esc50=write_esc50, yt8m=write_yt8m)
 
 def write_labelled(src, out, task:str, workers:int=2, progress:bool=True) -> dict:
     """Write the SynthM2M benchmark in `src` as the `task` stand-in ('k400', 'audioset20k', 'esc50') into `out`, in that
@@ -141,7 +154,8 @@ def write_labelled(src, out, task:str, workers:int=2, progress:bool=True) -> dic
         if {k: old.get(k) for k in want} == json.loads(json.dumps(want)): return old
     if out.exists() and any(out.iterdir()):
         check(done.is_file() or not (out / 'synth.json').exists(), 'out', f"{out} holds a SynthM2M benchmark; choose another folder")
-        stray = sorted(p.name for p in out.iterdir() if p.name not in ('clips', 'annotations', 'audio', 'meta', 'labelled.json')
+        stray = sorted(p.name for p in out.iterdir() if p.name not in ('clips', 'annotations', 'audio', 'meta', 'labelled.json',
+                                                                        'train', 'val', 'test', 'synth.json')
                        and not p.name.endswith('.csv'))
         check(not stray, 'out', f"{out} holds files that are not a labelled set's ({stray[:3]}); move them away")
         shutil.rmtree(out)

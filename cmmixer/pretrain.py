@@ -21,10 +21,10 @@ from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint
 from .core import check_int, check_choice, derive_seed, write_json, project_path
 
 # %% auto #0
-__all__ = ['SCALES', 'DECODER_LR', 'CPU_FINETUNE', 'CPU_PRETRAIN', 'GPU_SMALL_FINETUNE', 'EXECUTION_ONLY', 'check_decoder',
-           'check_mixer', 'Scale', 'scale_config', 'check_data', 'synth_folder', 'ensure_cache', 'pretrain_step',
-           'run_name', 'dataset_name', 'run_spec', 'finished_run', 'check_pretrain_args', 'check_cache_fits',
-           'pretrain', 'load_pretrained']
+__all__ = ['SCALES', 'DECODER_LR', 'CPU_FINETUNE', 'CPU_PRETRAIN', 'GPU_SMALL_FINETUNE', 'SYNTH_DATA', 'YT8M_NATURAL_SHARE',
+           'EXECUTION_ONLY', 'check_decoder', 'check_mixer', 'Scale', 'scale_config', 'check_data', 'synth_args',
+           'synth_folder', 'ensure_cache', 'pretrain_step', 'run_name', 'dataset_name', 'run_spec', 'finished_run',
+           'check_pretrain_args', 'check_cache_fits', 'pretrain', 'load_pretrained']
 
 # %% ../nbs/03b_pretrain.ipynb #bda0b3f7
 SCALES = ('smoke', 'cpu', 'gpu-small', 'gpu-tiny', 'paper')
@@ -145,24 +145,36 @@ def scale_config(name: str = 'smoke', decoder: str = 'solo', **overrides) -> Sca
     check_decoder(decoder)
     return _override(_RECIPES[name]().for_decoder(decoder), overrides)
 
-# %% ../nbs/03b_pretrain.ipynb #508f5a50
+# %% ../nbs/03b_pretrain.ipynb #b7ac2776
 def _check_scale(scale) -> Scale:
     if isinstance(scale, str): return scale_config(scale)
     if not isinstance(scale, Scale): raise ValueError(f"scale: expected a Scale or one of {SCALES}, got {type(scale).__name__}")
     return scale
 
+SYNTH_DATA = ('synth', 'synth-yt8m')   # generated datasets: SynthM2M (M2M layout) and its YouTube-8M-style variant
+YT8M_NATURAL_SHARE = 0.8                # the YouTube-8M-style SynthM2M: mostly natural sound, each video with its own sound
+
 def check_data(data) -> str:
-    "`data` is 'synth' or an existing dataset folder (ValueError naming `data` otherwise)."
-    if data == 'synth': return data
+    "`data` is a generated dataset (`SYNTH_DATA`) or an existing dataset folder (ValueError naming `data` otherwise)."
+    if data in SYNTH_DATA: return data
     if not isinstance(data, (str, os.PathLike)) or not Path(data).is_dir():
-        raise ValueError(f"data: expected 'synth' or a dataset folder, got {str(data)!r} (no such folder)")
+        raise ValueError(f"data: expected one of {SYNTH_DATA} or a dataset folder, got {str(data)!r} (no such folder)")
     return str(data)
 
-def synth_folder(scale: Scale, root='data', seed: int = 0) -> Path:
-    "Where `ensure_cache('synth', scale, root, seed=seed)` writes SynthM2M."
-    return Path(root) / f"synthm2m_{scale.name}_seed{seed}"
+def synth_args(data:str, scale:Scale) -> dict:
+    """`cmmixer.synth.generate`'s arguments for the generated dataset `data` at `scale`: the scale's SynthM2M, or for
+    'synth-yt8m' the same with 80 % natural sound and as many videos per track (fewer tracks)."""
+    a = dict(scale.synth)
+    if data == 'synth-yt8m':
+        ns0 = a.get('natural_share', 0.2)
+        a.update(natural_share=YT8M_NATURAL_SHARE, tracks=max(1, round(a['tracks'] * (1 - YT8M_NATURAL_SHARE) / (1 - ns0))))
+    return a
 
-# %% ../nbs/03b_pretrain.ipynb #44bbd079
+def synth_folder(scale: Scale, root='data', seed: int = 0, data: str = 'synth') -> Path:
+    "Where `ensure_cache(data, scale, root, seed=seed)` writes the generated SynthM2M ('synth' or 'synth-yt8m')."
+    return Path(root) / f"synthm2m_{scale.name}{'' if data == 'synth' else '_yt8m'}_seed{seed}"
+
+# %% ../nbs/03b_pretrain.ipynb #4218cebe
 def _synth_matches(folder: Path, kwargs: dict) -> bool:
     "Whether `folder` holds a complete SynthM2M (synth.json is written last) generated with `kwargs`."
     try: params = json.loads((folder / 'synth.json').read_text())['params']
@@ -182,13 +194,16 @@ def _ensure_synth(folder: Path, scale: Scale, seed: int, workers: int, progress:
 
 def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers: int = 2, seed: int = 0,
                  progress: bool = False) -> Path:
-    "A prepared cache of `data` ('synth' or a dataset folder) at the scale's clips and image size, under `root`."
+    "A prepared cache of `data` ('synth', 'synth-yt8m' or a dataset folder) at the scale's clips and image size, under `root`."
     data, scale = check_data(data), _check_scale(scale)
     check_int('workers', workers); check_int('seed', seed, lo=0)
     root = project_path(root)
-    if data == 'synth':
-        src = synth_folder(scale, root, seed)
-        _ensure_synth(src, scale, seed, workers, progress)
+    if data in SYNTH_DATA:
+        src = synth_folder(scale, root, seed, data)
+        _ensure_synth(src, replace(scale, synth=synth_args(data, scale)), seed, workers, progress)
+        if data == 'synth-yt8m':                             # videos in split folders, each paired with its own sound
+            from cmmixer.labelled import write_labelled
+            lay = src.with_name(src.name + '_layout'); write_labelled(src, lay, 'yt8m', workers, progress); src = lay
     else: src = Path(data)
     out = root / f"{src.resolve().name}_{scale.clips}x{scale.image_size}_cache"
     prepare(src.resolve(), out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers, progress=progress)
@@ -205,13 +220,13 @@ def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModa
     out = model(mixed, video, audio, noise=noise)
     return dict(loss=out['loss'], loss_video=out['loss_video'], loss_audio=out['loss_audio'], video_share=m.mean())
 
-# %% ../nbs/03b_pretrain.ipynb #976f8020
+# %% ../nbs/03b_pretrain.ipynb #eb79d9a3
 EXECUTION_ONLY = ('progress', 'num_workers', 'pin_memory', 'log_every', 'ckpt_every_epochs', 'ckpt_every_steps',
                   'out_dir', 'compile', 'device', 'find_unused_parameters')   # TrainConfig fields that do not change the result
 
 def run_name(data, scale, decoder: str, mixer, seed: int) -> str:
     "`<data>_<scale>_<decoder>_<mixer>_seed<seed>`: the run's folder name under runs/ and results/."
-    d = data if data == 'synth' else Path(data).resolve().name
+    d = data if data in SYNTH_DATA else Path(data).resolve().name
     s = scale if isinstance(scale, str) else scale.name
     m = mixer if isinstance(mixer, str) else mixer.name
     return f"{d}_{s}_{decoder}_{m}_seed{seed}"

@@ -451,13 +451,13 @@ def input_features(cache, rows, image_size:int) -> tuple:
         V.append(video_features(fr.numpy())); A.append(audio_features(back.numpy()))
     return np.stack(V), np.stack(A)
 
-# %% ../nbs/04_retrieval.ipynb #b9174326
+# %% ../nbs/04_retrieval.ipynb #af322516
 def reference_points(cache, split:str='test', train_split:str='train', pool_size:int=2000, seed:int=0,
                      method:str='cca', image_size:int|None=None, full_cache=None, memo:dict|None=None) -> dict:
     """On the pools of `evaluate(split)`: the feature baseline (fitted on `train_split`) on the cache's frames and
     full fbank (`baseline`), on the model's own `image_size` inputs (`baseline_inputs`), on `full_cache` (the same
     records prepared at the source's resolution: `baseline_full`), and the latent-factor oracle (`oracle`)."""
-    from cmmixer.synth import load_synth, FeatureBaseline, oracle_scores
+    from cmmixer.synth import load_synth, FeatureBaseline, oracle_scores, video_name
     c = as_cache(cache)
     FeatureBaseline(method)                                             # checks `method`
     draw_pools([0, 1], pool_size, seed)                                 # checks pool_size, seed
@@ -465,7 +465,7 @@ def reference_points(cache, split:str='test', train_split:str='train', pool_size
     leak = group_overlap(c, train_split, split)
     check(not leak, 'split', f"{len(leak)} pairing groups of {split!r} also occur in {train_split!r}")
     test, train = RetrievalDataset(c, split), RetrievalDataset(c, train_split)
-    ids = c.manifest['id'].to_numpy()[test.rows].tolist()
+    ids = [video_name(i) for i in c.manifest['id'].to_numpy()[test.rows]]        # either layout's ids
     check(all(i in meta['videos'] for i in ids), 'cache', f"its records are not the videos of {synth_root(c)}")
     t0 = time.perf_counter()
     memo = {} if memo is None else memo                                 # shared by the splits of `write_references`

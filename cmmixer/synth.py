@@ -19,8 +19,8 @@ __all__ = ['TEMPO_BPM', 'MODES', 'KEYS', 'TIMBRES', 'RHYTHMS', 'ENERGIES', 'REGI
            'TEXTURES', 'HUE_RANGES', 'ENERGY_BRIGHTNESS', 'ENERGY_OBJECTS', 'REGISTER_Y', 'ENERGY_GAIN', 'SPLITS',
            'LEVELS', 'stripe_freq', 'palette_hue', 'noise_levels', 'sample_latent', 'factors_at', 'observe',
            'excerpt_truth', 'sample_distractors', 'synth_music', 'synth_natural', 'render_video', 'plan_tracks',
-           'plan_video', 'assign_splits', 'plan', 'write_pairs', 'generate', 'load_synth', 'oracle_scores',
-           'video_features', 'audio_features', 'synth_features', 'FeatureBaseline', 'floor_ceiling',
+           'plan_video', 'assign_splits', 'plan', 'write_pairs', 'generate', 'load_synth', 'video_name',
+           'oracle_scores', 'video_features', 'audio_features', 'synth_features', 'FeatureBaseline', 'floor_ceiling',
            'write_floor_ceiling']
 
 # %% ../nbs/01a_synth.ipynb #af5f7d51
@@ -491,7 +491,12 @@ def load_synth(root) -> dict:
     if not path.exists(): raise ValueError(f"root: {root} holds no synth.json (not a SynthM2M benchmark)")
     return json.loads(path.read_text())
 
-# %% ../nbs/01a_synth.ipynb #12025340
+# %% ../nbs/01a_synth.ipynb #e9184c58
+def video_name(record_id:str) -> str:
+    "The SynthM2M video behind a record id: 'v0001' in the M2M layout, 'train/v0001' in the YouTube-8M layout (its split folder)."
+    return Path(str(record_id)).name
+
+# %% ../nbs/01a_synth.ipynb #2728f6c6
 def _transition(n:int, p:float) -> np.ndarray:
     "P(shown level | true level) when a factor is shown at a random level with probability p: [true, shown]."
     return (1 - p) * np.eye(n) + p / n
@@ -500,7 +505,7 @@ def _normal(x, mu, sigma): return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / sigma
 
 def _log(x): return np.log(np.maximum(x, 1e-300))
 
-# %% ../nbs/01a_synth.ipynb #cc390305
+# %% ../nbs/01a_synth.ipynb #09a37457
 def oracle_scores(meta:dict, queries:list, candidates:list|None=None) -> np.ndarray:
     """Log-likelihood [Q, N] that video `queries[i]` was rendered from the sound of `candidates[j]` (the music excerpt
     of a music video, the own sound of a natural one), using the rendered factor values of the query (with their
@@ -534,7 +539,7 @@ def oracle_scores(meta:dict, queries:list, candidates:list|None=None) -> np.ndar
     for k in range(K): s += Le[:, k, te[:, k]] + Lr[:, k, trg[:, k]]
     return s
 
-# %% ../nbs/01a_synth.ipynb #54d7e494
+# %% ../nbs/01a_synth.ipynb #a042cbfd
 def video_features(frames) -> np.ndarray:
     """Hand-crafted features of decoded frames (uint8 [K,3,S,S]) -> float64 [K, 31]: share, brightness, height
     and 12-bin hue histogram of the saturated pixels (objects), mean colour and contrast, and a 12-bin radial
@@ -563,7 +568,7 @@ def video_features(frames) -> np.ndarray:
     return np.concatenate([cnt[:, None] / S ** 2, bright[:, None], ycen[:, None], hist, x.mean((2, 3)),
                            grey.std((1, 2))[:, None], spec], 1)
 
-# %% ../nbs/01a_synth.ipynb #33e00efa
+# %% ../nbs/01a_synth.ipynb #8267f5de
 _TEMPO_LAGS = tuple(6000.0 / b for b in TEMPO_BPM)  # beat periods in 10 ms fbank frames
 
 def audio_features(fbank, frame_shift_s:float=0.01) -> np.ndarray:
@@ -585,7 +590,7 @@ def audio_features(fbank, frame_shift_s:float=0.01) -> np.ndarray:
     return np.concatenate([bands, frame_e.mean(1)[:, None], frame_e.std(1)[:, None], centroid[:, None],
                            peaky[:, None], rate[:, None], ac], 1)
 
-# %% ../nbs/01a_synth.ipynb #dc0cc6c1
+# %% ../nbs/01a_synth.ipynb #03509b7c
 def _features_one(video, audio, offset, cfg):
     c = load_clips(video, cfg, audio=audio, audio_offset=offset)
     return video_features(c.frames.numpy()), audio_features(c.fbank.numpy())
@@ -608,7 +613,7 @@ def synth_features(root, names:list|None=None, image_size:int=64, workers:int=2,
     res = run_pool(_features_one, jobs, workers, 'SynthM2M features', progress, module='cmmixer.synth', unit='video')
     return np.stack([r[0] for r in res]), np.stack([r[1] for r in res]), names
 
-# %% ../nbs/01a_synth.ipynb #b1110d5a
+# %% ../nbs/01a_synth.ipynb #146259e7
 def _flat(X): return X.reshape(-1, X.shape[-1])
 
 def _cosine_scores(P, Q) -> np.ndarray:
@@ -616,7 +621,7 @@ def _cosine_scores(P, Q) -> np.ndarray:
     P = P / (np.linalg.norm(P, axis=-1, keepdims=True) + 1e-9); Q = Q / (np.linalg.norm(Q, axis=-1, keepdims=True) + 1e-9)
     return np.einsum('qkd,nkd->qn', P, Q) / P.shape[1]
 
-# %% ../nbs/01a_synth.ipynb #4f617057
+# %% ../nbs/01a_synth.ipynb #7e33f9ac
 class FeatureBaseline:
     """A learned floor on hand-crafted features: standardise, then CCA (`method='cca'`) or ridge regression from
     sound to picture features (`method='ridge'`), fitted on per-clip pairs; a video and a sound score the mean
@@ -653,7 +658,7 @@ class FeatureBaseline:
         pv, pa = self.embed(V, A)
         return _cosine_scores(pv, pa)
 
-# %% ../nbs/01a_synth.ipynb #9909a499
+# %% ../nbs/01a_synth.ipynb #c78360b2
 def floor_ceiling(root, split:str='test', image_size:int=64, method:str='cca', workers:int=2, progress:bool=False,
                   features=None) -> pd.DataFrame:
     """Retrieval floor and ceiling of a SynthM2M benchmark on its `split` pool (every video of the split queries the

@@ -182,3 +182,24 @@ def test_transfer_through_the_entry_point(tmp_path):
     import pandas as pd
     t = pd.read_csv(tmp_path / 'results' / 'table4_synth_gpu-tiny.csv')
     assert sorted(t.start) == ['random init', 'single-modality MAE'] and {'score_mean', 'chance', 'handcrafted', 'paper'} <= set(t.columns)
+
+
+def test_youtube8m_style_synthm2m_end_to_end(tmp_path):
+    """Table 1's driver on the YouTube-8M-style SynthM2M (`--data synth-yt8m`, gpu-tiny size): the videos in the YouTube-8M
+    layout, each paired with its own sound; pre-training, fine-tuning, random init, CCA and the oracle on the same pools."""
+    import pandas as pd
+    args = [sys.executable, 'tools/table1.py', '--scale', 'gpu-tiny', '--data', 'synth-yt8m', '--variants', 'solo:cutmix',
+            '--seeds', '1', '--no-probes', '--inline', '--workers', '2', '--workdir', str(tmp_path)]
+    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
+    recs = tmp_path / 'runs' / 'records' / 'table1'
+    assert sorted(f.name for f in recs.glob('*.json')) == ['synth-yt8m_gpu-tiny_random-init_seed0.json', 'synth-yt8m_gpu-tiny_references.json',
+                                                         'synth-yt8m_gpu-tiny_solo_cutmix_seed0.json']
+    rec = json.loads((recs / 'synth-yt8m_gpu-tiny_solo_cutmix_seed0.json').read_text())
+    meta = json.loads((Path(rec['cache']) / 'meta.json').read_text())
+    assert meta['kind'] == 'yt8m' and rec['v2m']['N'] == rec['m2v']['N']            # every video is its own track
+    synth = json.loads((tmp_path / 'data' / 'synthm2m_gpu-tiny_yt8m_seed0' / 'synth.json').read_text())
+    assert sum(v['kind'] == 'natural' for v in synth['videos'].values()) == 48       # 80 % of 60 videos carry natural sound
+    refs = pd.read_csv(tmp_path / 'results' / 'gpu_tiny_synth-yt8m_references.csv').set_index('method')
+    assert {'oracle', 'CCA, full resolution', "CCA, the model's inputs", 'no pre-training'} <= set(refs.index)
+    assert refs.loc['oracle', 'v2m_R@1_mean'] > refs.loc['chance', 'v2m_R@1_mean']

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from cmmixer.experiment import (Experiment, run, record_path, records_dir, write_table1, table1_text, references_text,
                                 write_references, references_path, write_data_efficiency, full_resolution_cache, INITS,
                                 PAPER_TABLE1_SOURCE, GPU_SCALES, table_stem, check_device)
-from cmmixer.pretrain import SCALES
+from cmmixer.pretrain import SCALES, SYNTH_DATA
 from cmmixer.mixer import MIXERS
 from cmmixer.mae import DECODERS
 
@@ -102,7 +102,7 @@ def verdict_line(t, refs, committed, data, scale):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--data', default='synth', help="'synth' (SynthM2M, generated) or a dataset folder")
+    p.add_argument('--data', default='synth', help="'synth' (SynthM2M, generated), 'synth-yt8m' (its YouTube-8M-style variant) or a dataset folder")
     p.add_argument('--scale', default='cpu', choices=SCALES)
     p.add_argument('--device', default='auto', help="'auto' (a GPU when there is one), 'cpu' or 'cuda'")
     p.add_argument('--workers', type=int, default=None, help='processes that generate and prepare the data (default: 2; every core at a GPU scale)')
@@ -127,7 +127,7 @@ def main(argv=None):
     p.add_argument('--workdir', default=str(ROOT), help='where data/, runs/ and a relative --results go (default: the project root)')
     a = p.parse_args(argv)
     work = Path(a.workdir).absolute()
-    if a.data != 'synth': a.data = str(Path(a.data).absolute())
+    if a.data not in SYNTH_DATA: a.data = str(Path(a.data).absolute())
     variants = parse_variants(a.variants)
     if a.seeds < 1: raise SystemExit("--seeds: must be >= 1")
     jobs_n = a.jobs if a.jobs is not None else (2 if a.scale in ('smoke', 'cpu') and (os.cpu_count() or 1) >= 2 else 1)
@@ -175,7 +175,7 @@ def main(argv=None):
         def references():                                    # CCA three ways and the oracle, on the runs' pools
             t = time.perf_counter()
             sc = scale_config(a.scale)
-            full = full_resolution_cache(cache, work / 'data', workers=a.workers) if a.data == 'synth' and not a.no_full_res else None
+            full = full_resolution_cache(cache, work / 'data', workers=a.workers) if a.data in SYNTH_DATA and not a.no_full_res else None
             write_references(cache, out, a.data, a.scale, pool_size=a.pool_size, image_size=sc.image_size, full_cache=full)
             return time.perf_counter() - t
         refs_job = None
