@@ -533,8 +533,8 @@ def run_single_modal_mae(exp, where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache_dir),
                 train_pairs=len(pair_subset(cache.indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/05_baselines.ipynb #0b04da23
-from .experiment import register, records_dir, read_records, gather, gather_references, data_name, METRICS
+# %% ../nbs/05_baselines.ipynb #0dc03dfd
+from .experiment import register, register_gather, records_dir, read_records, gather, gather_references, data_name, METRICS
 for _m in BASELINES: register('table2', _m)(run_baseline)
 register('table2', SINGLE_MAE)(run_single_modal_mae)
 
@@ -580,7 +580,7 @@ def table2_ratio(t:pd.DataFrame) -> dict:
     spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a > 0 and b > 0 and min(seeds.values()) > 1 else float('nan')   # one seed: unknown
     return dict(best_baseline=best, ratio=r, ratio_std=spread, seeds=seeds, paper_ratio=11.40 / 6.22)
 
-# %% ../nbs/05_baselines.ipynb #68414db7
+# %% ../nbs/05_baselines.ipynb #d0c0f5b4
 def table2_figure(t:pd.DataFrame, title:str=''):
     "V→M R@1 per method (mean ± std over seeds), the paper's beside it, chance and the references as lines."
     import matplotlib.pyplot as plt
@@ -594,6 +594,7 @@ def table2_figure(t:pd.DataFrame, title:str=''):
     ax.set_title(title, fontsize=9); fig.tight_layout()
     return fig
 
+@register_gather('table2')
 def write_table2(runs='runs', data='synth', scale='cpu', results='results', column:str|None=None) -> dict:
     "results/table2_<data>_<scale>.csv and .png (and the ratio as JSON) from the records under `runs`."
     import matplotlib.pyplot as plt

@@ -24,10 +24,10 @@ from .retrieval import (Retriever, finetune_config, finetune, evaluate, pair_sub
                                chance_of)
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'PAPER_TABLE1',
+__all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'GATHERS', 'PAPER_TABLE1',
            'PAPER_TABLE1_SOURCE', 'METRICS', 'REFERENCES', 'own_share', 'data_name', 'Experiment', 'check_experiment',
-           'record_path', 'code_version', 'check_device', 'Where', 'register', 'run', 'cmmixer_start',
-           'evaluate_splits', 'run_cmmixer', 'records_dir', 'references_path', 'write_references',
+           'record_path', 'code_version', 'check_device', 'Where', 'register', 'register_gather', 'run',
+           'cmmixer_start', 'evaluate_splits', 'run_cmmixer', 'records_dir', 'references_path', 'write_references',
            'full_resolution_cache', 'flat_record', 'record_files', 'read_records', 'gather', 'gather_table1',
            'gather_references', 'table1_text', 'references_text', 'table1_figure', 'gather_track_scoring',
            'publish_records', 'table_stem', 'write_table1', 'data_efficiency_rows', 'write_data_efficiency',
@@ -129,7 +129,7 @@ def check_device(scale:str, device:str='auto'):
           f"scale {scale!r} ({GPU_SCALES.get(scale)}) needs a GPU and none is visible; "
           "pass device='cpu' to run it on the CPU anyway, or choose scale 'cpu'")
 
-# %% ../nbs/04b_experiment.ipynb #de30dede
+# %% ../nbs/04b_experiment.ipynb #0dcaac68
 METHODS = {}                          # (table, method) -> runner(exp, where) -> dict of results
 
 @dataclass
@@ -144,6 +144,13 @@ class Where:
 def register(table:str, method:str):
     "Decorator: the runner of `method` for `table`."
     def deco(fn): METHODS[(table, method)] = fn; return fn
+    return deco
+
+GATHERS = {}                          # table -> writer(runs, data, scale, results) -> dict of what it wrote (+ 'table')
+
+def register_gather(table:str):
+    "Decorator: the writer of `table`'s results from the records under a runs folder (`gather --table <table>`)."
+    def deco(fn): GATHERS[table] = fn; return fn
     return deco
 
 def run(exp:Experiment, runs='runs', data_root='data', device:str='auto', workers:int=2, threads:int|None=1,
@@ -576,7 +583,7 @@ def experiment_parser() -> argparse.ArgumentParser:
     g.add_argument('--runs', default='runs'); g.add_argument('--results', default='results')
     return p
 
-# %% ../nbs/04b_experiment.ipynb #ff0c2551
+# %% ../nbs/04b_experiment.ipynb #a903209c
 def main(argv=None) -> int:
     "`python -m cmmixer.experiment`: returns the exit status (2 for a wrong parameter, with one line naming it)."
     a = experiment_parser().parse_args(argv)
@@ -594,14 +601,10 @@ def main(argv=None) -> int:
                       if rec.get('pretrain_run') else ''))
         else:
             check_choice('scale', a.scale, SCALES)
-            if a.table == 'table2':
-                from cmmixer.baselines import write_table2
-                w = write_table2(a.runs, a.data, a.scale, a.results)
-                print(f"wrote {w['csv']} and {w['png']}; CMMixer-Solo / best baseline (V→M R@1): {w['ratio']}"); return 0
-            if a.table == 'transfer':
-                from cmmixer.transfer import write_transfer_tables
-                w = write_transfer_tables(records_dir('transfer', a.runs), a.data, a.scale, a.results)
-                print(f"wrote {', '.join(str(v) for k, v in w.items() if k != 'table')}"); return 0
+            if a.table in TABLE_MODULES: importlib.import_module(TABLE_MODULES[a.table])   # registers its gather
+            if a.table in GATHERS:
+                w = GATHERS[a.table](a.runs, a.data, a.scale, a.results)
+                print('wrote', '; '.join(f"{k}: {v}" for k, v in w.items() if k != 'table')); return 0
             recs = records_dir('table1', a.runs)
             w = (write_table1 if a.table == 'table1' else write_data_efficiency)(recs, a.data, a.scale, a.results)
             print(f"wrote {w['csv']} and {w['png']}")

@@ -335,11 +335,11 @@ def run_transfer(exp, where) -> dict:
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method', 'fraction', 'probe', 'pool_size')}
     return dict(params=params, **res, times={k: round(v, 2) for k, v in times.items()})
 
-# %% ../nbs/06_transfer.ipynb #e03afce9
-from .experiment import register, run, Experiment, records_dir, data_name
+# %% ../nbs/06_transfer.ipynb #7d203ae9
+from .experiment import register, register_gather, run, Experiment, records_dir, data_name
 for _t in TASKS: register('transfer', _t)(run_transfer)
 
-# %% ../nbs/06_transfer.ipynb #c76c9739
+# %% ../nbs/06_transfer.ipynb #405f8198
 def transfer_rows(records, data='synth', scale='cpu') -> pd.DataFrame:
     "One row per transfer record of `data` at `scale` under `records`: task, start, seed, score, the references, the paper."
     rows = []
@@ -388,3 +388,9 @@ def write_transfer_tables(records, data='synth', scale='cpu', results='results')
     fig = transfer_figure(t, f"Transfer at the {scale} scale on SynthM2M stand-ins (mean ± std over seeds; paper: real data, ViT-B)")
     p = res / f"transfer_{data_name(data)}_{scale}.png"; fig.savefig(p, dpi=110); plt.close(fig); out['png'] = str(p)
     return dict(out, table=t)
+
+
+@register_gather('transfer')
+def _gather_transfer(runs, data, scale, results) -> dict:
+    "`python -m cmmixer.experiment gather --table transfer`: `write_transfer_tables` of the records under `runs`."
+    return write_transfer_tables(records_dir('transfer', runs), data, scale, results)
