@@ -31,13 +31,14 @@ from .features import _check_fbank
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'BASELINES', 'BASELINE_MODELS', 'METHOD_INPUTS', 'BASELINE_OPTIM', 'FEATURES_VERSION', 'SINGLE_MAE',
-           'PAPER_TABLE2', 'TABLE2_NAMES', 'TABLE2_ORDER', 'Baseline', 'mlp', 'inter_modal_ranking_loss',
-           'soft_intra_modal_structure_loss', 'CBVMRConfig', 'CBVMR', 'CMMVRConfig', 'TemporalAggregation', 'CMMVR',
-           'gaussian_kl', 'product_of_experts', 'CVMVAEConfig', 'CVMVAE', 'MVPtConfig', 'SegmentTransformer', 'MVPt',
-           'make_baseline', 'load_baseline', 'baseline_train_config', 'baseline_step', 'train_baseline',
-           'embed_features', 'evaluate_baseline', 'single_modal_start', 'feature_bank', 'run_baseline',
-           'run_single_modal_mae', 'table2_rows', 'paper_column', 'gather_table2', 'table2_ratio', 'table2_figure',
-           'write_table2']
+           'PAPER_TABLE2', 'TABLE2_NAMES', 'TABLE2_ORDER', 'TABLE2_TUNED', 'Baseline', 'mlp',
+           'inter_modal_ranking_loss', 'soft_intra_modal_structure_loss', 'CBVMRConfig', 'CBVMR', 'CMMVRConfig',
+           'TemporalAggregation', 'CMMVR', 'gaussian_kl', 'product_of_experts', 'CVMVAEConfig', 'CVMVAE', 'MVPtConfig',
+           'SegmentTransformer', 'MVPt', 'make_baseline', 'load_baseline', 'baseline_train_config', 'baseline_step',
+           'train_baseline', 'embed_features', 'evaluate_baseline', 'single_modal_start', 'feature_bank',
+           'run_baseline', 'run_single_modal_mae', 'table2_rows', 'paper_column', 'gather_table2', 'table2_ratio',
+           'table2_figure', 'write_table2', 'table2_experiment', 'tuning_path', 'read_tuning', 'tune_table2',
+           'run_table2', 'tuning_table']
 
 # %% ../nbs/05_baselines.ipynb #4db67c8e
 class Baseline(nn.Module):
@@ -458,7 +459,7 @@ def feature_bank(cache, maes:dict, dirs:dict, where, tags:str='auto') -> dict:
     main_first(make)
     return torch.load(path, weights_only=True)
 
-# %% ../nbs/05_baselines.ipynb #7250c86f
+# %% ../nbs/05_baselines.ipynb #bedea5f6
 def run_baseline(exp, where) -> dict:
     "Table 2's runner of a baseline (`exp.method` in BASELINES): cache -> single-modality MAEs -> features -> train -> evaluate (test and val)."
     from cmmixer import pretrain as pt
@@ -474,7 +475,7 @@ def run_baseline(exp, where) -> dict:
     data = {s: select_features(bank, s, spec['video'], spec['audio'], spec['tags']) for s in bank}
     keep = pair_subset(cache.indices('train'), exp.share, exp.seed)        # the pairs CMMixer fine-tunes on
     train = data['train'].subset(np.isin(data['train'].rows, keep))
-    tcfg = baseline_train_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress, device=where.device)
+    tcfg = scaled_lr(baseline_train_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress, device=where.device), exp.lr_scale)
     key = digest(dict(features=FEATURES_VERSION, maes={m: read_checkpoint(Path(d) / 'checkpoint').get('pretrain') for m, d in dirs.items()},
                       inputs=spec, train=tcfg.to_dict(), pairs=len(train), fraction=exp.share), 10)
     out = project_path(where.runs) / 'baselines' / f"{exp.name}_{key}"
@@ -500,7 +501,7 @@ def run_baseline(exp, where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=dict(fraction=exp.share, subset_seed=exp.seed), cache=str(cache_dir),
                 train_pairs=len(train))
 
-# %% ../nbs/05_baselines.ipynb #e587a4c9
+# %% ../nbs/05_baselines.ipynb #6dcf90bf
 SINGLE_MAE = 'single-mae'   # the ablation's method name: separate single-modality pre-training, fine-tuned like CMMixer
 
 def run_single_modal_mae(exp, where) -> dict:
@@ -515,7 +516,7 @@ def run_single_modal_mae(exp, where) -> dict:
     t = time.perf_counter(); maes, dirs = single_modal_start(exp, sc, cache, where); times['pretrain_s'] = time.perf_counter() - t
     model = single_modal_retriever(maes['video'], maes['audio'], seed=exp.seed, **sc.retriever)
     how = dict(fraction=exp.share, subset_seed=exp.seed, encoder_lr_scale=sc.encoder_lr_scale, freeze_encoder=exp.probe)
-    tcfg = finetune_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress, device=where.device)
+    tcfg = scaled_lr(finetune_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress, device=where.device), exp.lr_scale)
     origin = {m: read_checkpoint(Path(d) / 'checkpoint').get('step') for m, d in dirs.items()}
     key = digest(dict(pretrain={m: str(d) for m, d in dirs.items()}, steps=origin, train=tcfg.to_dict(),
                       retriever={k: v for k, v in asdict(model.cfg).items() if k != 'inputs'}, **how), 10)
@@ -533,8 +534,9 @@ def run_single_modal_mae(exp, where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache_dir),
                 train_pairs=len(pair_subset(cache.indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/05_baselines.ipynb #0dc03dfd
-from .experiment import register, register_gather, records_dir, read_records, gather, gather_references, data_name, METRICS
+# %% ../nbs/05_baselines.ipynb #224e5164
+from .experiment import (register, register_gather, records_dir, read_records, gather, gather_references, data_name, METRICS,
+                                own_share, run, tune_lr, scaled_lr, LR_FACTORS)
 for _m in BASELINES: register('table2', _m)(run_baseline)
 register('table2', SINGLE_MAE)(run_single_modal_mae)
 
@@ -543,14 +545,17 @@ PAPER_TABLE2 = {'m2m': {'CBVMR': 2.73, 'CMMVR': 1.49, 'CVMVAE': 4.05, 'MVPt': 6.
 TABLE2_NAMES = {'cbvmr': 'CBVMR', 'cmmvr': 'CMMVR', 'cvmvae': 'CVMVAE', 'mvpt': 'MVPt', SINGLE_MAE: 'single-modality MAEs (ablation)'}
 TABLE2_ORDER = ['CBVMR', 'CMMVR', 'CVMVAE', 'MVPt', 'single-modality MAEs (ablation)', 'CMMixer-Solo', 'CMMixer-Duet']
 
-def table2_rows(runs='runs', data='synth', scale='cpu', split:str='test') -> pd.DataFrame:
-    "Flat rows of Table 2: the table2 records (baselines, ablation) and CMMixer's CutMix Solo/Duet records of Table 1, named as the paper does."
+def table2_rows(runs='runs', data='synth', scale='cpu', split:str='test', lr_scales:dict|None=None) -> pd.DataFrame:
+    """Flat rows of Table 2: the table2 records (baselines, ablation) and CMMixer's CutMix Solo/Duet records of Table 1,
+    named as the paper does, each row's at its selected lr factor (`lr_scales`, default `read_tuning`; 1 for a row without)."""
+    sel = read_tuning(runs, data, scale) if lr_scales is None else lr_scales
     b = read_records(records_dir('table2', runs), data, scale, split)
     c = read_records(records_dir('table1', runs), data, scale, split)
-    if len(b): b = b[b.own_recipe].assign(method=b.method.map(TABLE2_NAMES))
-    if len(c): c = c[(c.method == 'cmmixer') & (c.init == 'pretrained') & ~c.probe & c.own_recipe & (c.mixer == 'cutmix')]
+    if len(b): b = b[b.fraction == own_share(scale)].assign(method=b.method.map(TABLE2_NAMES))
+    if len(c): c = c[(c.method == 'cmmixer') & (c.init == 'pretrained') & ~c.probe & (c.fraction == own_share(scale)) & (c.mixer == 'cutmix')]
     if len(c): c = c.assign(method='CMMixer-' + c.decoder.str.capitalize())
-    return pd.concat([d for d in (b, c) if len(d)], ignore_index=True) if len(b) or len(c) else pd.DataFrame()
+    df = pd.concat([d for d in (b, c) if len(d)], ignore_index=True) if len(b) or len(c) else pd.DataFrame()
+    return df[df.lr_scale == df.method.map(lambda m: sel.get(m, 1.0))].reset_index(drop=True) if len(df) else df
 
 def paper_column(data) -> str:
     "The paper's Table 2 column a dataset stands beside: 'yt8m' for the YouTube-8M-style SynthM2M or a YouTube-8M folder, else 'm2m'."
@@ -564,8 +569,11 @@ def gather_table2(runs='runs', data='synth', scale='cpu', column:str|None=None, 
     check(len(df), 'records', f"no Table 2 or Table 1 records for data={data_name(data)!r}, scale={scale!r} under {str(runs)!r}")
     paper = pd.DataFrame([{'method': m, **{k: (v if k == 'v2m_R@1' else float('nan')) for k in METRICS}}
                           for m, v in PAPER_TABLE2[column].items()])
+    sel = read_tuning(runs, data, scale)
     t = gather(df, ['method'], paper, [(m,) for m in TABLE2_ORDER])
-    refs = gather_references(records_dir('table1', runs), data, scale, split)
+    refs = gather_references(records_dir('table1', runs), data, scale, split, random_lr_scale=sel.get('no pre-training', 1.0))
+    t['lr_scale'] = [sel.get(m, 1.0) for m in t.method]
+    refs['lr_scale'] = [sel.get('no pre-training', 1.0) if m == 'no pre-training' else float('nan') for m in refs.method]
     return pd.concat([t.assign(kind='method'), refs.assign(kind='reference')], ignore_index=True)
 
 def table2_ratio(t:pd.DataFrame) -> dict:
@@ -580,7 +588,7 @@ def table2_ratio(t:pd.DataFrame) -> dict:
     spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a > 0 and b > 0 and min(seeds.values()) > 1 else float('nan')   # one seed: unknown
     return dict(best_baseline=best, ratio=r, ratio_std=spread, seeds=seeds, paper_ratio=11.40 / 6.22)
 
-# %% ../nbs/05_baselines.ipynb #d0c0f5b4
+# %% ../nbs/05_baselines.ipynb #ab2b5404
 def table2_figure(t:pd.DataFrame, title:str=''):
     "V→M R@1 per method (mean ± std over seeds), the paper's beside it, chance and the references as lines."
     import matplotlib.pyplot as plt
@@ -596,13 +604,66 @@ def table2_figure(t:pd.DataFrame, title:str=''):
 
 @register_gather('table2')
 def write_table2(runs='runs', data='synth', scale='cpu', results='results', column:str|None=None) -> dict:
-    "results/table2_<data>_<scale>.csv and .png (and the ratio as JSON) from the records under `runs`."
+    "results/table2_<data>_<scale>.csv and .png, the ratio as JSON and the budget's search as _tuning.csv, from the records under `runs`."
     import matplotlib.pyplot as plt
     column = paper_column(data) if column is None else column
     t = gather_table2(runs, data, scale, column)
     stem = project_path(results) / f"table2_{data_name(data)}_{scale}"; stem.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(stem.with_suffix('.csv'), index=False, float_format='%.4g')
     ratio = table2_ratio(t); write_json(Path(f"{stem}_ratio.json"), ratio)
+    tt = tuning_table(runs, data, scale)                                 # the budget's search, when one was run
+    if len(tt): tt.to_csv(f"{stem}_tuning.csv", index=False, float_format='%.4g')
     fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the paper's {column.upper()} column")
     fig.savefig(stem.with_suffix('.png'), dpi=110); plt.close(fig)
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), ratio=ratio, table=t)
+
+# %% ../nbs/05_baselines.ipynb #23ee5c74
+TABLE2_TUNED = {'CBVMR': dict(table='table2', method='cbvmr'), 'CMMVR': dict(table='table2', method='cmmvr'),
+                'CVMVAE': dict(table='table2', method='cvmvae'), 'MVPt': dict(table='table2', method='mvpt'),
+                TABLE2_NAMES[SINGLE_MAE]: dict(table='table2', method=SINGLE_MAE),
+                'CMMixer-Solo': dict(table='table1', decoder='solo'), 'CMMixer-Duet': dict(table='table1', decoder='duet'),
+                'no pre-training': dict(table='table1', init='random')}   # every trained row: the rows and the random-init reference
+
+def table2_experiment(row:str, data='synth', scale='cpu', seed:int=0, **kw) -> Experiment:
+    "The `Experiment` of a row of Table 2 (a key of `TABLE2_TUNED`) at `seed`; `kw` sets other fields (lr_scale, epochs...)."
+    check_choice('row', row, tuple(TABLE2_TUNED))
+    return Experiment(**{**TABLE2_TUNED[row], 'mixer': 'cutmix', 'scale': scale, 'data': data, 'seed': seed, **kw})
+
+def tuning_path(runs='runs', data='synth', scale='cpu') -> Path:
+    "runs/records/table2/<data>_<scale>_tuning.json: the budget's trials and choices."
+    return records_dir('table2', runs) / f"{data_name(data)}_{scale}_tuning.json"
+
+def read_tuning(runs='runs', data='synth', scale='cpu') -> dict:
+    "The chosen lr factor of each tuned row ({} before any tuning: every row at its recipe)."
+    p = tuning_path(runs, data, scale)
+    return {r: float(v['lr_scale']) for r, v in json.loads(p.read_text())['rows'].items()} if p.is_file() else {}
+
+def tune_table2(data='synth', scale='cpu', runs='runs', factors=LR_FACTORS, seed:int=0, rows=None, **run_kw) -> dict:
+    """The budget of Table 2: `tune_lr` of every row (`TABLE2_TUNED`, or `rows`) at the tuning `seed`; the choices
+    (merged into the tuning file, which is rewritten after each row, so a stopped search resumes) and their trials."""
+    rows = list(TABLE2_TUNED) if rows is None else list(rows)
+    for r in rows: check_choice('row', r, tuple(TABLE2_TUNED))
+    p = tuning_path(runs, data, scale)
+    doc = json.loads(p.read_text()) if p.is_file() else dict(rows={})
+    for r in rows:
+        doc['rows'][r] = tune_lr(table2_experiment(r, data, scale, seed), factors, runs, **run_kw)
+        doc.update(data=data_name(data), scale=scale, seed=seed, factors=[float(f) for f in factors],
+                   metric='val split: mean of V→M and M→V R@10 (%)'); write_json(p, doc)
+    return doc
+
+def run_table2(data='synth', scale='cpu', seeds:int=3, runs='runs', factors=LR_FACTORS, **run_kw) -> list:
+    "Table 2 from nothing (or from what is done): the budget at seed 0, then every row at its chosen lr for seeds 0..seeds-1; the records."
+    check_int('seeds', seeds)
+    tune_table2(data, scale, runs, factors, 0, **run_kw)
+    sel = read_tuning(runs, data, scale)
+    return [run(table2_experiment(r, data, scale, s, lr_scale=sel.get(r, 1.0)), runs=runs, **run_kw)
+            for s in range(seeds) for r in TABLE2_TUNED]
+
+def tuning_table(runs='runs', data='synth', scale='cpu') -> pd.DataFrame:
+    "The search as a table: one row per (row, factor) with its lr, val R@10 and MedR (means of both directions), and which was chosen."
+    p = tuning_path(runs, data, scale)
+    if not p.is_file(): return pd.DataFrame()
+    doc = json.loads(p.read_text())
+    return pd.DataFrame([dict(row=r, lr_scale=t['lr_scale'], lr=t['lr'], val_R10=t['val_score'], val_MedR=t['val_MedR'],
+                              chosen=t['lr_scale'] == v['lr_scale'], seed=doc.get('seed', 0))
+                         for r, v in doc['rows'].items() for t in v['trials']])

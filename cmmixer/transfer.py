@@ -297,7 +297,7 @@ def start_encoder(exp, task:TransferTask, sc, where) -> tuple:
     mae, _, origin = cmmixer_start(exp, sc, pre, where)
     return mae.encoder, origin
 
-# %% ../nbs/06_transfer.ipynb #aac37011
+# %% ../nbs/06_transfer.ipynb #3a96c2ae
 def run_transfer(exp, where) -> dict:
     "The transfer runner: data -> starting encoder -> one fine-tuning per scored split -> metric, references, times."
     import copy
@@ -312,6 +312,7 @@ def run_transfer(exp, where) -> dict:
     times['data_s'] = time.perf_counter() - t0; t = time.perf_counter()
     encoder, origin = start_encoder(exp, task, sc, where); times['pretrain_s'] = time.perf_counter() - t; t = time.perf_counter()
     recipe = transfer_recipe(task.name, exp.scale, exp.finetune_epochs, exp.seed, device=where.device, progress=where.progress)
+    recipe = replace(recipe, train=scaled_lr(recipe.train, exp.lr_scale))   # Experiment.lr_scale: 1 keeps the recipe
     key = digest(dict(recipe=asdict(recipe), start=origin, cache=cache.meta['fingerprint']), 10)   # another recipe or start: a fresh run
     run_dir = project_path(where.runs) / 'transfer' / f"{exp.name}_{key}"
     per_split, steps = {}, 0
@@ -335,8 +336,8 @@ def run_transfer(exp, where) -> dict:
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method', 'fraction', 'probe', 'pool_size')}
     return dict(params=params, **res, times={k: round(v, 2) for k, v in times.items()})
 
-# %% ../nbs/06_transfer.ipynb #7d203ae9
-from .experiment import register, register_gather, run, Experiment, records_dir, data_name
+# %% ../nbs/06_transfer.ipynb #7412392e
+from .experiment import register, register_gather, run, Experiment, records_dir, data_name, scaled_lr
 for _t in TASKS: register('transfer', _t)(run_transfer)
 
 # %% ../nbs/06_transfer.ipynb #405f8198

@@ -46,3 +46,19 @@ def test_table2_runners(tiny_data, tmp_path):
     assert list(t[t.kind == 'method'].method) == ['CBVMR', 'CMMVR', 'CVMVAE', 'MVPt', 'single-modality MAEs (ablation)']
     assert t.loc[t.method == 'MVPt', 'v2m_R@1_paper'].item() == 6.22 and (tmp_path / 'results' / 'table2_tiny_smoke.png').is_file()
     assert w['ratio'] == {}                                                   # no CMMixer records here: no ratio claimed
+    # Table 2's budget on a real runner: the same row at 0.5x and 2x its recipe's lr is two more runs of their own
+    # (their own records and folders, the lr in their recipes), chosen on val; asked again, all three are reused.
+    from cmmixer.experiment import tune_lr, record_path
+    assert recs['cbvmr']['val'] is not None, 'the tiny SynthM2M has a val split: the budget is spent there'
+    kw = dict(data_root=where.data_root, device='cpu', workers=1, progress=False)
+    tuned = tune_lr(exp('cbvmr'), (0.5, 1.0, 2.0), where.runs, **kw)
+    lr0 = recs['cbvmr']['finetune']['lr']
+    assert [t['lr'] for t in tuned['trials']] == pytest.approx([lr0 / 2, lr0, lr0 * 2])
+    runs_ = [json.loads(record_path(exp('cbvmr'), where.runs).with_name(t['record']).read_text()) for t in tuned['trials']]
+    assert len({r['finetune_run'] for r in runs_}) == 3 and runs_[1]['finetune_run'] == recs['cbvmr']['finetune_run']
+    assert runs_[0]['v2m'] != runs_[2]['v2m'] or runs_[0]['final_loss'] != runs_[2]['final_loss']   # the lr changed the training
+    best = max(tuned['trials'], key=lambda t: t['val_score'])
+    assert tuned['lr_scale'] in (0.5, 1.0, 2.0) and tuned['trials'][[0.5, 1.0, 2.0].index(tuned['lr_scale'])]['val_score'] == best['val_score']
+    mtimes = [record_path(exp('cbvmr'), where.runs).with_name(t['record']).stat().st_mtime_ns for t in tuned['trials']]
+    assert tune_lr(exp('cbvmr'), (0.5, 1.0, 2.0), where.runs, **kw) == tuned
+    assert mtimes == [record_path(exp('cbvmr'), where.runs).with_name(t['record']).stat().st_mtime_ns for t in tuned['trials']]
