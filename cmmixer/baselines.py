@@ -592,14 +592,14 @@ def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
     return dict(best_baseline=best, ratio=r, ratio_std=spread, seeds=seeds, paper_column=column, paper_best_baseline=pbest,
                 paper_ratio=p['CMMixer-Solo'] / p[pbest])
 
-# %% ../nbs/05_baselines.ipynb #3d45d5b8
-def table2_figure(t:pd.DataFrame, title:str=''):
-    "V→M R@1 per method (mean ± std over seeds), the paper's beside it, chance and the references as lines."
+# %% ../nbs/05_baselines.ipynb #fcabdc5d
+def table2_figure(t:pd.DataFrame, title:str='', column:str='m2m'):
+    "V→M R@1 per method (mean ± std over seeds), the paper's (its `column`) beside it, chance and the references as lines."
     import matplotlib.pyplot as plt
     m = t[t.kind == 'method']; r = t[t.kind == 'reference'].set_index('method')
     fig, ax = plt.subplots(figsize=(9, 3.8)); x = np.arange(len(m))
     ax.bar(x - 0.2, m['v2m_R@1_mean'], 0.4, yerr=m['v2m_R@1_std'], capsize=3, label='ours (V→M R@1)')
-    ax.bar(x + 0.2, m['v2m_R@1_paper'], 0.4, alpha=0.5, label="paper (M2M, real data)")
+    ax.bar(x + 0.2, m['v2m_R@1_paper'], 0.4, alpha=0.5, label=f"paper ({dict(m2m='M2M', yt8m='YouTube-8M').get(column, column)}, real data)")
     for name, ls in (('chance', ':'), ('no pre-training', '-.'), ("CCA, the model's inputs", '--'), ('CCA, full resolution', '-')):
         if name in r.index: ax.axhline(r.loc[name, 'v2m_R@1_mean'], color='grey', ls=ls, lw=1, label=name)
     ax.set_xticks(x, m.method, rotation=20, ha='right', fontsize=8); ax.set_ylabel('R@1 (%)'); ax.legend(fontsize=7, ncol=2)
@@ -617,7 +617,7 @@ def write_table2(runs='runs', data='synth', scale='cpu', results='results', colu
     ratio = table2_ratio(t, column); write_json(Path(f"{stem}_ratio.json"), ratio)
     tt = tuning_table(runs, data, scale)                                 # the budget's search, when one was run
     if len(tt): tt.to_csv(f"{stem}_tuning.csv", index=False, float_format='%.4g')
-    fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the paper's {column.upper()} column")
+    fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the paper's {column.upper()} column", column)
     fig.savefig(stem.with_suffix('.png'), dpi=110); plt.close(fig)
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), ratio=ratio, table=t)
 
