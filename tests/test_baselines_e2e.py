@@ -62,3 +62,30 @@ def test_table2_runners(tiny_data, tmp_path):
     mtimes = [record_path(exp('cbvmr'), where.runs).with_name(t['record']).stat().st_mtime_ns for t in tuned['trials']]
     assert tune_lr(exp('cbvmr'), (0.5, 1.0, 2.0), where.runs, **kw) == tuned
     assert mtimes == [record_path(exp('cbvmr'), where.runs).with_name(t['record']).stat().st_mtime_ns for t in tuned['trials']]
+
+
+def test_table2_notebook_runs_the_budget(tiny_data, tmp_path):
+    """`make table2`'s second step at the smoke size: `papermill nbs/05_baselines.ipynb -p method all` searches every
+    row's lr (0.5, 1, 2) on val at seed 0, runs the seeds at the choices and writes Table 2 with its search."""
+    import subprocess, sys
+    import pandas as pd
+    from pathlib import Path
+    ROOT = Path(__file__).resolve().parents[1]
+    out = tmp_path / 'results'
+    args = [sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '05_baselines.ipynb'), str(tmp_path / 'out.ipynb'), '--no-progress-bar']
+    for k, v in dict(method='all', seeds=1, scale='smoke', data=tiny_data, epochs=1, finetune_epochs=1, runs=tmp_path / 'runs',
+                     data_root=tmp_path / 'data', results=out, device='cpu').items():
+        args += ['-p', k, str(v)]
+    p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    tune = pd.read_csv(out / 'table2_tiny_smoke_tuning.csv')
+    assert len(tune) == 8 * 3 and tune.groupby('row').chosen.sum().eq(1).all()       # eight rows, three trials, one choice each
+    assert sorted(set(tune.lr_scale)) == [0.5, 1.0, 2.0]
+    t = pd.read_csv(out / 'table2_tiny_smoke.csv')
+    m = t[t.kind == 'method'].set_index('method')
+    assert list(m.index) == ['CBVMR', 'CMMVR', 'CVMVAE', 'MVPt', 'single-modality MAEs (ablation)', 'CMMixer-Solo', 'CMMixer-Duet']
+    chosen = tune[tune.chosen].set_index('row').lr_scale
+    assert all(m.loc[r, 'lr_scale'] == chosen[r] for r in m.index) and (m.seeds == 1).all()
+    assert 'no pre-training' in set(t.method) and (out / 'table2_tiny_smoke.png').is_file()
+    records = sorted(p.name for p in (tmp_path / 'runs' / 'records').rglob('*_seed*.json'))
+    assert len(records) == 24, records                                                 # seed 0 only: the trials are the runs
