@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _fmt(v: str) -> str:
     try: f = float(v)
     except ValueError: return v
-    return f'{f:.2f}'.rstrip('0').rstrip('.') if f != int(f) else str(int(f))
+    if f == int(f): return str(int(f))
+    if abs(f) < 0.01: return f'{f:.2g}'                  # a learning rate or a tiny spread: not rounded to 0
+    return f'{f:.2f}'.rstrip('0').rstrip('.')
 
 
 def csv_table(path: Path) -> str:
