@@ -534,9 +534,9 @@ def run_single_modal_mae(exp, where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache_dir),
                 train_pairs=len(pair_subset(cache.indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/05_baselines.ipynb #76e7c4b8
+# %% ../nbs/05_baselines.ipynb #3a465867
 from .experiment import (register, register_gather, records_dir, read_records, gather, gather_references, data_name, METRICS,
-                                own_share, run, tune_lr, scaled_lr, LR_FACTORS)
+                                run, tune_lr, scaled_lr, LR_FACTORS, VAL_SCORE)
 for _m in BASELINES: register('table2', _m)(run_baseline)
 register('table2', SINGLE_MAE)(run_single_modal_mae)
 
@@ -551,8 +551,8 @@ def table2_rows(runs='runs', data='synth', scale='cpu', split:str='test', lr_sca
     sel = read_tuning(runs, data, scale) if lr_scales is None else lr_scales
     b = read_records(records_dir('table2', runs), data, scale, split)
     c = read_records(records_dir('table1', runs), data, scale, split)
-    if len(b): b = b[b.fraction == own_share(scale)].assign(method=b.method.map(TABLE2_NAMES))
-    if len(c): c = c[(c.method == 'cmmixer') & (c.init == 'pretrained') & ~c.probe & (c.fraction == own_share(scale)) & (c.mixer == 'cutmix')]
+    if len(b): b = b[b.own_fraction].assign(method=b.method.map(TABLE2_NAMES))
+    if len(c): c = c[(c.method == 'cmmixer') & (c.init == 'pretrained') & ~c.probe & c.own_fraction & (c.mixer == 'cutmix')]
     if len(c): c = c.assign(method='CMMixer-' + c.decoder.str.capitalize())
     df = pd.concat([d for d in (b, c) if len(d)], ignore_index=True) if len(b) or len(c) else pd.DataFrame()
     return df[df.lr_scale == df.method.map(lambda m: sel.get(m, 1.0))].reset_index(drop=True) if len(df) else df
@@ -565,15 +565,15 @@ def gather_table2(runs='runs', data='synth', scale='cpu', column:str|None=None, 
     "Table 2: one row per method (mean, std over seeds, chance, the paper's R@1 of `column` beside V→M R@1), then the references."
     column = paper_column(data) if column is None else column
     check_choice('column', column, tuple(PAPER_TABLE2))
-    df = table2_rows(runs, data, scale, split)
+    sel = read_tuning(runs, data, scale)                                # each row's lr factor (1 before any tuning)
+    df = table2_rows(runs, data, scale, split, sel)
     check(len(df), 'records', f"no Table 2 or Table 1 records for data={data_name(data)!r}, scale={scale!r} under {str(runs)!r}")
     paper = pd.DataFrame([{'method': m, **{k: (v if k == 'v2m_R@1' else float('nan')) for k in METRICS}}
                           for m, v in PAPER_TABLE2[column].items()])
-    sel = read_tuning(runs, data, scale)
     t = gather(df, ['method'], paper, [(m,) for m in TABLE2_ORDER])
-    refs = gather_references(records_dir('table1', runs), data, scale, split, random_lr_scale=sel.get('no pre-training', 1.0))
-    t['lr_scale'] = [sel.get(m, 1.0) for m in t.method]
-    refs['lr_scale'] = [sel.get('no pre-training', 1.0) if m == 'no pre-training' else float('nan') for m in refs.method]
+    refs = gather_references(records_dir('table1', runs), data, scale, split, lr_scales=sel)
+    lr_of = lambda m: sel.get(m, 1.0) if m in TABLE2_TUNED else float('nan')   # the trained rows' factors; none for CCA etc.
+    t['lr_scale'], refs['lr_scale'] = t.method.map(lr_of), refs.method.map(lr_of)
     return pd.concat([t.assign(kind='method'), refs.assign(kind='reference')], ignore_index=True)
 
 def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
@@ -621,7 +621,7 @@ def write_table2(runs='runs', data='synth', scale='cpu', results='results', colu
     fig.savefig(stem.with_suffix('.png'), dpi=110); plt.close(fig)
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), ratio=ratio, table=t)
 
-# %% ../nbs/05_baselines.ipynb #23ee5c74
+# %% ../nbs/05_baselines.ipynb #5b2af195
 TABLE2_TUNED = {'CBVMR': dict(table='table2', method='cbvmr'), 'CMMVR': dict(table='table2', method='cmmvr'),
                 'CVMVAE': dict(table='table2', method='cvmvae'), 'MVPt': dict(table='table2', method='mvpt'),
                 TABLE2_NAMES[SINGLE_MAE]: dict(table='table2', method=SINGLE_MAE),
@@ -651,16 +651,15 @@ def tune_table2(data='synth', scale='cpu', runs='runs', factors=LR_FACTORS, seed
     doc = json.loads(p.read_text()) if p.is_file() else dict(rows={})
     for r in rows:
         doc['rows'][r] = tune_lr(table2_experiment(r, data, scale, seed), factors, runs, **run_kw)
-        doc.update(data=data_name(data), scale=scale, seed=seed, factors=[float(f) for f in factors],
-                   metric='val split: mean of V→M and M→V R@10 (%)'); write_json(p, doc)
+        doc.update(data=data_name(data), scale=scale, seed=seed, factors=[float(f) for f in factors], metric=VAL_SCORE)
+        write_json(p, doc)
     return doc
 
 def run_table2(data='synth', scale='cpu', seeds:int=3, runs='runs', factors=LR_FACTORS, **run_kw) -> list:
     "Table 2 from nothing (or from what is done): the budget at seed 0, then every row at its chosen lr for seeds 0..seeds-1; the records."
     check_int('seeds', seeds)
-    tune_table2(data, scale, runs, factors, 0, **run_kw)
-    sel = read_tuning(runs, data, scale)
-    return [run(table2_experiment(r, data, scale, s, lr_scale=sel.get(r, 1.0)), runs=runs, **run_kw)
+    sel = {r: v['lr_scale'] for r, v in tune_table2(data, scale, runs, factors, 0, **run_kw)['rows'].items()}
+    return [run(table2_experiment(r, data, scale, s, lr_scale=sel[r]), runs=runs, **run_kw)
             for s in range(seeds) for r in TABLE2_TUNED]
 
 def tuning_table(runs='runs', data='synth', scale='cpu') -> pd.DataFrame:

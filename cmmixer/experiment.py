@@ -25,12 +25,12 @@ from .retrieval import (Retriever, finetune_config, finetune, evaluate, pair_sub
 
 # %% auto #0
 __all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'GATHERS', 'LR_FACTORS',
-           'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE', 'METRICS', 'REFERENCES', 'own_share', 'data_name', 'Experiment',
-           'check_experiment', 'record_path', 'code_version', 'check_device', 'Where', 'register', 'register_gather',
-           'run', 'cmmixer_start', 'evaluate_splits', 'run_cmmixer', 'scaled_lr', 'val_score', 'tune_lr', 'records_dir',
-           'references_path', 'write_references', 'full_resolution_cache', 'flat_record', 'record_files',
-           'read_records', 'gather', 'gather_table1', 'gather_references', 'table1_text', 'references_text',
-           'table1_figure', 'gather_track_scoring', 'publish_records', 'table_stem', 'write_table1',
+           'VAL_SCORE', 'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE', 'METRICS', 'REFERENCES', 'own_share', 'data_name',
+           'Experiment', 'check_experiment', 'record_path', 'code_version', 'check_device', 'Where', 'register',
+           'register_gather', 'run', 'cmmixer_start', 'evaluate_splits', 'run_cmmixer', 'scaled_lr', 'val_score',
+           'tune_lr', 'records_dir', 'references_path', 'write_references', 'full_resolution_cache', 'flat_record',
+           'record_files', 'read_records', 'gather', 'gather_table1', 'gather_references', 'table1_text',
+           'references_text', 'table1_figure', 'gather_track_scoring', 'publish_records', 'table_stem', 'write_table1',
            'data_efficiency_rows', 'write_data_efficiency', 'heldout_batch', 'summarize_run', 'write_report',
            'check_pretrain_experiment', 'experiment_parser', 'main']
 
@@ -241,8 +241,9 @@ def run_cmmixer(exp:Experiment, where:Where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache_dir),
                 train_pairs=len(pair_subset(cache.indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/04b_experiment.ipynb #903b88c4
+# %% ../nbs/04b_experiment.ipynb #0c8f0eb7
 LR_FACTORS = (0.5, 1.0, 2.0)   # the budget: three learning rates per row, the recipe's in the middle
+VAL_SCORE = 'val split: mean of V→M and M→V R@10 (%); ties: mean val MedR, then the factor nearest 1'   # how `tune_lr` chooses
 
 def scaled_lr(cfg:TrainConfig, lr_scale:float=1.0) -> TrainConfig:
     "`cfg` with its learning rate and cosine floor times `lr_scale` (itself at 1)."
@@ -267,8 +268,7 @@ def tune_lr(exp:Experiment, factors=LR_FACTORS, runs='runs', **run_kw) -> dict:
                            val_MedR=(float(rec['val']['v2m']['MedR']) + float(rec['val']['m2v']['MedR'])) / 2,
                            record=Path(rec['path']).name))
     best = max(trials, key=lambda t: (round(t['val_score'], 9), -t['val_MedR'], -abs(math.log(t['lr_scale']))))
-    return dict(experiment=replace(exp, lr_scale=1.0).to_dict(), metric='val: mean of V→M and M→V R@10 (ties: mean MedR)',
-                trials=trials, lr_scale=best['lr_scale'])
+    return dict(experiment=replace(exp, lr_scale=1.0).to_dict(), metric=VAL_SCORE, trials=trials, lr_scale=best['lr_scale'])
 
 # %% ../nbs/04b_experiment.ipynb #2347cd14
 def records_dir(table:str='table1', runs='runs') -> Path:
@@ -314,7 +314,7 @@ METRICS = ('v2m_R@1', 'v2m_R@5', 'v2m_R@10', 'v2m_MedR', 'm2v_R@1', 'm2v_R@5', '
 REFERENCES = ('chance', 'no pre-training', 'probe: pre-trained encoder', 'probe: random encoder', 'CCA, full resolution',
               'CCA, cache features', "CCA, the model's inputs", 'oracle')
 
-# %% ../nbs/04b_experiment.ipynb #b7a63004
+# %% ../nbs/04b_experiment.ipynb #17f72849
 def flat_record(rec:dict, split:str='test') -> dict|None:
     "One record as a flat row: its parameters and the eight metrics (+ chance, time) of `split` (None: not evaluated there)."
     p = rec['params']
@@ -322,7 +322,8 @@ def flat_record(rec:dict, split:str='test') -> dict|None:
     row.update(method=rec.get('experiment', {}).get('method', 'cmmixer'), init=p.get('init', 'pretrained'),
                probe=bool(p.get('probe', False)), fraction=float(p.get('fraction') or own_share(row['scale'])))
     row['lr_scale'] = float(rec.get('experiment', {}).get('lr_scale', 1.0))
-    row['own_recipe'] = row['fraction'] == own_share(row['scale']) and row['lr_scale'] == 1   # the scale's own share and lr
+    row['own_fraction'] = row['fraction'] == own_share(row['scale'])   # the scale's own share of the pairs
+    row['own_recipe'] = row['own_fraction'] and row['lr_scale'] == 1     # ... and the recipe's lr
     row['train_pairs'] = rec.get('train_pairs')
     r = rec if split == 'test' else rec.get(split)
     if r is None: return None
@@ -372,26 +373,27 @@ def gather_table1(records, data='synth', scale='cpu', split:str='test') -> pd.Da
     check(len(df), 'records', f"no records for data={data_name(data)!r}, scale={scale!r}, split={split!r} under {str(records)!r}")
     return gather(df, ['decoder', 'mixer'], PAPER_TABLE1, [(d, m) for d in DECODERS for m in MIXERS])
 
-# %% ../nbs/04b_experiment.ipynb #ad699f47
+# %% ../nbs/04b_experiment.ipynb #30e8343e
 def _ref_row(name:str, r:dict) -> dict:
     return dict(method=name, seeds=0, **{f'{d}_{k}_{s}': (float(r[d][k]) if s == 'mean' else 0.0)
                                          for d in ('v2m', 'm2v') for k in ('R@1', 'R@5', 'R@10', 'MedR') for s in ('mean', 'std')},
                 N_v2m=int(r['v2m']['N']), N_m2v=int(r['m2v']['N']))
 
-def gather_references(records, data='synth', scale='cpu', split:str='test', random_lr_scale:float=1.0) -> pd.DataFrame:
-    """The reference rows on `split`: chance, random-init fine-tuning (at `random_lr_scale`, its tuned lr in Table 2) and
-    the two probes (mean ± std over seeds), CCA three ways, the oracle."""
+def gather_references(records, data='synth', scale='cpu', split:str='test', lr_scales:dict|None=None) -> pd.DataFrame:
+    """The reference rows on `split`: chance, random-init fine-tuning and the two probes (mean ± std over seeds, each
+    at its lr factor in `lr_scales`, keyed by the row's name, default 1: Table 2 passes its budget's choices), CCA three
+    ways, the oracle."""
     df = read_records(records, data, scale, split)
     rows = []
     if len(df):
         g = df.iloc[0]
         rows.append(_ref_row('chance', {d: {**{k: g[f'{d}_chance_{k}'] for k in ('R@1', 'R@5', 'R@10', 'MedR')}, 'N': g[f'{d}_N']}
                                         for d in ('v2m', 'm2v')}))
-        df = df[(df.fraction == own_share(scale)) & (df.method == 'cmmixer')]
-        df = df[(df.lr_scale == 1) | ((df.init == 'random') & ~df.probe)]   # the random-init runs at `random_lr_scale`
-        for name, sel in (('no pre-training', (df.init == 'random') & ~df.probe & (df.lr_scale == random_lr_scale)),
+        df = df[df.own_fraction & (df.method == 'cmmixer')]
+        for name, sel in (('no pre-training', (df.init == 'random') & ~df.probe),
                           ('probe: pre-trained encoder', (df.init == 'pretrained') & df.probe & (df.decoder == 'solo') & (df.mixer == 'cutmix')),
                           ('probe: random encoder', (df.init == 'random') & df.probe)):
+            sel = sel & (df.lr_scale == (lr_scales or {}).get(name, 1.0))
             if sel.any(): rows.append(_stats(df[sel], dict(method=name, seeds=int(sel.sum()))))
     p = references_path(records, data, scale)
     refs = json.loads(p.read_text()).get(split, {}) if p.is_file() else {}
