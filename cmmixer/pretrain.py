@@ -23,8 +23,8 @@ from .core import check_int, check_choice, derive_seed, write_json, project_path
 # %% auto #0
 __all__ = ['SCALES', 'DECODER_LR', 'CPU_FINETUNE', 'CPU_PRETRAIN', 'GPU_SMALL_FINETUNE', 'SYNTH_DATA', 'YT8M_NATURAL_SHARE',
            'EXECUTION_ONLY', 'check_decoder', 'check_mixer', 'Scale', 'scale_config', 'check_data', 'synth_args',
-           'synth_folder', 'ensure_cache', 'pretrain_step', 'run_name', 'dataset_name', 'run_spec', 'finished_run',
-           'check_pretrain_args', 'check_cache_fits', 'pretrain', 'load_pretrained']
+           'synth_folder', 'ensure_synth', 'ensure_cache', 'pretrain_step', 'run_name', 'dataset_name', 'run_spec',
+           'finished_run', 'check_pretrain_args', 'check_cache_fits', 'pretrain', 'load_pretrained']
 
 # %% ../nbs/03b_pretrain.ipynb #bda0b3f7
 SCALES = ('smoke', 'cpu', 'gpu-small', 'gpu-tiny', 'paper')
@@ -174,15 +174,15 @@ def synth_folder(scale: Scale, root='data', seed: int = 0, data: str = 'synth') 
     "Where `ensure_cache(data, scale, root, seed=seed)` writes the generated SynthM2M ('synth' or 'synth-yt8m')."
     return Path(root) / f"synthm2m_{scale.name}{'' if data == 'synth' else '_yt8m'}_seed{seed}"
 
-# %% ../nbs/03b_pretrain.ipynb #4218cebe
+# %% ../nbs/03b_pretrain.ipynb #c2a95eaa
 def _synth_matches(folder: Path, kwargs: dict) -> bool:
     "Whether `folder` holds a complete SynthM2M (synth.json is written last) generated with `kwargs`."
     try: params = json.loads((folder / 'synth.json').read_text())['params']
     except (OSError, ValueError, KeyError): return False
     return all(params.get(k) == v for k, v in json.loads(json.dumps(kwargs)).items())
 
-def _ensure_synth(folder: Path, scale: Scale, seed: int, workers: int, progress: bool):
-    "Generate SynthM2M into `folder` unless it holds one of the scale's arguments and `seed`."
+def ensure_synth(folder: Path, scale: Scale, seed: int, workers: int, progress: bool):
+    "Generate SynthM2M into `folder` unless it holds one of the scale's arguments and `seed` (also the transfer stand-ins' source)."
     from cmmixer.synth import generate
     kwargs = dict(scale.synth, seed=seed)
     if _synth_matches(folder, kwargs): return
@@ -200,7 +200,7 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
     root = project_path(root)
     if data in SYNTH_DATA:
         src = synth_folder(scale, root, seed, data)
-        _ensure_synth(src, replace(scale, synth=synth_args(data, scale)), seed, workers, progress)
+        ensure_synth(src, replace(scale, synth=synth_args(data, scale)), seed, workers, progress)
         if data == 'synth-yt8m':                             # videos in split folders, each paired with its own sound
             from cmmixer.labelled import write_labelled
             lay = src.with_name(src.name + '_layout'); write_labelled(src, lay, 'yt8m', workers, progress); src = lay
@@ -209,7 +209,7 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
     prepare(src.resolve(), out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers, progress=progress)
     return out
 
-# %% ../nbs/03b_pretrain.ipynb #306b7861
+# %% ../nbs/03b_pretrain.ipynb #915907ed
 def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModalMixer) -> dict:
     "The engine's step_fn: per-sample mixer masks and masking noise, Eq. 1, the MAE's loss (loss, loss_video, loss_audio)."
     if not isinstance(generator, StepGenerator): raise ValueError(f"generator: expected the engine's StepGenerator, got {type(generator).__name__}")
@@ -220,7 +220,7 @@ def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModa
     out = model(mixed, video, audio, noise=noise)
     return dict(loss=out['loss'], loss_video=out['loss_video'], loss_audio=out['loss_audio'], video_share=m.mean())
 
-# %% ../nbs/03b_pretrain.ipynb #eb79d9a3
+# %% ../nbs/03b_pretrain.ipynb #bf45b666
 EXECUTION_ONLY = ('progress', 'num_workers', 'pin_memory', 'log_every', 'ckpt_every_epochs', 'ckpt_every_steps',
                   'out_dir', 'compile', 'device', 'find_unused_parameters')   # TrainConfig fields that do not change the result
 
@@ -253,7 +253,7 @@ def finished_run(run_dir, spec: dict) -> bool:
     except (FileNotFoundError, ValueError): return False
     return saved.get('pretrain') == spec and (ck / 'model.safetensors').is_file()
 
-# %% ../nbs/03b_pretrain.ipynb #82036285
+# %% ../nbs/03b_pretrain.ipynb #33adca26
 def check_pretrain_args(scale, decoder, mixer, epochs, seed, resume, train_overrides:dict) -> tuple:
     "`pretrain`'s arguments, checked before any compute or file (ValueError naming the argument): `(scale for the decoder, decoder, mixer config)`."
     scale = _check_scale(scale)
@@ -276,7 +276,7 @@ def check_cache_fits(cache, scale:Scale):
         raise ValueError(f"cache: holds {c['clips']} clips of {c['image_size']} px, the scale {scale.name!r} "
                          f"needs {scale.clips} of {scale.image_size} (ensure_cache prepares it)")
 
-# %% ../nbs/03b_pretrain.ipynb #9c36fd43
+# %% ../nbs/03b_pretrain.ipynb #1b3513dc
 def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, mixer='cutmix', epochs: Optional[int] = None,
              seed: int = 0, out_dir=None, resume='auto', step_fn: Optional[Callable] = None, **train_overrides) -> Path:
     """Pre-train CMMixer on the train split of `cache` at `scale` (decoder: the scale's unless given); returns the run
@@ -311,7 +311,7 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
     barrier()                                                           # every process reads the finished checkpoint
     return out
 
-# %% ../nbs/03b_pretrain.ipynb #c3fbc0ee
+# %% ../nbs/03b_pretrain.ipynb #901a4f87
 def load_pretrained(run_dir) -> CMMixerMAE:
     "The pre-trained CMMixerMAE of a run folder (or its checkpoint/ folder): config and weights, no training state."
     d = Path(run_dir); ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d

@@ -29,7 +29,7 @@ __all__ = ['SCORES', 'TRACK_SCORES', 'RetrieverConfig', 'encoder_width', 'Tower'
            'PairDataset', 'retrieval_step', 'input_spec', 'finetune_config', 'encoder_lr_groups', 'finetune',
            'load_retriever', 'pair_scores', 'best_of', 'draw_pools', 'chance_best_of', 'evaluate_scores',
            'evaluate_embeddings', 'embed_split', 'evaluate', 'format_result', 'chance_of', 'synth_root',
-           'cache_features', 'input_features', 'reference_points', 'floor_ceiling_of_cache']
+           'view_features', 'cache_features', 'input_features', 'reference_points', 'floor_ceiling_of_cache']
 
 # %% ../nbs/04_retrieval.ipynb #d452c962
 SCORES = ('clip', 'mean')
@@ -417,7 +417,7 @@ def chance_of(res:dict, d:str) -> dict:
     "The chance level of direction `d`: K/N for V->M; for M->V the exact best-of-several-correct chance when present."
     return {**res['chance_m2v'], **res.get('chance_best_of_m2v', {})} if d == 'm2v' else res['chance_v2m']
 
-# %% ../nbs/04_retrieval.ipynb #8171de6e
+# %% ../nbs/04_retrieval.ipynb #b555b463
 def synth_root(cache) -> Path:
     "The SynthM2M folder a cache was prepared from (ValueError naming `cache` when it was not)."
     c = as_cache(cache)
@@ -426,13 +426,17 @@ def synth_root(cache) -> Path:
            f"{str(c.root)!r} was not prepared from a SynthM2M folder (no synth.json at its source {src!r})")
     return Path(src)
 
-def cache_features(cache, rows) -> tuple:
-    "Hand-crafted features (`cmmixer.synth.video_features`, `audio_features`) of cache rows: (video [n,K,31], audio [n,K,31])."
+def view_features(cache, rows, modality:str) -> np.ndarray:
+    "Hand-crafted features of one view of cache rows (`cmmixer.synth.video_features` or `audio_features`): [n, K, 31]."
     from cmmixer.synth import video_features, audio_features
+    check(modality in ('video', 'audio'), 'modality', f"must be 'video' or 'audio', got {modality!r}")
     c = as_cache(cache)
-    V = np.stack([video_features(np.asarray(c.frames[int(r)])) for r in rows])
-    A = np.stack([audio_features(np.asarray(c.fbank[int(r)], dtype=np.float32)) for r in rows])
-    return V, A
+    if modality == 'video': return np.stack([video_features(np.asarray(c.frames[int(r)])) for r in rows])
+    return np.stack([audio_features(np.asarray(c.fbank[int(r)], dtype=np.float32)) for r in rows])
+
+def cache_features(cache, rows) -> tuple:
+    "Both views' hand-crafted features of cache rows (`view_features`): (video [n,K,31], audio [n,K,31])."
+    return view_features(cache, rows, 'video'), view_features(cache, rows, 'audio')
 
 def input_features(cache, rows, image_size:int) -> tuple:
     """Hand-crafted features of exactly what the model sees: frames at `image_size` px, and the `image_size`²
@@ -451,7 +455,7 @@ def input_features(cache, rows, image_size:int) -> tuple:
         V.append(video_features(fr.numpy())); A.append(audio_features(back.numpy()))
     return np.stack(V), np.stack(A)
 
-# %% ../nbs/04_retrieval.ipynb #af322516
+# %% ../nbs/04_retrieval.ipynb #36f9f1f8
 def reference_points(cache, split:str='test', train_split:str='train', pool_size:int=2000, seed:int=0,
                      method:str='cca', image_size:int|None=None, full_cache=None, memo:dict|None=None) -> dict:
     """On the pools of `evaluate(split)`: the feature baseline (fitted on `train_split`) on the cache's frames and
@@ -489,7 +493,7 @@ def reference_points(cache, split:str='test', train_split:str='train', pool_size
         if k.startswith('baseline'): out[k]['method'] = method
     return out
 
-# %% ../nbs/04_retrieval.ipynb #93119eff
+# %% ../nbs/04_retrieval.ipynb #4abcff1d
 def floor_ceiling_of_cache(cache, out_csv=None, split:str='test', method:str='cca') -> pd.DataFrame:
     "`cmmixer.synth.floor_ceiling` (its own pools) of the SynthM2M behind `cache`, on the cached features; saved to `out_csv`."
     from cmmixer.synth import load_synth, floor_ceiling
