@@ -58,7 +58,27 @@ def references_markdown(path: Path) -> str:
     return '\n'.join(lines)
 
 
-TABLES = {'readme_table': csv_table, 'readme_table1': table1_markdown, 'readme_refs': references_markdown}
+def table2_markdown(path: Path) -> str:
+    """Table 2 as the closing notes lay it out: one line per row (methods, then references), mean ± std over seeds,
+    the chosen lr factor, and the paper's R@1 for the column (it gives no other metric nor direction)."""
+    rows = list(csv.DictReader(path.open()))
+    metrics = [('v2m_MedR', 'V→M MedR ↓', 1), ('v2m_R@1', 'V→M R@1', 2), ('v2m_R@5', 'V→M R@5', 2), ('v2m_R@10', 'V→M R@10', 2),
+               ('m2v_MedR', 'M→V MedR ↓', 1), ('m2v_R@1', 'M→V R@1', 2), ('m2v_R@5', 'M→V R@5', 2), ('m2v_R@10', 'M→V R@10', 2)]
+    head = ['row', 'lr ×', 'seeds'] + [h for _, h, _ in metrics] + ["paper's R@1"]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        seeded = int(r['seeds']) > 1
+        cells = [r['method'], _fmt(r['lr_scale']), r['seeds'] if int(r['seeds']) else '']
+        cells += [f"{float(r[m + '_mean']):.{d}f}" + (f" ± {float(r[m + '_std']):.{d}f}" if seeded else '') for m, _, d in metrics]
+        cells.append(_fmt(r['v2m_R@1_paper']) if r['v2m_R@1_paper'] else ('not in the paper' if r['kind'] == 'method' else ''))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    r = rows[0]
+    return '\n'.join(lines) + (f"\n\npools: N = {r['N_v2m']} tracks (V→M), {r['N_m2v']} videos (M→V); R@k in %; lr ×: the row's "
+                               "recipe lr times the factor the budget chose on val; the paper's R@1 is its Table 2 for this column")
+
+
+TABLES = {'readme_table': csv_table, 'readme_table1': table1_markdown, 'readme_refs': references_markdown,
+          'readme_table2': table2_markdown}
 
 
 def directive_table(directives) -> str | None:
