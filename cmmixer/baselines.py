@@ -31,7 +31,7 @@ from .features import _check_fbank
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'BASELINES', 'BASELINE_MODELS', 'METHOD_INPUTS', 'BASELINE_OPTIM', 'FEATURES_VERSION', 'SINGLE_MAE',
-           'PAPER_TABLE2', 'TABLE2_NAMES', 'TABLE2_ORDER', 'TABLE2_TUNED', 'Baseline', 'mlp',
+           'PAPER_TABLE2', 'TABLE2_NAMES', 'TABLE2_ORDER', 'TABLE2_TUNED', 'Baseline', 'mlp', 'check_dropout',
            'inter_modal_ranking_loss', 'soft_intra_modal_structure_loss', 'CBVMRConfig', 'CBVMR', 'CMMVRConfig',
            'TemporalAggregation', 'CMMVR', 'gaussian_kl', 'product_of_experts', 'CVMVAEConfig', 'CVMVAE', 'MVPtConfig',
            'SegmentTransformer', 'MVPt', 'make_baseline', 'load_baseline', 'baseline_train_config', 'baseline_step',
@@ -40,11 +40,18 @@ __all__ = ['AGGREGATIONS', 'BASELINES', 'BASELINE_MODELS', 'METHOD_INPUTS', 'BAS
            'table2_figure', 'write_table2', 'table2_experiment', 'tuning_path', 'read_tuning', 'tune_table2',
            'run_table2', 'tuning_table']
 
-# %% ../nbs/05_baselines.ipynb #4db67c8e
+# %% ../nbs/05_baselines.ipynb #9c1486c0
 class Baseline(nn.Module):
     "The interface of the baselines: `loss` (the method's objective, dict with 'loss'), `embed_video`, `embed_audio` ([B, K', d] unit)."
     per_clip:bool = False     # True: one embedding per clip (K' = K); False: one per video (K' = 1)
     uses_tags:bool = False    # True: `embed_video` reads the tags
+    config_class:type = object  # the method's config dataclass: `__init__` refuses any other `cfg`
+
+    def __init__(self, cfg):
+        super().__init__()
+        name = self.config_class.__name__
+        check(isinstance(cfg, self.config_class), 'cfg', f"expected {'an' if name[0] in 'AEIMOU' else 'a'} {name}, got {type(cfg).__name__}")
+        self.cfg = cfg
 
     def loss(self, video:torch.Tensor, audio:torch.Tensor, tags:torch.Tensor|None=None, group:torch.Tensor|None=None) -> dict:
         raise NotImplementedError
@@ -80,6 +87,10 @@ def mlp(dims:list, dropout:float=0.0) -> nn.Sequential:
         if i < len(dims) - 2: layers += [nn.ReLU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
+def check_dropout(p):
+    "A dropout probability in [0, 1) (ValueError naming `dropout`)."
+    check(is_number(p) and 0 <= p < 1, 'dropout', f"must be in [0, 1), got {p!r}")
+
 # %% ../nbs/05_baselines.ipynb #255d3dc4
 def _pos_neg(S:torch.Tensor, group:torch.Tensor|None) -> torch.Tensor:
     "Boolean [B, B]: True where anchor i and candidate j are a positive pair (the same item, or the same group)."
@@ -109,7 +120,7 @@ def soft_intra_modal_structure_loss(low:torch.Tensor, embed:torch.Tensor) -> tor
     coeff = torch.sign(dl[:, :-1] - dl[:, 1:]) - torch.sign(de[:, :-1] - de[:, 1:])
     return (coeff.detach() * (de[:, 1:] - de[:, :-1])).mean() if len(low) > 1 else embed.sum() * 0
 
-# %% ../nbs/05_baselines.ipynb #4cb74309
+# %% ../nbs/05_baselines.ipynb #ec054a99
 @dataclass
 class CBVMRConfig:
     "CBVMR / VM-NET (defaults: the released code's, csehong/VM-NET); input widths are set from the features."
@@ -130,20 +141,19 @@ class CBVMRConfig:
         self.video_hidden, self.audio_hidden = tuple(self.video_hidden), tuple(self.audio_hidden)
         for f in ('video_dim', 'audio_dim', 'embed_dim', 'top_k'): check_int(f, getattr(self, f))
         for f in ('video_hidden', 'audio_hidden'): check(all(is_int(h, 1) for h in getattr(self, f)), f, f"must be ints >= 1, got {getattr(self, f)!r}")
-        check(is_number(self.dropout) and 0 <= self.dropout < 1, 'dropout', f"must be in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         for f in ('margin', 'w_m2v', 'w_v2m', 'w_struct_video', 'w_struct_audio'): check_number(f, getattr(self, f), inclusive=True)
 
-# %% ../nbs/05_baselines.ipynb #cfb001fd
+# %% ../nbs/05_baselines.ipynb #98c19e69
 def _branch(d_in:int, hidden:tuple, d_out:int, dropout:float) -> nn.Sequential:
     "VM-NET's branch: fully connected layers with ReLU and dropout, the embedding layer, batch norm (L2 after it)."
     return nn.Sequential(mlp([d_in, *hidden, d_out], dropout), nn.BatchNorm1d(d_out, eps=1e-3, momentum=0.01))
 
 class CBVMR(Baseline):
     "Two-branch embedding network trained with the inter-modal ranking loss and the soft intra-modal structure loss."
+    config_class = CBVMRConfig
     def __init__(self, cfg:CBVMRConfig):
-        super().__init__()
-        check(isinstance(cfg, CBVMRConfig), 'cfg', f"expected a CBVMRConfig, got {type(cfg).__name__}")
-        self.cfg = cfg
+        super().__init__(cfg)
         self.video_branch = _branch(cfg.video_dim, cfg.video_hidden, cfg.embed_dim, cfg.dropout)
         self.audio_branch = _branch(cfg.audio_dim, cfg.audio_hidden, cfg.embed_dim, cfg.dropout)
     def _video(self, video): return F.normalize(self.video_branch(video.mean(1)), dim=-1)
@@ -162,7 +172,7 @@ class CBVMR(Baseline):
         return dict(loss=loss, ranking_m2v=r_m2v.detach(), ranking_v2m=r_v2m.detach(), structure_video=s_v.detach(),
                     structure_audio=s_a.detach())
 
-# %% ../nbs/05_baselines.ipynb #a596c110
+# %% ../nbs/05_baselines.ipynb #da1970a9
 AGGREGATIONS = ('mean', 'max', 'attention')
 
 @dataclass
@@ -182,7 +192,7 @@ class CMMVRConfig:
     def __post_init__(self):
         for f in ('video_dim', 'audio_dim', 'hidden', 'embed_dim', 'top_k'): check_int(f, getattr(self, f))
         check_choice('aggregation', self.aggregation, AGGREGATIONS)
-        check(is_number(self.dropout) and 0 <= self.dropout < 1, 'dropout', f"must be in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         for f in ('margin', 'w_m2v', 'w_v2m'): check_number(f, getattr(self, f), inclusive=True)
 
 class TemporalAggregation(nn.Module):
@@ -196,13 +206,12 @@ class TemporalAggregation(nn.Module):
         if self.how == 'max': return x.amax(1)
         return (self.score(x).softmax(1) * x).sum(1)
 
-# %% ../nbs/05_baselines.ipynb #66dde4ba
+# %% ../nbs/05_baselines.ipynb #1c195cbe
 class CMMVR(Baseline):
     "Per-segment encoders, temporal aggregation, VM-NET's cross-modal triplet loss."
+    config_class = CMMVRConfig
     def __init__(self, cfg:CMMVRConfig):
-        super().__init__()
-        check(isinstance(cfg, CMMVRConfig), 'cfg', f"expected a CMMVRConfig, got {type(cfg).__name__}")
-        self.cfg = cfg
+        super().__init__(cfg)
         def tower(d_in):
             return nn.ModuleDict(dict(segment=nn.Sequential(mlp([d_in, cfg.hidden, cfg.hidden], cfg.dropout), nn.ReLU()),
                                       pool=TemporalAggregation(cfg.hidden, cfg.aggregation),
@@ -251,14 +260,14 @@ class CVMVAEConfig:
         check_int('tag_dim', self.tag_dim, lo=0)
         for f in ('beta', 'cross_weight', 'align_weight'): check_number(f, getattr(self, f), inclusive=True)
 
-# %% ../nbs/05_baselines.ipynb #f0eb20bf
+# %% ../nbs/05_baselines.ipynb #48f2605c
 class CVMVAE(Baseline):
     "Cross-modal VAE: product-of-experts video posterior (visual + tags + prior), music posterior, cross-generation."
     uses_tags = True
+    config_class = CVMVAEConfig
     def __init__(self, cfg:CVMVAEConfig):
-        super().__init__()
-        check(isinstance(cfg, CVMVAEConfig), 'cfg', f"expected a CVMVAEConfig, got {type(cfg).__name__}")
-        self.cfg, H, Z = cfg, cfg.hidden, cfg.latent_dim
+        super().__init__(cfg)
+        H, Z = cfg.hidden, cfg.latent_dim
         enc = lambda d: mlp([d, H, H, 2 * Z])
         self.visual_expert, self.music_encoder = enc(cfg.video_dim), enc(cfg.audio_dim)
         self.tag_expert = enc(cfg.tag_dim) if cfg.tag_dim else None
@@ -291,7 +300,7 @@ class CVMVAE(Baseline):
         loss = recon + c.cross_weight * cross + c.beta * kl + c.align_weight * align
         return dict(loss=loss, reconstruction=recon.detach(), cross_generation=cross.detach(), kl=kl.detach(), alignment=align.detach())
 
-# %% ../nbs/05_baselines.ipynb #b90dfe39
+# %% ../nbs/05_baselines.ipynb #fd50f1d0
 @dataclass
 class MVPtConfig:
     "MVPt (sizes and temperature ours); input widths and clips are set from the features."
@@ -311,10 +320,10 @@ class MVPtConfig:
         for f in ('video_dim', 'audio_dim', 'clips', 'd_model', 'depth', 'num_heads', 'embed_dim'): check_int(f, getattr(self, f))
         check(self.d_model % self.num_heads == 0, 'd_model', f"{self.d_model} is not divisible by num_heads {self.num_heads}")
         check_number('mlp_ratio', self.mlp_ratio); check_number('tau', self.tau)
-        check(is_number(self.dropout) and 0 <= self.dropout < 1, 'dropout', f"must be in [0, 1), got {self.dropout!r}")
+        check_dropout(self.dropout)
         check(isinstance(self.symmetric, bool), 'symmetric', f"must be a bool, got {self.symmetric!r}")
 
-# %% ../nbs/05_baselines.ipynb #44c19319
+# %% ../nbs/05_baselines.ipynb #464d0406
 class SegmentTransformer(nn.Module):
     "Segment features [B, K, D] -> unit embeddings [B, K, d]: projection, learned positions, Transformer encoder, head."
     def __init__(self, d_in:int, cfg:MVPtConfig):
@@ -332,10 +341,9 @@ class SegmentTransformer(nn.Module):
 class MVPt(Baseline):
     "A Transformer over the clip sequence of each modality, InfoNCE between aligned clips."
     per_clip = True
+    config_class = MVPtConfig
     def __init__(self, cfg:MVPtConfig):
-        super().__init__()
-        check(isinstance(cfg, MVPtConfig), 'cfg', f"expected an MVPtConfig, got {type(cfg).__name__}")
-        self.cfg = cfg
+        super().__init__(cfg)
         self.video_transformer, self.audio_transformer = SegmentTransformer(cfg.video_dim, cfg), SegmentTransformer(cfg.audio_dim, cfg)
     def embed_video(self, video, tags=None): return self.video_transformer(video)
     def embed_audio(self, audio): return self.audio_transformer(audio)
