@@ -45,3 +45,15 @@ def test_every_directive_points_at_a_committed_csv():
         assert readme.directive_table([d]) is not None, d                   # a known kind, and the file exists
     with pytest.raises(SystemExit, match='does not exist'):
         readme.directive_table(['#| readme_table2 results/no_such_table.csv'])
+
+
+def test_table6_markdown_keeps_the_papers_rows_and_measures_ours(tmp_path):
+    p = tmp_path / 't6.csv'
+    p.write_text('model,pt_data,scale,source,config,pt_videos,pt_epochs,finetune_pairs,pt_steps,cmmixer_v2m,cmmixer_m2v,'
+                 'random_v2m,random_m2v,chance_v2m,chance_m2v,ratio_v2m,ratio_m2v\n'
+                 'AST,AS+LS,55.0,paper,,,,,,,,,,,,,\n'
+                 'ours,"SynthM2M, 1,200 videos",1.0,ours (val split),smoke,839.0,8.0,839.0,832.0,16.0,21.0,14.0,15.0,34.0,43.0,1.143,1.4\n')
+    lines = readme.table6_markdown(p).split('\n')
+    paper, ours = ([c.strip() for c in l.strip('|').split('|')] for l in lines[2:4])
+    assert paper[:4] == ['AST', 'AS+LS', '55', 'paper'] and paper[4:] == [''] * 5     # the paper gives no retrieval number
+    assert ours[4] == '839 videos × 8 epochs (832 steps; smoke)' and ours[6:] == ['16 / 14 / 34', '21 / 15 / 43', '1.14, 1.4']
