@@ -31,14 +31,14 @@ from .features import _check_fbank
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'BASELINES', 'BASELINE_MODELS', 'METHOD_INPUTS', 'BASELINE_OPTIM', 'FEATURES_VERSION', 'SINGLE_MAE',
-           'PAPER_TABLE2', 'TABLE2_NAMES', 'TABLE2_ORDER', 'TABLE2_TUNED', 'Baseline', 'mlp', 'check_dropout',
-           'inter_modal_ranking_loss', 'soft_intra_modal_structure_loss', 'CBVMRConfig', 'CBVMR', 'CMMVRConfig',
-           'TemporalAggregation', 'CMMVR', 'gaussian_kl', 'product_of_experts', 'CVMVAEConfig', 'CVMVAE', 'MVPtConfig',
-           'SegmentTransformer', 'MVPt', 'make_baseline', 'load_baseline', 'baseline_train_config', 'baseline_step',
-           'train_baseline', 'embed_features', 'evaluate_baseline', 'single_modal_start', 'feature_bank',
-           'run_baseline', 'run_single_modal_mae', 'table2_rows', 'paper_column', 'gather_table2', 'table2_ratio',
-           'table2_figure', 'write_table2', 'table2_experiment', 'tuning_path', 'read_tuning', 'tune_table2',
-           'run_table2', 'tuning_table']
+           'PAPER_TABLE2', 'TABLE2_NAMES', 'TABLE2_ORDER', 'BASELINE_ROWS', 'PAPER_COLUMNS', 'TABLE2_TUNED', 'Baseline',
+           'mlp', 'check_dropout', 'inter_modal_ranking_loss', 'soft_intra_modal_structure_loss', 'CBVMRConfig',
+           'CBVMR', 'CMMVRConfig', 'TemporalAggregation', 'CMMVR', 'gaussian_kl', 'product_of_experts', 'CVMVAEConfig',
+           'CVMVAE', 'MVPtConfig', 'SegmentTransformer', 'MVPt', 'make_baseline', 'load_baseline',
+           'baseline_train_config', 'baseline_step', 'train_baseline', 'embed_features', 'evaluate_baseline',
+           'single_modal_start', 'feature_bank', 'run_baseline', 'run_single_modal_mae', 'table2_rows', 'paper_column',
+           'gather_table2', 'table2_ratio', 'table2_figure', 'write_table2', 'table2_experiment', 'tuning_path',
+           'read_tuning', 'tuning_choices', 'tune_table2', 'run_table2', 'tuning_table']
 
 # %% ../nbs/05_baselines.ipynb #9c1486c0
 class Baseline(nn.Module):
@@ -542,7 +542,7 @@ def run_single_modal_mae(exp, where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache_dir),
                 train_pairs=len(pair_subset(cache.indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/05_baselines.ipynb #3a465867
+# %% ../nbs/05_baselines.ipynb #3bbb30f5
 from .experiment import (register, register_gather, records_dir, read_records, gather, gather_references, data_name, METRICS,
                                 run, tune_lr, scaled_lr, LR_FACTORS, VAL_SCORE)
 for _m in BASELINES: register('table2', _m)(run_baseline)
@@ -552,6 +552,8 @@ PAPER_TABLE2 = {'m2m': {'CBVMR': 2.73, 'CMMVR': 1.49, 'CVMVAE': 4.05, 'MVPt': 6.
                 'yt8m': {'CBVMR': 1.61, 'CMMVR': 1.33, 'CVMVAE': 3.27, 'MVPt': 5.69, 'CMMixer-Solo': 10.82, 'CMMixer-Duet': 8.64}}
 TABLE2_NAMES = {'cbvmr': 'CBVMR', 'cmmvr': 'CMMVR', 'cvmvae': 'CVMVAE', 'mvpt': 'MVPt', SINGLE_MAE: 'single-modality MAEs (ablation)'}
 TABLE2_ORDER = ['CBVMR', 'CMMVR', 'CVMVAE', 'MVPt', 'single-modality MAEs (ablation)', 'CMMixer-Solo', 'CMMixer-Duet']
+BASELINE_ROWS = tuple(TABLE2_NAMES[m] for m in BASELINES)            # the four baselines' row names
+PAPER_COLUMNS = {'m2m': 'M2M', 'yt8m': 'YouTube-8M'}                # the paper's Table 2 columns, as printed
 
 def table2_rows(runs='runs', data='synth', scale='cpu', split:str='test', lr_scales:dict|None=None) -> pd.DataFrame:
     """Flat rows of Table 2: the table2 records (baselines, ablation) and CMMixer's CutMix Solo/Duet records of Table 1,
@@ -589,25 +591,25 @@ def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
     ratio in `column` (M2M: 11.40 / 6.22 = 1.83; YouTube-8M: 10.82 / 5.69 = 1.90)."""
     check_choice('column', column, tuple(PAPER_TABLE2))
     m = t[t.kind == 'method'].set_index('method')
-    base = [b for b in ('CBVMR', 'CMMVR', 'CVMVAE', 'MVPt') if b in m.index]
+    base = [b for b in BASELINE_ROWS if b in m.index]
     if 'CMMixer-Solo' not in m.index or not base: return {}
     best = max(base, key=lambda b: m.loc[b, 'v2m_R@1_mean'])
     a, sa, b, sb = (float(m.loc[k, f'v2m_R@1_{s}']) for k in ('CMMixer-Solo', best) for s in ('mean', 'std'))
     r = a / b if b > 0 else float('inf')
     seeds = {k: int(m.loc[k, 'seeds']) for k in ('CMMixer-Solo', best)}
     spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a > 0 and b > 0 and min(seeds.values()) > 1 else float('nan')   # one seed: unknown
-    p = PAPER_TABLE2[column]; pbest = max(('CBVMR', 'CMMVR', 'CVMVAE', 'MVPt'), key=p.get)
+    p = PAPER_TABLE2[column]; pbest = max(BASELINE_ROWS, key=p.get)
     return dict(best_baseline=best, ratio=r, ratio_std=spread, seeds=seeds, paper_column=column, paper_best_baseline=pbest,
                 paper_ratio=p['CMMixer-Solo'] / p[pbest])
 
-# %% ../nbs/05_baselines.ipynb #fcabdc5d
+# %% ../nbs/05_baselines.ipynb #dcbb8d8d
 def table2_figure(t:pd.DataFrame, title:str='', column:str='m2m'):
     "V→M R@1 per method (mean ± std over seeds), the paper's (its `column`) beside it, chance and the references as lines."
     import matplotlib.pyplot as plt
     m = t[t.kind == 'method']; r = t[t.kind == 'reference'].set_index('method')
     fig, ax = plt.subplots(figsize=(9, 3.8)); x = np.arange(len(m))
     ax.bar(x - 0.2, m['v2m_R@1_mean'], 0.4, yerr=m['v2m_R@1_std'], capsize=3, label='ours (V→M R@1)')
-    ax.bar(x + 0.2, m['v2m_R@1_paper'], 0.4, alpha=0.5, label=f"paper ({dict(m2m='M2M', yt8m='YouTube-8M').get(column, column)}, real data)")
+    ax.bar(x + 0.2, m['v2m_R@1_paper'], 0.4, alpha=0.5, label=f"paper ({PAPER_COLUMNS[column]}, real data)")
     for name, ls in (('chance', ':'), ('no pre-training', '-.'), ("CCA, the model's inputs", '--'), ('CCA, full resolution', '-')):
         if name in r.index: ax.axhline(r.loc[name, 'v2m_R@1_mean'], color='grey', ls=ls, lw=1, label=name)
     ax.set_xticks(x, m.method, rotation=20, ha='right', fontsize=8); ax.set_ylabel('R@1 (%)'); ax.legend(fontsize=7, ncol=2)
@@ -625,11 +627,11 @@ def write_table2(runs='runs', data='synth', scale='cpu', results='results', colu
     ratio = table2_ratio(t, column); write_json(Path(f"{stem}_ratio.json"), ratio)
     tt = tuning_table(runs, data, scale)                                 # the budget's search, when one was run
     if len(tt): tt.to_csv(f"{stem}_tuning.csv", index=False, float_format='%.4g')
-    fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the paper's {column.upper()} column", column)
+    fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the paper's {PAPER_COLUMNS[column]} column", column)
     fig.savefig(stem.with_suffix('.png'), dpi=110); plt.close(fig)
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), ratio=ratio, table=t)
 
-# %% ../nbs/05_baselines.ipynb #5b2af195
+# %% ../nbs/05_baselines.ipynb #49eb893b
 TABLE2_TUNED = {'CBVMR': dict(table='table2', method='cbvmr'), 'CMMVR': dict(table='table2', method='cmmvr'),
                 'CVMVAE': dict(table='table2', method='cvmvae'), 'MVPt': dict(table='table2', method='mvpt'),
                 TABLE2_NAMES[SINGLE_MAE]: dict(table='table2', method=SINGLE_MAE),
@@ -648,7 +650,11 @@ def tuning_path(runs='runs', data='synth', scale='cpu') -> Path:
 def read_tuning(runs='runs', data='synth', scale='cpu') -> dict:
     "The chosen lr factor of each tuned row ({} before any tuning: every row at its recipe)."
     p = tuning_path(runs, data, scale)
-    return {r: float(v['lr_scale']) for r, v in json.loads(p.read_text())['rows'].items()} if p.is_file() else {}
+    return tuning_choices(json.loads(p.read_text())) if p.is_file() else {}
+
+def tuning_choices(doc:dict) -> dict:
+    "Each row's chosen lr factor in a tuning document (`tune_table2`'s, or the tuning file's)."
+    return {r: float(v['lr_scale']) for r, v in doc['rows'].items()}
 
 def tune_table2(data='synth', scale='cpu', runs='runs', factors=LR_FACTORS, seed:int=0, rows=None, **run_kw) -> dict:
     """The budget of Table 2: `tune_lr` of every row (`TABLE2_TUNED`, or `rows`) at the tuning `seed`; the choices
@@ -666,7 +672,7 @@ def tune_table2(data='synth', scale='cpu', runs='runs', factors=LR_FACTORS, seed
 def run_table2(data='synth', scale='cpu', seeds:int=3, runs='runs', factors=LR_FACTORS, **run_kw) -> list:
     "Table 2 from nothing (or from what is done): the budget at seed 0, then every row at its chosen lr for seeds 0..seeds-1; the records."
     check_int('seeds', seeds)
-    sel = {r: v['lr_scale'] for r, v in tune_table2(data, scale, runs, factors, 0, **run_kw)['rows'].items()}
+    sel = tuning_choices(tune_table2(data, scale, runs, factors, 0, **run_kw))
     return [run(table2_experiment(r, data, scale, s, lr_scale=sel[r]), runs=runs, **run_kw)
             for s in range(seeds) for r in TABLE2_TUNED]
 

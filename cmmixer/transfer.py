@@ -214,7 +214,7 @@ def score(task:TransferTask, scores, labels) -> float:
     "The task's metric in percent: macro mAP for multi-label tasks, top-1 accuracy otherwise."
     return mean_average_precision(scores, labels)['mAP'] if task.multilabel else top1_accuracy(scores, labels)
 
-# %% ../nbs/06_transfer.ipynb #91b8375a
+# %% ../nbs/06_transfer.ipynb #38d3ce42
 def labels_of(cache, rows, task:TransferTask, num_classes:int) -> np.ndarray:
     "Labels of cache rows: ints [n], or multi-hot [n, C] for a multi-label task."
     c = as_cache(cache)
@@ -251,12 +251,13 @@ def handcrafted_score(task:TransferTask, X_train, y_train, X_test, y_test) -> fl
 def reference_scores(cache, task:TransferTask, num_classes:int) -> dict:
     "Chance and the hand-crafted baseline on every scored split: `{split: {'chance': .., 'hand-crafted': ..}}`."
     c, out = as_cache(cache), {}
+    rows = c.indices([*eval_splits(task), *train_splits(task, eval_splits(task)[0])])   # every item scored or trained on
+    feats = dict(zip(rows.tolist(), pooled_view_features(c, rows, task.modality)))    # once each, not once per fold
+    X = lambda idx: np.stack([feats[int(r)] for r in idx])
     for sp in eval_splits(task):
         tr, te = c.indices(train_splits(task, sp)), c.indices(sp)
         ytr, yte = labels_of(c, tr, task, num_classes), labels_of(c, te, task, num_classes)
-        out[sp] = {'chance': chance_score(task, ytr, yte),
-                   'hand-crafted': handcrafted_score(task, pooled_view_features(c, tr, task.modality), ytr,
-                                                     pooled_view_features(c, te, task.modality), yte)}
+        out[sp] = {'chance': chance_score(task, ytr, yte), 'hand-crafted': handcrafted_score(task, X(tr), ytr, X(te), yte)}
     return out
 
 # %% ../nbs/06_transfer.ipynb #89140d32

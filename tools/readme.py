@@ -10,6 +10,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The eight retrieval metrics as the README's tables head them: (CSV prefix, column heading).
+METRICS = [(f'{d}_{k}', f"{arrow} {k}" + (' ↓' if k == 'MedR' else '')) for d, arrow in (('v2m', 'V→M'), ('m2v', 'M→V'))
+           for k in ('MedR', 'R@1', 'R@5', 'R@10')]
+
+
 def _fmt(v: str) -> str:
     try: f = float(v)
     except ValueError: return v
@@ -29,9 +34,7 @@ def csv_table(path: Path) -> str:
 
 def table1_markdown(path: Path) -> str:
     "Table 1 as the paper lays it out: ours as mean ± std over seeds, the paper's value in brackets, chance last."
-    rows = list(csv.DictReader(path.open()))
-    metrics = [('v2m_MedR', 'V→M MedR ↓'), ('v2m_R@1', 'V→M R@1'), ('v2m_R@5', 'V→M R@5'), ('v2m_R@10', 'V→M R@10'),
-               ('m2v_MedR', 'M→V MedR ↓'), ('m2v_R@1', 'M→V R@1'), ('m2v_R@5', 'M→V R@5'), ('m2v_R@10', 'M→V R@10')]
+    rows, metrics = list(csv.DictReader(path.open())), METRICS
     head = ['architecture', 'mixer', 'seeds'] + [h for _, h in metrics]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
@@ -45,9 +48,7 @@ def table1_markdown(path: Path) -> str:
 
 def references_markdown(path: Path) -> str:
     "Reference points on Table 1's pools (chance, no pre-training, feature baseline, oracle), mean ± std where seeded."
-    rows = list(csv.DictReader(path.open()))
-    metrics = [('v2m_MedR', 'V→M MedR ↓'), ('v2m_R@1', 'V→M R@1'), ('v2m_R@5', 'V→M R@5'), ('v2m_R@10', 'V→M R@10'),
-               ('m2v_MedR', 'M→V MedR ↓'), ('m2v_R@1', 'M→V R@1'), ('m2v_R@5', 'M→V R@5'), ('m2v_R@10', 'M→V R@10')]
+    rows, metrics = list(csv.DictReader(path.open())), METRICS
     head = ['reference', 'seeds'] + [h for _, h in metrics]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
@@ -62,8 +63,7 @@ def table2_markdown(path: Path) -> str:
     """Table 2 as the closing notes lay it out: one line per row (methods, then references), mean ± std over seeds,
     the chosen lr factor, and the paper's R@1 for the column (it gives no other metric nor direction)."""
     rows = list(csv.DictReader(path.open()))
-    metrics = [('v2m_MedR', 'V→M MedR ↓', 1), ('v2m_R@1', 'V→M R@1', 2), ('v2m_R@5', 'V→M R@5', 2), ('v2m_R@10', 'V→M R@10', 2),
-               ('m2v_MedR', 'M→V MedR ↓', 1), ('m2v_R@1', 'M→V R@1', 2), ('m2v_R@5', 'M→V R@5', 2), ('m2v_R@10', 'M→V R@10', 2)]
+    metrics = [(m, h, 1 if m.endswith('MedR') else 2) for m, h in METRICS]   # decimals: ranks 1, recalls 2
     head = ['row', 'lr ×', 'seeds'] + [h for _, h, _ in metrics] + ["paper's R@1"]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
