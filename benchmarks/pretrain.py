@@ -96,6 +96,42 @@ def run_variant(cfg, train, mixer_cfg, dev, batch_size, steps, warmup, dtype, co
     return seconds / steps, peak
 
 
+def run_real(scale, train, mixer_cfg, steps, warmup, preload) -> tuple:
+    """Time `steps` whole training steps of the `cpu` scale on its prepared cache (data/, prepared first if missing):
+    the batch read and augmented by PretrainDataset through a DataLoader (the engine's loader, 0 workers), then the
+    step. `preload`: hold the split in memory (PRELOAD_MB) or read each record from the memory-mapped arrays (as at
+    commit 6c837d5). (seconds per step, peak MB)."""
+    from cmmixer.cache import PretrainDataset, PRELOAD_MB
+    from cmmixer.pretrain import ensure_cache
+    from cmmixer.train import EpochSampler
+    from torch.utils.data import DataLoader
+    cache = ensure_cache('synth', scale, root=Path(__file__).resolve().parents[1] / 'data', workers=2)
+    ds = PretrainDataset(cache, 'train', repeats=scale.repeats, image_size=scale.image_size, augment=True, seed=0,
+                         preload_mb=PRELOAD_MB if preload else None)
+    if preload: ds.preload()                             # once per run, as the first batch of a run does
+    torch.manual_seed(0)
+    model = CMMixerMAE(scale.mae)
+    opt = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=train.betas,
+                            weight_decay=train.weight_decay, fused=True)
+    mixer = CrossModalMixer(mixer_cfg)
+    B = train.batch_size
+    batches = iter(DataLoader(ds, batch_size=B, sampler=EpochSampler(ds, B, seed=0), drop_last=True))
+    model.train()
+    def step(i):
+        b = next(batches)
+        out = pretrain_step(model, b, StepGenerator(0, i, 0, range(B)), mixer)
+        opt.zero_grad(set_to_none=True)
+        out['loss'].backward()
+        opt.step()
+        return out['loss'].detach()
+    for i in range(warmup): step(i)
+    t0 = time.perf_counter()
+    losses = [step(warmup + i) for i in range(steps)]
+    seconds = time.perf_counter() - t0
+    if not all(math.isfinite(l.item()) for l in losses): raise FloatingPointError("non-finite loss")
+    return seconds / steps, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def draw_cost(cfg, mixer_cfg, dev, batch_size, reps=20) -> tuple:
     "Host ms per step of our per-sample random draws (mixer masks + masking noise) vs the plain batch-wide draws."
     mixer = CrossModalMixer(mixer_cfg)
@@ -122,7 +158,8 @@ def device_slug(dev) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--scale', choices=('smoke', 'paper'), default=None, help='default: paper on CUDA, smoke on the CPU')
+    ap.add_argument('--scale', choices=('smoke', 'cpu', 'paper'), default=None,
+                    help='default: paper on CUDA, smoke on the CPU; cpu adds two rows on the cpu scale\'s real cached inputs')
     ap.add_argument('--decoder', choices=('solo', 'duet'), default='solo')
     ap.add_argument('--mixer', choices=('cutmix', 'pixel_mixup', 'mixup'), default='cutmix')
     ap.add_argument('--batch', type=int, default=None, help="batch size (default: the scale's)")
@@ -145,9 +182,15 @@ def main(argv=None):
 
     flops = count_flops(cfg, backward=True)                   # per sample, forward + backward, on the meta device
     rates = {'fp32': matmul_rate(dev, torch.float32)}
+    machine_rate = rates['fp32']
+    if dev.type == 'cpu' and torch.get_num_threads() < (os.cpu_count() or 1):   # the machine's rate: every core
+        n = torch.get_num_threads(); torch.set_num_threads(os.cpu_count())
+        machine_rate = matmul_rate(dev, torch.float32); torch.set_num_threads(n)
     if dev.type == 'cuda': rates['bf16'] = matmul_rate(dev, torch.bfloat16)
     print(f"model: {flops / 1e9:.2f} GFLOPs per sample (forward + backward); measured matmul rate: "
-          + ', '.join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in rates.items()), flush=True)
+          + ', '.join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in rates.items())
+          + (f" ({torch.get_num_threads()} threads), fp32 {machine_rate / 1e12:.3f} TFLOP/s on every core"
+             if dev.type == 'cpu' else ''), flush=True)
 
     d_ours, d_plain = draw_cost(cfg, MixerConfig(a.mixer), dev, B)
     draws = (f"random draws per step (host): ours per-sample (DDP-invariant) {d_ours:.2f} ms, plain batch-wide {d_plain:.2f} ms; "
@@ -172,7 +215,17 @@ def main(argv=None):
                      'matmul TFLOP/s': rate / 1e12, 'MFU %': 100 * flops * sps / rate})
         print(f"  {name} {dtype}: {1e3 * step_s:.1f} ms/step, {sps:.1f} samples/s ({time.perf_counter() - t0:.0f} s incl. warm-up)", flush=True)
         if dev.type == 'cuda': torch.cuda.empty_cache()
+    if scale.name == 'cpu' and dev.type == 'cpu':       # whole steps on real inputs: the loader as at 6c837d5, and now
+        for name, preload in (('real inputs, per-record reads (6c837d5)', False), ('real inputs, split in memory', True)):
+            step_s, peak = run_real(scale, train, MixerConfig(a.mixer), steps, a.warmup, preload)
+            sps = B / step_s
+            rows.append({'device': device_slug(dev), 'variant': name, 'dtype': 'fp32', 'compiled': False,
+                         'fused attn': True, 'batch': B, 'step ms': 1e3 * step_s, 'samples/s': sps, 'peak mem MB': peak,
+                         'TFLOP/s': flops * sps / 1e12, 'matmul TFLOP/s': rates['fp32'] / 1e12,
+                         'MFU %': 100 * flops * sps / rates['fp32']})
+            print(f"  {name}: {1e3 * step_s:.1f} ms/step, {sps:.1f} samples/s", flush=True)
     df = pd.DataFrame(rows)
+    if dev.type == 'cpu': df[f'MFU % of {os.cpu_count()}-thread rate'] = 100 * df['TFLOP/s'] * 1e12 / machine_rate
     base = df.loc[df.variant == 'plain reference', 'samples/s']
     df['x plain'] = df['samples/s'] / base.iloc[0] if len(base) else float('nan')
     pd.set_option('display.width', 200)

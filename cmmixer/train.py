@@ -490,12 +490,13 @@ def save_run(model:nn.Module, opt, prec:Precision, cfg:TrainConfig, step:int, ep
                                 dataset_len=n_items, world_size=world_size, train=cfg.to_dict()))
     os.replace(ckdir / (WEIGHTS + '.next'), ckdir / WEIGHTS)
 
-# %% ../nbs/03a_train.ipynb #117c5f8e
+# %% ../nbs/03a_train.ipynb #419a6a5d
 def epoch_loader(dataset, sampler:EpochSampler, epoch:int, start:int, plan:TrainPlan, cfg:TrainConfig,
                  dev:torch.device) -> DataLoader:
     "The DataLoader of `epoch` from its `start`-th local batch (fresh workers, so they see the dataset's `set_epoch`)."
     sampler.set_epoch(epoch); sampler.set_start(start)
     if hasattr(dataset, 'set_epoch'): dataset.set_epoch(epoch)
+    if cfg.num_workers and hasattr(dataset, 'preload'): dataset.preload()   # before the workers fork: they share it
     return DataLoader(dataset, batch_size=plan.local_batch, sampler=sampler, num_workers=cfg.num_workers,
                       pin_memory=cfg.pin_memory and dev.type == 'cuda', drop_last=True,
                       generator=torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, 'loader')))
