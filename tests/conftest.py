@@ -6,6 +6,11 @@ import pytest
 CMMIXER = Path(sys.executable).parent / 'cmmixer'
 
 
+def pytest_addoption(parser):
+    parser.addoption('--require-browser', action='store_true',
+                     help='fail the browser tests when Chromium is missing instead of skipping them (CI)')
+
+
 def run_cli(*args, timeout=600, check_rc=None):
     "Run `cmmixer ARGS` in a subprocess; returns CompletedProcess (text). Asserts the exit code when given."
     p = subprocess.run([str(CMMIXER), *map(str, args)], capture_output=True, text=True, timeout=timeout)
