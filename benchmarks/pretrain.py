@@ -26,7 +26,7 @@ import torch
 from cmmixer.mae import CMMixerMAE, count_flops
 from cmmixer.mixer import CrossModalMixer, MixerConfig
 from cmmixer.pretrain import scale_config, pretrain_step
-from cmmixer.train import StepGenerator, param_groups
+from cmmixer.train import StepGenerator, param_groups, make_optimizer
 from timm.models.vision_transformer import Block
 
 
@@ -111,8 +111,7 @@ def run_real(scale, train, mixer_cfg, steps, warmup, preload) -> tuple:
     if preload: ds.preload()                             # once per run, as the first batch of a run does
     torch.manual_seed(0)
     model = CMMixerMAE(scale.mae)
-    opt = torch.optim.AdamW(param_groups(model, train.weight_decay), lr=train.lr, betas=train.betas,
-                            weight_decay=train.weight_decay, fused=True)
+    opt = make_optimizer(model, train)                   # the engine's AdamW, as a run builds it
     mixer = CrossModalMixer(mixer_cfg)
     B = train.batch_size
     batches = iter(DataLoader(ds, batch_size=B, sampler=EpochSampler(ds, B, seed=0), drop_last=True))

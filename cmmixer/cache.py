@@ -24,7 +24,8 @@ from .core import check, is_number, changes, atomic_write, jsonable, digest, der
 # %% auto #0
 __all__ = ['CACHE_VERSION', 'FBANK_DTYPES', 'CACHE_FILES', 'MANIFEST_COLUMNS', 'LAYOUT_FILES', 'PRELOAD_MB', 'MODALITIES',
            'shard_key', 'skipped_files', 'settings_difference', 'prepare', 'Cache', 'as_cache', 'pool_groups',
-           'group_overlap', 'SplitInputs', 'PretrainDataset', 'RetrievalDataset', 'ClassificationDataset']
+           'group_overlap', 'record_spectrogram', 'SplitInputs', 'PretrainDataset', 'RetrievalDataset',
+           'ClassificationDataset']
 
 # %% ../nbs/01c_cache.ipynb #a49410b5
 CACHE_VERSION = 2   # 2: audio windows cut on the stream's sample grid, decoded forward (the media chapter's exact path)
@@ -365,8 +366,13 @@ def group_overlap(cache, a='train', b='test') -> set:
     "Groups present in both splits `a` and `b` (empty when held-out pools are unseen in training)."
     return set(pool_groups(cache, a)) & set(pool_groups(cache, b))
 
-# %% ../nbs/01c_cache.ipynb #368430bc
+# %% ../nbs/01c_cache.ipynb #0fa8c7be
 PRELOAD_MB = 1024   # hold a split's frames and spectrogram images in memory when they take at most this many MB
+
+def record_spectrogram(cache:Cache, row:int, image_size:int) -> torch.Tensor:
+    "float32 [K,3,S,S]: record `row`'s spectrograms as images, normalised with the cache's statistics."
+    fb = torch.from_numpy(np.array(cache.fbank[row])).float()   # torch converts float16 ~4x faster than numpy
+    return spectrogram_image(fb, image_size, mean=cache.stats['fbank_mean'], std=cache.stats['fbank_std'])
 
 class SplitInputs:
     "A split's uint8 frames [n,K,3,H,W] and float32 spectrogram images [n,K,S,S] in memory, looked up by cache row."
@@ -382,14 +388,11 @@ class SplitInputs:
 
     @classmethod
     def load(cls, cache:Cache, rows, image_size:int) -> SplitInputs:
-        "Read the frames of `rows` and compute their spectrogram images (record by record, as `audio` does)."
+        "Read the frames of `rows` and compute their spectrogram images record by record (`record_spectrogram`)."
         rows = np.asarray(rows)
         frames = torch.from_numpy(np.array(cache.frames[rows]))
-        mean, std = cache.stats['fbank_mean'], cache.stats['fbank_std']
         spec = torch.empty(len(rows), cache.fbank.shape[1], image_size, image_size)
-        for i, r in enumerate(rows):
-            fb = torch.from_numpy(np.array(cache.fbank[r])).float()
-            spec[i] = spectrogram_image(fb, image_size, mean=mean, std=std)[:, 0]
+        for i, r in enumerate(rows): spec[i] = record_spectrogram(cache, r, image_size)[:, 0]
         return cls(rows, frames, spec)
 
     def position(self, row:int) -> int: return self._pos[int(row)]
@@ -404,13 +407,13 @@ def split_inputs(self:Cache, split, image_size:int, budget_mb:float=PRELOAD_MB) 
     "The inputs of `split` at `image_size` held in memory (loaded once per `Cache` object), or None over `budget_mb`."
     memo = self.__dict__.setdefault('_inputs', {})
     key = (repr(split), int(image_size))
-    if key not in memo:
-        rows = self.indices(split)
-        fits = SplitInputs.nbytes(self, len(rows), image_size) <= budget_mb * 2 ** 20
-        memo[key] = SplitInputs.load(self, rows, image_size) if fits else None
+    if key in memo: return memo[key]                     # already held: sharing it costs nothing more
+    rows = self.indices(split)
+    if SplitInputs.nbytes(self, len(rows), image_size) > budget_mb * 2 ** 20: return None
+    memo[key] = SplitInputs.load(self, rows, image_size)
     return memo[key]
 
-# %% ../nbs/01c_cache.ipynb #162ae864
+# %% ../nbs/01c_cache.ipynb #bdc48fde
 class _CacheDataset(torch.utils.data.Dataset):
     "Shared reading of a split of a cache: normalised frames and spectrogram images."
     def __init__(self, cache, split, image_size=None, frame_norm='imagenet', augment=False, seed=0,
@@ -432,11 +435,12 @@ class _CacheDataset(torch.utils.data.Dataset):
         self.preload_mb = preload_mb
 
     def inputs(self) -> SplitInputs|None:
-        "The split's inputs held in memory (shared by every dataset of this `Cache` object), or None over `preload_mb`."
-        return None if self.preload_mb is None else self.cache.split_inputs(self.split, self.image_size, self.preload_mb)
+        "The split's inputs held in memory (shared by the datasets of this `Cache` object), or None over `preload_mb`."
+        if self.preload_mb is None: return None
+        return self.cache.split_inputs(self.split, self.image_size, self.preload_mb)
 
     def preload(self) -> _CacheDataset:
-        "Hold the split's inputs now, so that DataLoader workers forked afterwards share them instead of each loading them."
+        "Hold the split's inputs now, so that DataLoader workers forked afterwards share them instead of loading them."
         self.inputs()
         return self
 
@@ -452,7 +456,7 @@ class _CacheDataset(torch.utils.data.Dataset):
         if not -len(self) <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} items")
         return int(self.rows[i % len(self.rows)])
 
-# %% ../nbs/01c_cache.ipynb #1cfc772a
+# %% ../nbs/01c_cache.ipynb #d5e30433
 @patch
 def video(self:_CacheDataset, row:int, generator=None) -> torch.Tensor:
     "float32 [K,3,S,S]: the record's frames, augmented when `generator` is given, resized, normalised."
@@ -469,8 +473,7 @@ def audio(self:_CacheDataset, row:int) -> torch.Tensor:
     "float32 [K,3,S,S]: the record's spectrograms as images, normalised with the cache's statistics."
     mem = self.inputs()
     if mem is not None: return mem.spectrogram_image(row)
-    fb = torch.from_numpy(np.array(self.cache.fbank[row])).float()   # torch converts float16 ~4x faster than numpy
-    return spectrogram_image(fb, self.image_size, mean=self.cache.stats['fbank_mean'], std=self.cache.stats['fbank_std'])
+    return record_spectrogram(self.cache, row, self.image_size)
 
 # %% ../nbs/01c_cache.ipynb #ce374af9
 class PretrainDataset(_CacheDataset):
