@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 
-.PHONY: setup export readme sync-check test test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table2 table4 table5 figures docs browser clean
+.PHONY: setup export readme sync-check test test-slow test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table2 table4 table5 figures docs browser clean
 
 setup: $(STAMP)
 
@@ -38,10 +38,18 @@ sync-check: export readme
 
 # No root needed: the browser test is skipped, saying how to enable it, where Chromium is missing (`make browser`, root).
 # CI installs the browser first and passes PYTEST_ARGS=--require-browser, so there it runs or fails.
+# Two tiers (tests/conftest.py): `make test` runs the notebooks' tests and every end-to-end test not marked slow (each
+# under a minute); `make test-slow` runs the slow ones (whole-table pipelines, multi-process runs, the other papermill
+# refusals, JupyterLab in a browser). CI runs both. Two pytest workers (the tests are mostly single-threaded
+# subprocesses); a file's tests stay on one worker so its shared fixtures are built once.
 PYTEST_ARGS ?=
+PYTEST := $(BIN)/pytest -q -rs -n 2 --dist loadfile --durations=10
 test: setup sync-check
 	$(BIN)/nbdev_test --n_workers 2 --timing
-	$(BIN)/pytest -q -rs -n 2 --dist loadfile --durations=20 $(PYTEST_ARGS) tests/    # two workers (the tests are single-threaded subprocesses); a file's tests stay together
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS) tests/
+
+test-slow: setup
+	$(PYTEST) -m slow $(PYTEST_ARGS) tests/
 
 # Notebook tests only, without the sync check (handy while editing).
 test-fast: setup

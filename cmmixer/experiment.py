@@ -24,15 +24,15 @@ from .retrieval import (Retriever, finetune_config, finetune, evaluate, pair_sub
                                chance_of)
 
 # %% auto #0
-__all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'GATHERS', 'LR_FACTORS',
-           'VAL_SCORE', 'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE', 'METRICS', 'REFERENCES', 'own_share', 'data_name',
-           'Experiment', 'check_experiment', 'record_path', 'code_version', 'check_device', 'Where', 'register',
-           'register_gather', 'run', 'cmmixer_start', 'evaluate_splits', 'run_cmmixer', 'scaled_lr', 'val_score',
-           'tune_lr', 'records_dir', 'references_path', 'write_references', 'full_resolution_cache', 'flat_record',
-           'record_files', 'read_records', 'gather', 'gather_table1', 'gather_references', 'table1_text',
-           'references_text', 'table1_figure', 'gather_track_scoring', 'publish_records', 'table_stem', 'write_table1',
-           'data_efficiency_rows', 'write_data_efficiency', 'heldout_batch', 'summarize_run', 'write_report',
-           'check_pretrain_experiment', 'experiment_parser', 'main']
+__all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'GATHERS', 'RECALLS',
+           'LR_FACTORS', 'VAL_SCORE', 'PAPER_TABLE1', 'PAPER_TABLE1_SOURCE', 'METRICS', 'REFERENCES', 'own_share',
+           'data_name', 'Experiment', 'check_experiment', 'record_path', 'code_version', 'check_device', 'Where',
+           'register', 'register_gather', 'run', 'cmmixer_start', 'evaluate_splits', 'run_cmmixer', 'plot_record',
+           'scaled_lr', 'val_score', 'tune_lr', 'records_dir', 'references_path', 'write_references',
+           'full_resolution_cache', 'flat_record', 'record_files', 'read_records', 'gather', 'gather_table1',
+           'gather_references', 'table1_text', 'references_text', 'table1_figure', 'gather_track_scoring',
+           'publish_records', 'table_stem', 'write_table1', 'data_efficiency_rows', 'write_data_efficiency',
+           'heldout_batch', 'summarize_run', 'write_report', 'check_pretrain_experiment', 'experiment_parser', 'main']
 
 # %% ../nbs/04b_experiment.ipynb #bf8e3ad5
 TABLES = ('table1', 'table2', 'transfer')
@@ -241,7 +241,47 @@ def run_cmmixer(exp:Experiment, where:Where) -> dict:
                 finetune=tcfg.to_dict(), finetune_data=how, cache=str(cache_dir),
                 train_pairs=len(pair_subset(cache.indices('train'), exp.share, exp.seed)))
 
-# %% ../nbs/04b_experiment.ipynb #0c8f0eb7
+# %% ../nbs/04b_experiment.ipynb #b650d524
+RECALLS = ('R@1', 'R@5', 'R@10')
+
+def plot_record(rec:dict, smooth:int=20):
+    """A run's record at a glance: the fine-tuning loss per step (raw, and its running mean over `smooth` steps) and
+    Recall@1/5/10 in both directions beside chance. A matplotlib figure (axes: loss, recall)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    check(isinstance(rec, dict) and all(k in rec for k in ('v2m', 'm2v', 'chance_v2m', 'chance_m2v')), 'rec',
+          "expected a run's record (a dict with v2m, m2v, chance_v2m and chance_m2v), as `run` returns it")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.2), dpi=72,                # a small PNG in a notebook
+                                   gridspec_kw=dict(width_ratios=(1, 1.3)))
+    log_path = Path(rec['finetune_run']) / 'log.jsonl' if rec.get('finetune_run') else None
+    log = read_log(log_path) if log_path is not None and log_path.is_file() else pd.DataFrame()
+    if len(log):
+        ax1.plot(log.step, log.loss, alpha=.4 if len(log) > smooth else 1, lw=1, marker='.' if len(log) < 30 else None,
+                 label='loss')
+        if len(log) > smooth:
+            ax1.plot(log.step, log.loss.rolling(smooth, min_periods=1).mean(), lw=2, label=f'running mean ({smooth})')
+        ax1.legend(fontsize=8)
+    else: ax1.text(0.5, 0.5, 'no fine-tuning log', ha='center', va='center', transform=ax1.transAxes)
+    ax1.set(xlabel='step', ylabel='InfoNCE loss', title=f"fine-tuning ({len(log)} step{'' if len(log) == 1 else 's'})")
+    if len(log) == 1: ax1.set_xticks(log.step)
+    else: ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
+    x = np.arange(2 * len(RECALLS))
+    ours = [rec[d][k] for d in ('v2m', 'm2v') for k in RECALLS]
+    chance = [chance_of(rec, d)[k] for d in ('v2m', 'm2v') for k in RECALLS]
+    ax2.bar(x, ours, width=0.6, color=['C0'] * 3 + ['C1'] * 3, label='ours')
+    ax2.scatter(x, chance, marker='_', s=900, color='k', lw=2, zorder=3, label='chance')
+    ax2.set_xticks(x, [f"{'V→M' if d == 'v2m' else 'M→V'} {k}" for d in ('v2m', 'm2v') for k in RECALLS], fontsize=8)
+    pool = rec.get('pool', {})
+    ax2.set(ylabel='%', ylim=(0, 1.22 * max(ours + chance + [1])),
+            title=f"test pool: {pool.get('tracks', '?')} tracks, {pool.get('videos', '?')} videos; "
+                  f"MedR V→M {rec['v2m']['MedR']:g}, M→V {rec['m2v']['MedR']:g}")
+    ax2.title.set_fontsize(9)
+    ax2.legend(fontsize=8, loc='upper center', ncol=2, frameon=False, markerscale=0.4)     # above the highest bar
+    if rec.get('path'): fig.suptitle(Path(rec['path']).stem, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/04b_experiment.ipynb #1211dcd8
 LR_FACTORS = (0.5, 1.0, 2.0)   # the budget: three learning rates per row, the recipe's in the middle
 VAL_SCORE = 'val split: mean of V→M and M→V R@10 (%); ties: mean val MedR, then the factor nearest 1'   # how `tune_lr` chooses
 
@@ -270,7 +310,7 @@ def tune_lr(exp:Experiment, factors=LR_FACTORS, runs='runs', **run_kw) -> dict:
     best = max(trials, key=lambda t: (round(t['val_score'], 9), -t['val_MedR'], -abs(math.log(t['lr_scale']))))
     return dict(experiment=replace(exp, lr_scale=1.0).to_dict(), metric=VAL_SCORE, trials=trials, lr_scale=best['lr_scale'])
 
-# %% ../nbs/04b_experiment.ipynb #2347cd14
+# %% ../nbs/04b_experiment.ipynb #dd43ceb5
 def records_dir(table:str='table1', runs='runs') -> Path:
     "runs/records/<table>/ (relative to the project root unless `runs` is absolute)."
     return project_path(runs) / 'records' / table
@@ -300,7 +340,7 @@ def full_resolution_cache(cache, root='data', workers:int=2) -> Path:
     prepare(src, out, MediaConfig(clips=clips, image_size=size), workers=workers, progress=False)
     return out
 
-# %% ../nbs/04b_experiment.ipynb #d5e3e4eb
+# %% ../nbs/04b_experiment.ipynb #ae145c7d
 PAPER_TABLE1 = pd.DataFrame(   # Table 1 of the CMMixer paper (M2M, N = 2000 pool), as printed
     [('solo', 'cutmix', 6, 6, 11.2, 34.6, 58.5, 10.9, 33.4, 56.8),
      ('solo', 'pixel_mixup', 14, 15, 9.7, 28.3, 53.2, 9.5, 27.5, 52.1),
@@ -314,7 +354,7 @@ METRICS = ('v2m_R@1', 'v2m_R@5', 'v2m_R@10', 'v2m_MedR', 'm2v_R@1', 'm2v_R@5', '
 REFERENCES = ('chance', 'no pre-training', 'probe: pre-trained encoder', 'probe: random encoder', 'CCA, full resolution',
               'CCA, cache features', "CCA, the model's inputs", 'oracle')
 
-# %% ../nbs/04b_experiment.ipynb #17f72849
+# %% ../nbs/04b_experiment.ipynb #08ecb3f6
 def flat_record(rec:dict, split:str='test') -> dict|None:
     "One record as a flat row: its parameters and the eight metrics (+ chance, time) of `split` (None: not evaluated there)."
     p = rec['params']
@@ -342,7 +382,7 @@ def read_records(records, data='synth', scale='cpu', split:str='test') -> pd.Dat
     rows = [flat_record(json.loads(p.read_text()), split) for p in record_files(records, data, scale)]
     return pd.DataFrame([r for r in rows if r is not None])
 
-# %% ../nbs/04b_experiment.ipynb #c76a805e
+# %% ../nbs/04b_experiment.ipynb #9fe7af11
 def _stats(g:pd.DataFrame, row:dict) -> dict:
     "Mean, std over seeds and chance of each metric of the runs `g`, added to `row`."
     for mname in METRICS:
@@ -373,7 +413,7 @@ def gather_table1(records, data='synth', scale='cpu', split:str='test') -> pd.Da
     check(len(df), 'records', f"no records for data={data_name(data)!r}, scale={scale!r}, split={split!r} under {str(records)!r}")
     return gather(df, ['decoder', 'mixer'], PAPER_TABLE1, [(d, m) for d in DECODERS for m in MIXERS])
 
-# %% ../nbs/04b_experiment.ipynb #30e8343e
+# %% ../nbs/04b_experiment.ipynb #6480324e
 def _ref_row(name:str, r:dict) -> dict:
     return dict(method=name, seeds=0, **{f'{d}_{k}_{s}': (float(r[d][k]) if s == 'mean' else 0.0)
                                          for d in ('v2m', 'm2v') for k in ('R@1', 'R@5', 'R@10', 'MedR') for s in ('mean', 'std')},
@@ -403,7 +443,7 @@ def gather_references(records, data='synth', scale='cpu', split:str='test', lr_s
     cols = ['method', 'seeds'] + [f'{m}_{s}' for m in METRICS for s in ('mean', 'std')] + ['N_v2m', 'N_m2v']
     return pd.DataFrame(rows, columns=cols)
 
-# %% ../nbs/04b_experiment.ipynb #7ed83819
+# %% ../nbs/04b_experiment.ipynb #177d490d
 def table1_text(t:pd.DataFrame) -> pd.DataFrame:
     "Table 1 as printed: 'mean ± std (paper; chance)' per metric, one row per variant."
     out = t[['decoder', 'mixer', 'seeds']].copy()
@@ -418,7 +458,7 @@ def references_text(r:pd.DataFrame) -> pd.DataFrame:
     for m in METRICS: out[m] = [f"{a:.1f} ± {s:.1f}" for a, s in zip(r[f'{m}_mean'], r[f'{m}_std'])]
     return out
 
-# %% ../nbs/04b_experiment.ipynb #6fe2bb5c
+# %% ../nbs/04b_experiment.ipynb #6ab95fb0
 _REF_STYLE = {'no pre-training': dict(ls='-.', color='C1'), 'CCA, full resolution': dict(ls=':', color='C2', lw=1.5),
               "CCA, the model's inputs": dict(ls='--', color='C8', lw=1.2), 'oracle': dict(ls=(0, (1, 3)), color='C4', lw=1.5)}
 
@@ -450,7 +490,7 @@ def table1_figure(t:pd.DataFrame, title:str='', refs:pd.DataFrame|None=None):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04b_experiment.ipynb #4659f60d
+# %% ../nbs/04b_experiment.ipynb #4585b533
 def gather_track_scoring(records, data='synth', scale='cpu', split:str='test') -> pd.DataFrame:
     """Both ways of scoring a track on the same pools, per Table 1 variant (mean ± std over seeds): by its best
     excerpt (our default) and by the mean over its excerpts (the whole track, section 4.4's wording)."""
@@ -469,7 +509,7 @@ def gather_track_scoring(records, data='synth', scale='cpu', split:str='test') -
     g = df.groupby(['decoder', 'mixer', 'track_score'], sort=False)[cols]
     return g.mean().round(2).join(g.std(ddof=1).round(2), rsuffix='_std').join(g.size().rename('seeds')).reset_index()
 
-# %% ../nbs/04b_experiment.ipynb #0c19c74c
+# %% ../nbs/04b_experiment.ipynb #1bf2e660
 def publish_records(records, data='synth', scale='cpu', results='results') -> list:
     "Copy the records of `data` at `scale` (and their references) to results/retrieval/; returns the written paths."
     out = project_path(results) / 'retrieval'
@@ -502,7 +542,7 @@ def write_table1(records, data='synth', scale='cpu', results='results') -> dict:
     paths['records'] = publish_records(records, data, scale, results)
     return dict(**paths, table=t, references=refs, val=tv)
 
-# %% ../nbs/04b_experiment.ipynb #85f84df5
+# %% ../nbs/04b_experiment.ipynb #685fad84
 def data_efficiency_rows(records, data='synth', scale='cpu', split:str='test') -> pd.DataFrame:
     "One row per CutMix-Solo (pre-trained) or random-init fine-tuning record (no probes) at any share of the pairs."
     df = read_records(records, data, scale, split)
@@ -539,7 +579,7 @@ def write_data_efficiency(records, data='synth', scale='cpu', results='results')
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), table=summary, rows=df,
                 records=publish_records(records, data, scale, results))
 
-# %% ../nbs/04b_experiment.ipynb #5349ee94
+# %% ../nbs/04b_experiment.ipynb #c2bf5372
 def heldout_batch(cache, mixer:MixerConfig, n:int=1, seed:int=0, image_size:int|None=None) -> tuple:
     "(mixed, video, audio [n, K, 3, S, S], split) of the first held-out videos (test, else val, else train), mixed with a seeded mixer."
     cache = as_cache(cache)
@@ -569,7 +609,7 @@ def summarize_run(run_dir) -> dict:
                 first_loss=float(log.loss.iloc[0]), wall_time_s=wall, samples_per_s=len(log) * bs / max(wall, 1e-9),
                 config=info['spec'], run_dir=_relative(run_dir), cache=_relative(info['cache']), torch=info.get('torch'))
 
-# %% ../nbs/04b_experiment.ipynb #618a82ff
+# %% ../nbs/04b_experiment.ipynb #3fc10a69
 def write_report(run_dir, out, seed:int=0) -> dict:
     "Write log.csv, summary.json, loss_curve.png and reconstruction.png of a run into `out`; returns the summary."
     import matplotlib.pyplot as plt
@@ -587,7 +627,7 @@ def write_report(run_dir, out, seed:int=0) -> dict:
     write_json(out / 'summary.json', s)
     return s
 
-# %% ../nbs/04b_experiment.ipynb #3996e366
+# %% ../nbs/04b_experiment.ipynb #3066288c
 def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', data='synth', epochs=None, seed=0) -> tuple:
     "Validate the pre-training experiment's papermill parameters (ValueError naming the first wrong one): (Scale, MixerConfig, name)."
     check_decoder(decoder)
@@ -598,7 +638,7 @@ def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', dat
     check_int('epochs', epochs, none=True); check_int('seed', seed, lo=0)
     return sc, mix_cfg, run_name(data, sc, decoder, mix_cfg, seed)
 
-# %% ../nbs/04b_experiment.ipynb #2c7477d8
+# %% ../nbs/04b_experiment.ipynb #18e3f7f7
 def _none_or(kind):
     return lambda s: None if s.lower() == 'none' else kind(s)
 
@@ -625,7 +665,7 @@ def experiment_parser() -> argparse.ArgumentParser:
     g.add_argument('--runs', default='runs'); g.add_argument('--results', default='results')
     return p
 
-# %% ../nbs/04b_experiment.ipynb #a0633da7
+# %% ../nbs/04b_experiment.ipynb #1933e91f
 def main(argv=None) -> int:
     "`python -m cmmixer.experiment`: returns the exit status (2 for a wrong parameter, with one line naming it)."
     a = experiment_parser().parse_args(argv)
@@ -654,6 +694,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr); return 2
     return 0
 
-# %% ../nbs/04b_experiment.ipynb #ccf4e11f
+# %% ../nbs/04b_experiment.ipynb #5c43a736
 if __name__ == '__main__' and '__file__' in globals():   # run as the package's module, so runners registered by other chapters are seen
     from cmmixer.experiment import main as _main; sys.exit(_main())

@@ -64,6 +64,7 @@ def test_table2_runners(tiny_data, tmp_path):
     assert mtimes == [record_path(exp('cbvmr'), where.runs).with_name(t['record']).stat().st_mtime_ns for t in tuned['trials']]
 
 
+@pytest.mark.slow
 def test_table2_notebook_runs_the_budget(tiny_data, tmp_path):
     """`make table2`'s second step at the smoke size: `papermill nbs/05_baselines.ipynb -p method all` searches every
     row's lr (0.5, 1, 2) on val at seed 0, runs the seeds at the choices and writes Table 2 with its search."""

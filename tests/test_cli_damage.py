@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CMMIXER, run_cli
+from conftest import CMMIXER, run_cli, run_main
 from cmmixer.media import write_media
 from cmmixer.recommend import INDEX_FILES
 
@@ -50,9 +50,10 @@ def one_line(p) -> str:
     return lines[0]
 
 
-def check_case(args, rc, contains, unchanged=None):
+def check_case(args, rc, contains, unchanged=None, process=False):
+    "One case: in this process through `cmmixer.cli.main` (fast), or with `process` through the installed command."
     before = snapshot(unchanged) if unchanged is not None else None
-    p = run_cli(*args)
+    p = run_cli(*args) if process else run_main(*args)
     line = one_line(p)
     assert p.returncode == rc, (args, p.returncode, p.stderr)
     for c in contains: assert str(c) in line, (c, line)
@@ -65,7 +66,9 @@ def test_recommend_on_a_damaged_index(world, tmp_path, name, how):
     idx = tmp_path / 'idx'; shutil.copytree(world['root'] / 'idx', idx)
     damage(idx / name, how)
     want = 'no index.json' if (name, how) == ('index.json', 'delete') else name
-    check_case(['recommend', world['video'], '--index', idx], 2, ['--index' if want == 'no index.json' else '', want], idx)
+    process = (name, how) in (('embeddings.npy', 'half'), ('index.json', 'delete'))     # these two as the real command
+    check_case(['recommend', world['video'], '--index', idx], 2, ['--index' if want == 'no index.json' else '', want], idx,
+               process=process)
 
 
 QUERIES = [('empty.mp4', 'empty file'), ('notes.mp4', 'not a media file'), ('truncated.mp4', ''), ('audio_only.m4a', 'no video stream')]
@@ -78,7 +81,7 @@ def test_bad_query_files(world, query, reason, as_plus):
     args = (['recommend', world['video'], '--index', world['root'] / 'idx', '--plus', bad] if as_plus
             else ['recommend', bad, '--index', world['root'] / 'idx'])
     if as_plus and query == 'audio_only.m4a': return          # an audio file is a valid --plus (through the music tower)
-    check_case(args, 2, [bad, reason], world['root'] / 'idx')
+    check_case(args, 2, [bad, reason], world['root'] / 'idx', process=(query, as_plus) == ('truncated.mp4', False))
 
 
 def test_wrong_index_kind(world):
@@ -89,7 +92,7 @@ def test_wrong_index_kind(world):
 
 def test_nonexistent_paths(world, tmp_path):
     r, missing = world['root'], tmp_path / 'missing'
-    check_case(['recommend', missing / 'v.mp4', '--index', r / 'idx'], 2, ['query:', 'is not a file'])
+    check_case(['recommend', missing / 'v.mp4', '--index', r / 'idx'], 2, ['query:', 'is not a file'], process=True)
     check_case(['recommend', world['video'], '--index', missing], 2, ['--index', 'no index.json'])
     check_case(['recommend', world['video'], '--index', r / 'idx', '--checkpoint', missing], 2, ['--checkpoint', 'not a retriever checkpoint'])
     check_case(['index', missing, '--checkpoint', world['ckpt'], '--out', tmp_path / 'o'], 2, ['music_dir:', 'is not a folder'])
@@ -119,7 +122,7 @@ def test_other_settings_are_refused_not_rebuilt(world, tmp_path):
 def test_version_and_usage_errors():
     import cmmixer
     assert run_cli('--version', check_rc=0).stdout.strip() == f'cmmixer {cmmixer.__version__}'
-    check_case(['prepare', 'a', 'b', '--clips', 'many'], 2, ['--clips', 'invalid int'])
+    check_case(['prepare', 'a', 'b', '--clips', 'many'], 2, ['--clips', 'invalid int'], process=True)
     check_case(['index', 'a', '--frobnicate'], 2, ['unrecognized arguments'])
     p = run_cli('recommend', 'missing.mp4', '--index', 'nowhere', '--debug')
     assert p.returncode == 1 and 'Traceback' in p.stderr                 # --debug shows the traceback

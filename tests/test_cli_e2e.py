@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CMMIXER, run_cli
+from conftest import run_main, CMMIXER, run_cli
 from cmmixer.media import write_media
 
 
@@ -164,13 +164,14 @@ def test_prepare_bad_parameters_fail_before_work(small_synth, tmp_path):
 
 
 def test_index_and_recommend_from_the_command_line(tmp_path):
-    "cmmixer index / recommend (both directions, --plus/--minus, hyphenated options) on a tiny fine-tuned retriever."
+    """cmmixer index / recommend (both directions, --plus/--minus, hyphenated options) on a tiny fine-tuned retriever: the
+    first index and recommend as the installed command, the others through `cmmixer.cli.main` in this process."""
     from test_retrieval_e2e import _checkpoint
     ckpt, media = _checkpoint(tmp_path)
     lib = media / 'music'
     p = run_cli('index', lib, '--checkpoint', ckpt, '--out', tmp_path / 'idx', '--quiet', check_rc=0)
     assert 'built' in p.stdout
-    assert 'up to date' in run_cli('index', lib, '--checkpoint', ckpt, '--out', tmp_path / 'idx', '--quiet', check_rc=0).stdout
+    assert 'up to date' in run_main('index', lib, '--checkpoint', ckpt, '--out', tmp_path / 'idx', '--quiet', check_rc=0).stdout
     video = sorted((media / 'videos').glob('*.mp4'))[0]
     tracks = sorted(lib.iterdir())
     p = run_cli('recommend', video, '--index', tmp_path / 'idx', '--top', 3, check_rc=0)
@@ -178,12 +179,12 @@ def test_index_and_recommend_from_the_command_line(tmp_path):
     assert [r[0] for r in rows] == ['1', '2', '3'] and all(r[1] in {t.name for t in tracks} for r in rows)
     scores = [float(r[2]) for r in rows]
     assert scores == sorted(scores, reverse=True)
-    p = run_cli('recommend', video, '--index', tmp_path / 'idx', '--top', 3, '--plus', tracks[1], '--minus', tracks[1], check_rc=0)
+    p = run_main('recommend', video, '--index', tmp_path / 'idx', '--top', 3, '--plus', tracks[1], '--minus', tracks[1], check_rc=0)
     assert [l.split()[1] for l in p.stdout.strip().splitlines()[1:]] == [r[1] for r in rows]   # plus and minus cancel
-    run_cli('index', media / 'videos', '--checkpoint', ckpt, '--out', tmp_path / 'vidx', '--modality', 'video', '--quiet', check_rc=0)
-    p = run_cli('recommend', tracks[0], '--video-index', tmp_path / 'vidx', '--top', 2, check_rc=0)
+    run_main('index', media / 'videos', '--checkpoint', ckpt, '--out', tmp_path / 'vidx', '--modality', 'video', '--quiet', check_rc=0)
+    p = run_main('recommend', tracks[0], '--video-index', tmp_path / 'vidx', '--top', 2, check_rc=0)
     assert len(p.stdout.strip().splitlines()) == 3 and '.mp4' in p.stdout
-    p = run_cli('recommend', video, '--top', 3)
+    p = run_main('recommend', video, '--top', 3)
     assert p.returncode == 2 and 'index' in p.stderr
-    p = run_cli('recommend', video, '--index', tmp_path / 'idx', '--top', 0)
+    p = run_main('recommend', video, '--index', tmp_path / 'idx', '--top', 0)
     assert p.returncode == 2 and 'top' in p.stderr

@@ -10,14 +10,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urldefrag
 
-import pytest
+from browser import chromium, require_browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
 SHOTS = ROOT / 'runs' / 'docs'
 SCREENSHOTS = ('index.html', '03_mae.html')
-FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-dev-shm-usage',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync', '--window-size=1400,1000']
 
 # What a page shows once loaded: its links, images, loaded resources, element ids, sidebar entries, tables.
 PAGE_FACTS = """
@@ -46,20 +43,6 @@ def serve(folder: Path):
     finally:
         srv.shutdown()
         srv.server_close()
-
-
-@contextmanager
-def chromium(profile: Path):
-    "Headless Chromium with a fresh profile, its console log kept, driven through the system chromedriver."
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in FLAGS + [f'--user-data-dir={profile}']: opts.add_argument(flag)
-    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
-    try: yield driver
-    finally: driver.quit()
 
 
 def http_status(url: str) -> int:
@@ -125,12 +108,7 @@ def screenshots(driver, page: str):
 
 
 def test_docs_site_in_chromium(tmp_path, request):
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        why = f'{CHROMIUM} or {CHROMEDRIVER} is missing: `make browser` (root: apt-get install chromium chromium-driver) enables it'
-        if request.config.getoption('--require-browser'): pytest.fail(why)
-        pytest.skip(why)
-    try: import selenium  # noqa: F401
-    except ImportError: pytest.fail('selenium is missing: run `make setup` (it is in settings.ini dev_requirements)')
+    require_browser(request)
     site = tmp_path / 'site'
     build = subprocess.run([sys.executable, str(ROOT / 'tools' / 'docs.py'), '--out', str(site)],
                            capture_output=True, text=True, timeout=300)

@@ -49,6 +49,7 @@ def data(tmp_path_factory):
     return make_synth(tmp_path_factory.mktemp('ddp') / 'tiny', 40, 14, 5)
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_record_of_one(data, tmp_path):
     one = subprocess.run(cmd(1, data, tmp_path / 'one', tmp_path / 'd1'), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
     assert one.returncode == 0, one.stderr[-3000:]

@@ -1,7 +1,7 @@
 """End-to-end: one small experiment run three ways (the `python -m cmmixer.experiment` entry point from the project
-root, papermill from the root, papermill with `--cwd nbs` as JupyterLab would) gives the same record; nothing is
-written under nbs/ and results/ is left as it was; a wrong parameter or the paper scale without a GPU is refused in
-seconds, before any work."""
+root, papermill with `--cwd nbs` as JupyterLab would, and in the slow tier papermill from the root) gives the same
+record; nothing is written under nbs/ and results/ is left as it was; a wrong parameter or the paper scale without a
+GPU is refused in seconds, before any work."""
 import json, shutil, subprocess, sys, time, uuid
 from pathlib import Path
 
@@ -55,44 +55,65 @@ def papermill(out_nb, cwd, **params):
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
-def test_same_record_three_ways(tiny_data, tmp_path):
-    before = git_status('nbs', 'results')
-    common = dict(scale='smoke', data=tiny_data, epochs=1, finetune_epochs=1, seed=0)
-    data_root = tmp_path / 'data'
-    # 1. the entry point, from the project root
-    p = subprocess.run([sys.executable, '-m', 'cmmixer.experiment', 'run', '--quiet', '--runs', tmp_path / 'a',
-                        '--data_root', data_root, *[str(x) for k, v in common.items() for x in (f'--{k}', v)]],
-                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+COMMON = dict(scale='smoke', epochs=1, finetune_epochs=1, seed=0)
+NAME = 'tiny_smoke_solo_cutmix_seed0.json'
+
+
+def entry_point(runs, data_root, data, timeout=900):
+    "`python -m cmmixer.experiment run` from the project root with COMMON's settings."
+    args = [str(x) for k, v in dict(COMMON, data=data).items() for x in (f'--{k}', v)]
+    return subprocess.run([sys.executable, '-m', 'cmmixer.experiment', 'run', '--quiet', '--runs', runs,
+                           '--data_root', data_root, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def entry_record(tiny_data, tmp_path_factory):
+    "The record of one small experiment run by the entry point from the project root: (record path, data_root)."
+    tmp = tmp_path_factory.mktemp('entry')
+    p = entry_point(tmp / 'a', tmp / 'data', tiny_data)
     assert p.returncode == 0, p.stderr[-3000:]
-    name = 'tiny_smoke_solo_cutmix_seed0.json'
-    a = json.loads((tmp_path / 'a' / 'records' / 'table1' / name).read_text())
+    return tmp / 'a' / 'records' / 'table1' / NAME, tmp / 'data'
+
+
+def test_entry_point_record_and_reuse(entry_record, tiny_data):
+    "The entry point writes a record of the run; run again, the record is returned as it is, not rewritten."
+    rec, data_root = entry_record
+    a = json.loads(rec.read_text())
     assert a['experiment']['data'] == str(tiny_data.resolve()) and a['finetune_steps'] > 0 and a['wall_s'] > 0
-    # 2. papermill from the root
-    p = papermill(tmp_path / 'b.ipynb', ROOT, runs=tmp_path / 'b', data_root=data_root, **common)
-    assert p.returncode == 0, p.stderr[-3000:]
-    b = json.loads((tmp_path / 'b' / 'records' / 'table1' / name).read_text())
-    nb = json.loads((tmp_path / 'b.ipynb').read_text())                   # labelled bars, no thousand-line logs:
-    outputs = sum(len(json.dumps(c.get('outputs', []))) for c in nb['cells'])   # the chapter's outputs stay small
-    assert outputs < 100_000, outputs
-    # 3. papermill in nbs/ (a JupyterLab kernel's working directory), with a path relative to the project root
+    mtime = rec.stat().st_mtime_ns
+    p = entry_point(rec.parents[2], data_root, tiny_data, timeout=300)
+    assert p.returncode == 0 and p.stdout.startswith('reused') and rec.stat().st_mtime_ns == mtime, p.stdout + p.stderr
+
+
+def test_papermill_in_nbs_gives_the_same_record(entry_record, tiny_data, tmp_path):
+    "papermill with `--cwd nbs` (a JupyterLab kernel's working directory) and runs/ relative to the project root."
+    rec, data_root = entry_record
+    before = git_status('nbs', 'results')
     rel = Path('runs') / f'test-{uuid.uuid4().hex[:8]}'
     try:
-        p = papermill(tmp_path / 'c.ipynb', ROOT / 'nbs', runs=rel, data_root=data_root, **common)
+        p = papermill(tmp_path / 'c.ipynb', ROOT / 'nbs', runs=rel, data_root=data_root, data=tiny_data, **COMMON)
         assert p.returncode == 0, p.stderr[-3000:]
-        assert not (ROOT / 'nbs' / rel).exists() and (ROOT / rel / 'records' / 'table1' / name).is_file()
-        c = json.loads((ROOT / rel / 'records' / 'table1' / name).read_text())
+        assert not (ROOT / 'nbs' / rel).exists() and (ROOT / rel / 'records' / 'table1' / NAME).is_file()
+        c = json.loads((ROOT / rel / 'records' / 'table1' / NAME).read_text())
     finally: shutil.rmtree(ROOT / rel, ignore_errors=True)
-    assert comparable(a) == comparable(b), diff(comparable(a), comparable(b))
+    a = json.loads(rec.read_text())
     assert comparable(a) == comparable(c), diff(comparable(a), comparable(c))
     for d in ('data', 'runs', 'results'): assert not (ROOT / 'nbs' / d).exists(), d
     assert git_status('nbs', 'results') == before                      # nothing new under nbs/, results/ untouched
-    # run again: the record is returned as it is, not rewritten
-    rec = tmp_path / 'a' / 'records' / 'table1' / name
-    mtime = rec.stat().st_mtime_ns
-    p = subprocess.run([sys.executable, '-m', 'cmmixer.experiment', 'run', '--quiet', '--runs', tmp_path / 'a',
-                        '--data_root', data_root, *[str(x) for k, v in common.items() for x in (f'--{k}', v)]],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0 and p.stdout.startswith('reused') and rec.stat().st_mtime_ns == mtime, p.stdout + p.stderr
+
+
+@pytest.mark.slow
+def test_papermill_from_the_root_gives_the_same_record(entry_record, tiny_data, tmp_path):
+    "papermill from the project root: the same record, and the chapter's outputs stay small (labelled bars, no logs)."
+    rec, data_root = entry_record
+    p = papermill(tmp_path / 'b.ipynb', ROOT, runs=tmp_path / 'b', data_root=data_root, data=tiny_data, **COMMON)
+    assert p.returncode == 0, p.stderr[-3000:]
+    b = json.loads((tmp_path / 'b' / 'records' / 'table1' / NAME).read_text())
+    nb = json.loads((tmp_path / 'b.ipynb').read_text())
+    outputs = sum(len(json.dumps(c.get('outputs', []))) for c in nb['cells'])
+    assert outputs < 100_000, outputs
+    a = json.loads(rec.read_text())
+    assert comparable(a) == comparable(b), diff(comparable(a), comparable(b))
 
 
 BAD = [(('--scale', 'huge'), 'scale:'), (('--epochs', '-3'), 'epochs:'), (('--mixer', 'bogus'), 'mixer:'),
@@ -110,8 +131,12 @@ def test_entry_point_refuses_in_seconds(args, msg, tmp_path):
     assert not (tmp_path / 'r').exists() and not (tmp_path / 'd').exists()
 
 
-@pytest.mark.parametrize('name,value,msg', [('scale', 'huge', 'scale:'), ('epochs', -3, 'epochs:'), ('mixer', 'bogus', 'mixer:')]
-                         + ([('scale', 'paper', 'device:')] if not torch.cuda.is_available() else []))
+CHAPTER_BAD = [('scale', 'huge', 'scale:')] + [pytest.param(*b, marks=pytest.mark.slow) for b in   # one in the fast tier
+               [('epochs', -3, 'epochs:'), ('mixer', 'bogus', 'mixer:')]
+               + ([('scale', 'paper', 'device:')] if not torch.cuda.is_available() else [])]
+
+
+@pytest.mark.parametrize('name,value,msg', CHAPTER_BAD)
 def test_chapter_refuses_before_its_tests(name, value, msg, tmp_path):
     "The retrieval chapter fails in the cell right after its parameters (before its test cells), naming the parameter."
     p = papermill(tmp_path / 'out.ipynb', ROOT, **{name: value, 'runs': tmp_path / 'r', 'data_root': tmp_path / 'd'})
@@ -162,6 +187,7 @@ def test_killed_papermill_leaves_no_process(tmp_path):
     assert not [p for p in tree if _alive(p)]
 
 
+@pytest.mark.slow
 def test_transfer_through_the_entry_point(tmp_path):
     "`python -m cmmixer.experiment run --table transfer --method k400` at the gpu-tiny size, then `gather --table transfer`."
     args = [sys.executable, '-m', 'cmmixer.experiment', 'run', '--table', 'transfer', '--method', 'k400', '--init', 'random',
@@ -184,6 +210,7 @@ def test_transfer_through_the_entry_point(tmp_path):
     assert sorted(t.start) == ['random init', 'single-modality MAE'] and {'score_mean', 'chance', 'handcrafted', 'paper'} <= set(t.columns)
 
 
+@pytest.mark.slow
 def test_youtube8m_style_synthm2m_end_to_end(tmp_path):
     """Table 1's driver on the YouTube-8M-style SynthM2M (`--data synth-yt8m`, gpu-tiny size): the videos in the YouTube-8M
     layout, each paired with its own sound; pre-training, fine-tuning, random init, CCA and the oracle on the same pools."""

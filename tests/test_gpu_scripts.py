@@ -2,6 +2,8 @@
 import subprocess, sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,7 @@ def test_gpu_benchmark_tiny_on_cpu(tmp_path):
     assert all(float(r[4]) > 0 for r in rows), rows                   # samples/s measured, not left blank
 
 
+@pytest.mark.slow
 def test_gpu_small_command_tiny_on_cpu(tmp_path):
     """`make gpu-small` at the gpu-tiny size: data generated and prepared, CutMix-Solo pre-trained and fine-tuned, the
     random-init run and the references on the same pools, the tables and the verdict; run again, it resumes."""

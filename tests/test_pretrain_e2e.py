@@ -55,7 +55,7 @@ BAD = [('mixer', 'cutout', 'mixer'), ('decoder', 'trio', 'decoder'), ('scale', '
 if not torch.cuda.is_available(): BAD.append(('scale', 'paper', 'device'))   # the paper scale refuses a machine without a GPU
 
 
-@pytest.mark.parametrize('name,value,expect', BAD)
+@pytest.mark.parametrize('name,value,expect', BAD[:1] + [pytest.param(*b, marks=pytest.mark.slow) for b in BAD[1:]])
 def test_bad_parameter_fails_first(name, value, expect, tmp_path):
     p = papermill(tmp_path / 'out.ipynb', (name, value), ('root', tmp_path / 'data'), ('runs', tmp_path / 'runs'))
     assert p.returncode != 0

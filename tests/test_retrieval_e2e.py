@@ -146,6 +146,7 @@ def test_index_build_resumes_after_sigint(tmp_path):
     assert len(rec) == 5 and rec.score.is_monotonic_decreasing and Index(out).modality == 'audio'
 
 
+@pytest.mark.slow
 def test_table1_driver_one_variant(tmp_path):
     "papermill runs the chapter (cache, pre-training, fine-tuning, evaluation) and the gather writes CSV + PNG."
     r = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--variants', 'solo:cutmix', '--seeds', '1',
