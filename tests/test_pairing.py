@@ -33,9 +33,18 @@ def _train_and_evaluate(cache, out, shuffle_audio):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = Retriever(RetrieverConfig(mae=TINY, proj_dim=32), seed=0)
-    cfg = finetune_config('smoke', epochs=40, seed=0, out_dir=str(out), lr=3e-3, progress=False, device='cpu')
+    cfg = finetune_config('smoke', epochs=32, seed=0, out_dir=str(out), lr=3e-3, progress=False, device='cpu')
     finetune(model, cache, cfg, shuffle_audio=shuffle_audio)
     return evaluate(model, cache, split='test', device='cpu')
+
+
+def test_easy_cache_holds_the_pools(easy_cache):
+    "The cache the two trainings share: every split present, and a test pool of tracks where 3x chance means something."
+    from cmmixer.cache import Cache
+    m = Cache(easy_cache).manifest
+    tracks = m.groupby('split').audio.nunique().to_dict()
+    assert set(tracks) == {'train', 'val', 'test'} and tracks['test'] >= 50 and tracks['train'] > tracks['test'], tracks
+    assert not set(m.audio[m.split == 'test']) & set(m.audio[m.split == 'train'])      # test tracks unseen in training
 
 
 @pytest.fixture(scope='module')

@@ -27,6 +27,7 @@ def tiny_synth(tmp_path_factory):
     return make_synth(tmp_path_factory.mktemp('pretrain') / 'synth', 16, 5, 1)
 
 
+@pytest.mark.slow     # 50-65 s: the chapter's torch.compile check compiles cold (about 25 s) on a fresh machine
 def test_papermill_pretrain_smoke(tiny_synth, tmp_path):
     t0 = time.time()
     p = papermill(tmp_path / 'out.ipynb', ('mixer', 'cutmix'), ('decoder', 'solo'), ('epochs', 2), ('data', tiny_synth),
