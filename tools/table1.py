@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from cmmixer.experiment import (Experiment, run, record_path, records_dir, write_table1, table1_text, references_text,
                                 write_references, references_path, write_data_efficiency, full_resolution_cache, INITS,
-                                PAPER_TABLE1_SOURCE, GPU_SCALES, table_stem, check_device)
+                                GPU_SCALES, table_stem, check_device)
+from cmmixer.paper import PAPER_TABLE1_SOURCE
 from cmmixer.pretrain import SCALES, SYNTH_DATA
 from cmmixer.mixer import MIXERS
 from cmmixer.mae import DECODERS
