@@ -71,7 +71,7 @@ bench: setup
 # the same references on the smoke scale's pools).
 synth-table: setup
 	mkdir -p results
-	$(BIN)/papermill nbs/01a_synth.ipynb /tmp/cmmixer_synth_table.ipynb -p floor_ceiling_csv results/synth_floor_ceiling.csv
+	$(BIN)/papermill nbs/01b_synth.ipynb /tmp/cmmixer_synth_table.ipynb -p floor_ceiling_csv results/synth_floor_ceiling.csv
 
 # Table 1 at the CPU scale: six variants (Solo/Duet x CutMix/Pixel Mixup/Mixup) x 3 seeds, the random-init runs, the
 # frozen-encoder probes and the CCA/oracle references on the same pools, gathered with the paper's numbers. Resumable:
