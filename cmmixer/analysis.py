@@ -44,7 +44,8 @@ def mixer_figure(cache, item:int=0, split:str='test', clip:int=0, seed:int=0) ->
     from matplotlib.figure import Figure
     ds = RetrievalDataset(as_cache(cache), split)
     x = ds[_pick('item', item, len(ds))]
-    k = _pick('clip', clip, x['video'].shape[0]); check_int('seed', seed, lo=0)
+    k = _pick('clip', clip, x['video'].shape[0])
+    check_int('seed', seed, lo=0)
     v, a = x['video'][k], x['audio'][k]
     g = torch.Generator().manual_seed(derive_seed(seed, 'figure', 'mixers'))
     cols = [('video frame $I^v$', v, None), ('spectrogram image $I^a$', a, None)]
@@ -54,7 +55,8 @@ def mixer_figure(cache, item:int=0, split:str='test', clip:int=0, seed:int=0) ->
     fig = Figure(figsize=(2.1 * len(cols), 4.4), layout='constrained')
     axes = fig.subplots(2, len(cols))
     for j, (title, img, m) in enumerate(cols):
-        axes[0, j].imshow(_display(img, img)); axes[0, j].set_title(title, fontsize=9)
+        axes[0, j].imshow(_display(img, img))
+        axes[0, j].set_title(title, fontsize=9)
         if m is not None:
             axes[1, j].imshow(m.numpy(), cmap='gray', vmin=0, vmax=1)
             axes[1, j].set_title(f'M, video share {m.mean().item():.2f}', fontsize=8)
@@ -77,7 +79,8 @@ def knn_accuracy(x, labels, k:int=5) -> float:
     x, y = _points(x, labels)
     check(is_int(k, 1) and k < len(x), 'k', f"must be an int in [1, {len(x) - 1}], got {k!r}")
     classes, yi = np.unique(y, return_inverse=True)
-    s = x @ x.T; np.fill_diagonal(s, -np.inf)
+    s = x @ x.T
+    np.fill_diagonal(s, -np.inf)
     nn = np.argsort(-s, axis=1, kind='stable')[:, :k]
     votes = np.zeros((len(x), len(classes)))
     np.add.at(votes, (np.arange(len(x))[:, None], yi[nn]), 1)
@@ -91,7 +94,8 @@ def cluster_scores(x, labels, k:int=5, permutations:int=20, seed:int=0) -> dict:
     x, y = _points(x, labels)
     n = len(set(y.tolist()))
     check(2 <= n < len(y), 'labels', f"need 2 to {len(y) - 1} distinct labels for a silhouette, got {n}")
-    check_int('permutations', permutations); check_int('seed', seed, lo=0)
+    check_int('permutations', permutations)
+    check_int('seed', seed, lo=0)
     rng = np.random.default_rng(derive_seed(seed, 'cluster-chance'))
     perms = [rng.permutation(y) for _ in range(permutations)]
     sil = lambda lab: float(silhouette_score(x, lab, metric='cosine'))
@@ -103,7 +107,8 @@ def tsne_2d(x, perplexity:float=30.0, seed:int=0) -> np.ndarray:
     "[n, 2] t-SNE map (scikit-learn, cosine, PCA start) of points [n, d]; perplexity capped at (n - 1) / 3 for few points."
     from sklearn.manifold import TSNE
     x, _ = _points(x, np.zeros(len(np.asarray(x))))
-    check_number('perplexity', perplexity); check_int('seed', seed, lo=0)
+    check_number('perplexity', perplexity)
+    check_int('seed', seed, lo=0)
     p = min(float(perplexity), max(1.0, (len(x) - 1) / 3))
     return TSNE(2, perplexity=p, init='pca', metric='cosine', random_state=seed).fit_transform(x)
 
@@ -114,7 +119,8 @@ VIEWS = ('observed', 'truth')     # what the video's picture shows; what its mus
 
 def _synth_items(cache, rows) -> tuple:
     "(synth.json, the SynthM2M entries of cache `rows`): ValueError naming `cache` when it is not a SynthM2M's."
-    c = as_cache(cache); meta = load_synth(synth_root(c))
+    c = as_cache(cache)
+    meta = load_synth(synth_root(c))
     ids = [video_name(i) for i in c.manifest['id'].to_numpy()[np.asarray(rows, dtype=np.int64)]]   # either layout's ids
     missing = [i for i in ids if i not in meta['videos']]
     check(not missing, 'cache', f"rows {missing[:3]} are not videos of {synth_root(c)}")
@@ -139,7 +145,8 @@ def _song_name(group:str) -> str: return Path(group.removeprefix('track:')).stem
 def song_excerpts(group, groups, n_songs:int=10, min_excerpts:int=2) -> tuple:
     """(indices, song names) of the items of the `n_songs` pairing groups with the most items (at least
     `min_excerpts`; ties by name): `group` [n] indexes `groups` (a `RetrievalDataset`'s `group_index` and `groups`)."""
-    check_int('n_songs', n_songs); check_int('min_excerpts', min_excerpts, lo=2)
+    check_int('n_songs', n_songs)
+    check_int('min_excerpts', min_excerpts, lo=2)
     group = np.asarray(group)
     counts = pd.Series(group).value_counts()
     counts = counts[counts >= min_excerpts]
@@ -150,8 +157,11 @@ def song_excerpts(group, groups, n_songs:int=10, min_excerpts:int=2) -> tuple:
 
 def pick_categories(labels, n_classes:int=10, per_class:int=30, seed:int=0) -> np.ndarray:
     "Sorted indices of up to `per_class` items (a seeded draw) of each of the `n_classes` most frequent `labels`."
-    check_int('n_classes', n_classes, lo=2); check_int('per_class', per_class, lo=2); check_int('seed', seed, lo=0)
-    y = np.asarray(labels); counts = pd.Series(y).value_counts()
+    check_int('n_classes', n_classes, lo=2)
+    check_int('per_class', per_class, lo=2)
+    check_int('seed', seed, lo=0)
+    y = np.asarray(labels)
+    counts = pd.Series(y).value_counts()
     keep = sorted(counts.index, key=lambda l: (-counts[l], l))[:n_classes]
     rng = np.random.default_rng(derive_seed(seed, 'categories'))
     pick = [rng.choice(np.flatnonzero(y == l), min(per_class, int(counts[l])), replace=False) for l in keep]
@@ -173,11 +183,13 @@ def clustering(models:dict, cache, split:str='test', n_songs:int=10, factors=('m
     (t-SNE points: model, panel, x, y, label, row; scores: model, panel and `cluster_scores`)."""
     check(isinstance(models, dict) and len(models) > 0, 'models', "expected a dict of name -> Retriever")
     check_choice('score', score, SCORES)
-    c = as_cache(cache); ds = RetrievalDataset(c, split)
+    c = as_cache(cache)
+    ds = RetrievalDataset(c, split)
     embs = {name: _embedding(m, c, split, device) for name, m in models.items()}
     factors = (factors,) if isinstance(factors, str) else tuple(factors)
     songs, song_lab = song_excerpts(ds.group_index, ds.groups, n_songs)
-    cats = factor_labels(c, ds.rows, factors); pick = pick_categories(cats, n_classes, per_class, seed)
+    cats = factor_labels(c, ds.rows, factors)
+    pick = pick_categories(cats, n_classes, per_class, seed)
     panels = {'music excerpts by song': ('music', songs, song_lab),
               f"videos by {' x '.join(factors)}": ('video', pick, cats[pick])}
     pts, scs = [], []
@@ -210,7 +222,10 @@ def tsne_figure(points:pd.DataFrame, scores:pd.DataFrame) -> 'matplotlib.figure.
             sns.scatterplot(data=d, x='x', y='y', hue='label', hue_order=labels, palette=pal, s=22, ax=ax, legend=j == len(names) - 1)
             ax.set_title(f"{name}: {panel}\n{s.k}-NN acc. {s.knn:.2f} (chance {s.chance_knn:.2f}), "
                          f"silhouette {s.silhouette:.2f} ({s.chance_silhouette:.2f})", fontsize=8.5)
-            ax.set_xticks([]); ax.set_yticks([]); ax.set_xlabel(''); ax.set_ylabel('')
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel('')
+            ax.set_ylabel('')
             if j == len(names) - 1: sns.move_legend(ax, 'upper left', bbox_to_anchor=(1, 1), fontsize=7, title=None, frameon=False)
     return fig
 
@@ -237,7 +252,8 @@ def flexible_query(m:torch.Tensor, plus=(), minus=()) -> torch.Tensor:
 # %% ../nbs/07_analysis.ipynb #8451cce8
 def factor_share(cache, rows, factor:str='energy', level='high', view:str='truth') -> np.ndarray:
     "[n] the share of each cache row's K clips at `level` (a name or index) of `factor`, as its music is ('truth') or its picture shows ('observed')."
-    check_choice('factor', factor, VIDEO_FACTORS + CLIP_FACTORS); check_choice('view', view, VIEWS)
+    check_choice('factor', factor, VIDEO_FACTORS + CLIP_FACTORS)
+    check_choice('view', view, VIEWS)
     meta, items = _synth_items(cache, rows)
     names = _level_names(meta, factor)
     lv = names.index(level) if level in names else level
@@ -274,10 +290,14 @@ def zero_shot_queries(model, cache, split:str='test', factor:str='energy', level
                       seed:int=0, score:str='clip', device='cpu') -> dict:
     """Sec. 5.2 measured: every video of `split` as M, plus / minus a `level` `factor` excerpt M_a, or a random one
     (chance). dict(summary, queries (per query), top (positions), rows, share (the candidates'), params)."""
-    c = as_cache(cache); check_choice('target', target, ('video', 'music')); check_int('seed', seed, lo=0)
+    c = as_cache(cache)
+    check_choice('target', target, ('video', 'music'))
+    check_int('seed', seed, lo=0)
     check_choice('score', score, SCORES)
-    emb = _embedding(model, c, split, device); g, n = emb['group'], len(emb['group'])
-    check_int('top', top); check(top < n, 'top', f"must be below the {n} items of {split!r}, got {top}")
+    emb = _embedding(model, c, split, device)
+    g, n = emb['group'], len(emb['group'])
+    check_int('top', top)
+    check(top < n, 'top', f"must be below the {n} items of {split!r}, got {top}")
     share = factor_share(c, emb['rows'], factor, level, 'observed' if target == 'video' else 'truth')
     pool = np.flatnonzero(factor_share(c, emb['rows'], factor, level, 'truth') == 1)
     rng = np.random.default_rng(derive_seed(seed, 'zero-shot', factor, str(level)))
@@ -306,12 +326,14 @@ def _show_item(ax, cache, kind:str, row:int, clip:int):
     c = as_cache(cache)
     if kind == 'video': ax.imshow(np.asarray(c.frames[int(row), clip]).transpose(1, 2, 0), interpolation='nearest')
     else: ax.imshow(np.asarray(c.fbank[int(row), clip], dtype=np.float32), origin='lower', aspect='auto', cmap='magma', interpolation='nearest')
-    ax.set_xticks([]); ax.set_yticks([])
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 def zero_shot_figure(cache, res:dict, examples:int=3, clip:int=0) -> 'matplotlib.figure.Figure':
     "Fig. 6: for the first `examples` queries of `zero_shot_queries`, the top lists of M, M + M_a and M - M_a."
     from matplotlib.figure import Figure
-    check_int('examples', examples); p, q, t = res['params'], res['queries'], res['top']
+    check_int('examples', examples)
+    p, q, t = res['params'], res['queries'], res['top']
     n, top = min(examples, len(q)), p['top']
     clip = _pick('clip', clip, as_cache(cache).frames.shape[1])
     fig = Figure(figsize=(1.45 * (top + 1) + 0.4, 1.55 * 3 * n), layout='constrained')
@@ -321,7 +343,8 @@ def zero_shot_figure(cache, res:dict, examples:int=3, clip:int=0) -> 'matplotlib
         heads = [('video', r['query'], 'M: query video', 'before'), ('music', r['adjuvant'], '+ M_a (excerpt)', 'plus'),
                  ('music', r['adjuvant'], '- M_a (excerpt)', 'minus')]
         for i, (kind, row, label, key) in enumerate(heads):
-            ax = axes[3 * e + i, 0]; _show_item(ax, cache, kind, row, clip)
+            ax = axes[3 * e + i, 0]
+            _show_item(ax, cache, kind, row, clip)
             ax.set_ylabel(f"{label}\ntop-{top} share {r[key]:.2f}", fontsize=7.5)
             for j, pos in enumerate(t[key][e]):
                 _show_item(axes[3 * e + i, j + 1], cache, p['target'], res['rows'][pos], clip)
@@ -349,8 +372,10 @@ def reconstruction_panel(r:dict, mixed, original, target:str, clip:int=0, title:
         imgs = [(torch.where(hidden, torch.full_like(m, float('nan')), m), m), (r[f'{target}_out'][b, clip], o),
                 (r[f'{target}_rec'][b, clip], o), (o, o)]
         for j, (img, ref) in enumerate(imgs):
-            x = _display(img, ref); axes[b, j].imshow(np.where(np.isnan(x), 0.5, x))
-            axes[b, j].set_xticks([]); axes[b, j].set_yticks([])
+            x = _display(img, ref)
+            axes[b, j].imshow(np.where(np.isnan(x), 0.5, x))
+            axes[b, j].set_xticks([])
+            axes[b, j].set_yticks([])
             if b == 0: axes[b, j].set_title(cols[j], fontsize=8)
         axes[b, 0].set_ylabel(f'video {b + 1}, clip {clip + 1}', fontsize=8)
     fig.suptitle(title, fontsize=9)
@@ -360,8 +385,11 @@ def reconstruction_panel(r:dict, mixed, original, target:str, clip:int=0, title:
 def reconstruction_figures(run_dir, cache, n:int=3, mask_ratio:float=0.5, clip:int=0, seed:int=0, mixer=None) -> tuple:
     """(Fig. 7, Fig. 8, loss) of the pre-trained CMMixer in `run_dir` on the first `n` held-out videos of `cache`, mixed by
     the run's mixer (or `mixer`), `mask_ratio` of the patches hidden (seeded)."""
-    check_mask_ratio(mask_ratio); check_int('n', n); check_int('seed', seed, lo=0)
-    d = project_path(run_dir); d = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
+    check_mask_ratio(mask_ratio)
+    check_int('n', n)
+    check_int('seed', seed, lo=0)
+    d = project_path(run_dir)
+    d = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
     check((d / 'config.json').is_file(), 'run_dir', f"{d} holds no checkpoint (config.json)")
     model = load_pretrained(d)
     if mixer is None:
@@ -381,7 +409,8 @@ def reconstruction_figures(run_dir, cache, n:int=3, mask_ratio:float=0.5, clip:i
 def _pair(s) -> tuple:
     "'33 / 36' -> (33.0, 36.0); empty -> (nan, nan)."
     if not isinstance(s, str) or '/' not in s: return (np.nan, np.nan)
-    a, b = s.split('/'); return float(a), float(b)
+    a, b = s.split('/')
+    return float(a), float(b)
 
 @functools.lru_cache(maxsize=1)
 def _train_videos() -> dict:
@@ -398,7 +427,8 @@ def table6(study_csv='results/cpu_scale_study.csv', configs=('smoke', 'smoke-pt3
            train_videos:dict|None=None) -> pd.DataFrame:
     """Our pre-training data-scale rows from the CPU-scale study (val split): pre-training videos, scale (x the smallest),
     epochs, steps, fine-tuning pairs, median ranks V->M / M->V of CMMixer, random init and chance, and their ratio."""
-    p = project_path(study_csv); check(p.is_file(), 'study_csv', f"{p} does not exist (make cpu-study writes it)")
+    p = project_path(study_csv)
+    check(p.is_file(), 'study_csv', f"{p} does not exist (make cpu-study writes it)")
     df = pd.read_csv(p).set_index('config')
     missing = [c for c in configs if c not in df.index]
     check(not missing, 'configs', f"{missing} are not rows of {p} (it has {list(df.index)})")
@@ -406,7 +436,8 @@ def table6(study_csv='results/cpu_scale_study.csv', configs=('smoke', 'smoke-pt3
     sc = scale_config('cpu')
     rows = []
     for c in configs:
-        r = df.loc[c]; n = tv.get(int(r.videos), np.nan)
+        r = df.loc[c]
+        n = tv.get(int(r.videos), np.nan)
         (cv, cm), (rv, rm), (hv, hm) = (_pair(r[k]) for k in ('CMMixer_MedR', 'random_init_MedR', 'chance_MedR'))
         rows.append(dict(model='CMMixer-Solo CutMix (ours)', pt_data=f"SynthM2M, {int(r.videos):,} videos", config=c,
                          pt_videos=n, pt_epochs=int(r.pretrain_epochs), finetune_pairs=int(r.finetune_pairs),
@@ -471,7 +502,8 @@ def analysis_numbers(pretrained, random_init, cache=None, split:str='test', zero
 
 # %% ../nbs/07_analysis.ipynb #9b60dabc
 def _save(fig, path:Path, dpi:int=110) -> str:
-    fig.savefig(path, dpi=dpi); return path.name
+    fig.savefig(path, dpi=dpi)
+    return path.name
 
 def summarize_numbers(df:pd.DataFrame) -> pd.DataFrame:
     "Each number of `analysis_numbers` over several record pairs: its mean, std, min and max, and the chance's mean."
@@ -492,7 +524,8 @@ def write_analysis(pretrained, random_init, out='results/analysis', cache=None, 
     _save(tsne_figure(parts['points'], parts['scores']), out / 'fig5_tsne.png')
     for (factor, level, name), res in parts['zero_shot'].items():
         if name == 'pre-trained': _save(zero_shot_figure(c, res), out / f'fig6_zero_shot_{factor}.png', dpi=72)   # many noisy tiles: small
-    _save(parts['fig7'], out / 'fig7_spectrograms.png'); _save(parts['fig8'], out / 'fig8_frames.png')
+    _save(parts['fig7'], out / 'fig7_spectrograms.png')
+    _save(parts['fig8'], out / 'fig8_frames.png')
     t6 = pd.concat([PAPER_TABLE6.assign(source='paper'), table6(study_csv).assign(source='ours (val split)')], ignore_index=True)
     t6.round(3).to_csv(out / 'table6.csv', index=False)
     df = pd.concat([df, *more], ignore_index=True)

@@ -29,6 +29,8 @@ from .core import (check, check_int, check_number, check_choice, is_int, is_numb
 
 from .features import *
 from .features import _check_fbank
+from .metrics import POOL_SIZE
+
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'BASELINES', 'BASELINE_MODELS', 'METHOD_INPUTS', 'BASELINE_OPTIM', 'FEATURES_VERSION', 'SINGLE_MAE',
@@ -103,7 +105,8 @@ def inter_modal_ranking_loss(x:torch.Tensor, y:torch.Tensor, margin:float=0.1, t
     """VM-NET's ranking loss anchored on `x` [B, d] against `y` [B, d] (unit vectors, distance = -cosine): for each
     anchor, hinge(margin + its farthest positive - each of its `top_k` closest negatives), mean over anchors and the k."""
     check(x.ndim == 2 and y.shape == x.shape, 'y', f"expected the shape of x {list(x.shape)}, got {list(y.shape)}")
-    check_number('margin', margin, inclusive=True); check_int('top_k', top_k)
+    check_number('margin', margin, inclusive=True)
+    check_int('top_k', top_k)
     D = -(x @ y.T)                                                              # [B, B] distances, anchors x rows
     pos = _pos_neg(D, group)
     far_pos = D.masked_fill(~pos, float('-inf')).amax(1, keepdim=True)         # the top violating positive
@@ -163,7 +166,8 @@ class CBVMR(Baseline):
     def embed_audio(self, audio): return self._audio(audio)[:, None]
 
     def loss(self, video, audio, tags=None, group=None) -> dict:
-        c = self.cfg; _check_inputs(c, video, audio)
+        c = self.cfg
+        _check_inputs(c, video, audio)
         ev, ea, xv, xa, gg = _gather_groups(group, len(video), self._video(video), self._audio(audio),
                                             video.mean(1).detach(), audio.mean(1).detach())
         r_m2v = inter_modal_ranking_loss(ea, ev, c.margin, c.top_k, gg)
@@ -224,7 +228,8 @@ class CMMVR(Baseline):
     def embed_audio(self, audio): return self._run(self.audio_tower, audio)[:, None]
 
     def loss(self, video, audio, tags=None, group=None) -> dict:
-        c = self.cfg; _check_inputs(c, video, audio)
+        c = self.cfg
+        _check_inputs(c, video, audio)
         ev, ea, gg = _gather_groups(group, len(video), self._run(self.video_tower, video), self._run(self.audio_tower, audio))
         r_m2v = inter_modal_ranking_loss(ea, ev, c.margin, c.top_k, gg)
         r_v2m = inter_modal_ranking_loss(ev, ea, c.margin, c.top_k, gg)
@@ -279,7 +284,9 @@ class CVMVAE(Baseline):
         mus, lvs = self.visual_expert(video.mean(1)).chunk(2, -1)
         mus, lvs = [mus], [lvs.clamp(-8, 8)]
         if self.tag_expert is not None and tags is not None and tags.numel():
-            m, lv = self.tag_expert(tags).chunk(2, -1); mus.append(m); lvs.append(lv.clamp(-8, 8))
+            m, lv = self.tag_expert(tags).chunk(2, -1)
+            mus.append(m)
+            lvs.append(lv.clamp(-8, 8))
         return product_of_experts(mus, lvs)
     def posterior_audio(self, audio) -> tuple:
         mu, lv = self.music_encoder(audio.mean(1)).chunk(2, -1)
@@ -288,7 +295,8 @@ class CVMVAE(Baseline):
     def embed_audio(self, audio): return F.normalize(self.posterior_audio(audio)[0], dim=-1)[:, None]
 
     def loss(self, video, audio, tags=None, group=None) -> dict:
-        c = self.cfg; _check_inputs(c, video, audio, tags)
+        c = self.cfg
+        _check_inputs(c, video, audio, tags)
         (mv, lv), (ma, la) = self.posterior_video(video, tags), self.posterior_audio(audio)
         zv = mv + (0.5 * lv).exp() * torch.randn_like(mv)                     # reparameterised samples
         za = ma + (0.5 * la).exp() * torch.randn_like(ma)
@@ -320,7 +328,8 @@ class MVPtConfig:
     def __post_init__(self):
         for f in ('video_dim', 'audio_dim', 'clips', 'd_model', 'depth', 'num_heads', 'embed_dim'): check_int(f, getattr(self, f))
         check(self.d_model % self.num_heads == 0, 'd_model', f"{self.d_model} is not divisible by num_heads {self.num_heads}")
-        check_number('mlp_ratio', self.mlp_ratio); check_number('tau', self.tau)
+        check_number('mlp_ratio', self.mlp_ratio)
+        check_number('tau', self.tau)
         check_dropout(self.dropout)
         check(isinstance(self.symmetric, bool), 'symmetric', f"must be a bool, got {self.symmetric!r}")
 
@@ -330,7 +339,8 @@ class SegmentTransformer(nn.Module):
     def __init__(self, d_in:int, cfg:MVPtConfig):
         super().__init__()
         self.proj = nn.Linear(d_in, cfg.d_model)
-        self.pos = nn.Parameter(torch.zeros(1, cfg.clips, cfg.d_model)); nn.init.normal_(self.pos, std=0.02)
+        self.pos = nn.Parameter(torch.zeros(1, cfg.clips, cfg.d_model))
+        nn.init.normal_(self.pos, std=0.02)
         layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.num_heads, int(cfg.d_model * cfg.mlp_ratio), cfg.dropout,
                                            activation='gelu', batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, cfg.depth, norm=nn.LayerNorm(cfg.d_model), enable_nested_tensor=False)
@@ -368,13 +378,15 @@ def make_baseline(method:str, video_dim:int, audio_dim:int, clips:int=8, tag_dim
     check_choice('method', method, BASELINES)
     cls, ccls = BASELINE_MODELS[method]
     known = {f.name for f in fields(ccls)}
-    bad = sorted(set(cfg) - known); check(not bad, bad[0] if bad else 'cfg', f"not a field of {ccls.__name__}")
+    bad = sorted(set(cfg) - known)
+    check(not bad, bad[0] if bad else 'cfg', f"not a field of {ccls.__name__}")
     dims = dict(video_dim=video_dim, audio_dim=audio_dim, clips=clips, tag_dim=tag_dim)
     return cls(ccls(**{**{k: v for k, v in dims.items() if k in known}, **cfg}))
 
 def load_baseline(path) -> Baseline:
     "A trained baseline from a run folder or its checkpoint/ folder (config + safetensors weights)."
-    p = Path(path); p = p / 'checkpoint' if (p / 'checkpoint').is_dir() else p
+    p = Path(path)
+    p = p / 'checkpoint' if (p / 'checkpoint').is_dir() else p
     meta = read_checkpoint(p)
     name = str(meta.get('model_class', '')).rsplit('.', 1)[-1]
     match = [m for m, (cls, _) in BASELINE_MODELS.items() if cls.__name__ == name]
@@ -389,7 +401,9 @@ def baseline_train_config(scale:str='cpu', epochs:int|None=None, seed:int=0, out
     """The baselines' starting recipe at `scale`: CMMixer's fine-tuning recipe of that scale (epochs, batch size,
     warm-up, cosine floor, loader: the same budget) with `BASELINE_OPTIM`; then `epochs`, `seed`, `out_dir`, `overrides`."""
     from cmmixer.pretrain import SCALES, scale_config
-    check_choice('scale', scale, SCALES); check_int('finetune_epochs', epochs, none=True); check_int('seed', seed, lo=0)
+    check_choice('scale', scale, SCALES)
+    check_int('finetune_epochs', epochs, none=True)
+    check_int('seed', seed, lo=0)
     base = {**scale_config(scale).finetune.to_dict(), **BASELINE_OPTIM, 'progress': False}
     if epochs is not None: base.update(epochs=epochs, warmup_epochs=min(base['warmup_epochs'], epochs / 2))
     return TrainConfig(**{**base, 'seed': seed, 'out_dir': str(out_dir), **overrides})
@@ -407,7 +421,8 @@ def train_baseline(method, data:FeatureSet, train:TrainConfig, seed:int=0, resum
     check(isinstance(train, TrainConfig), 'train', f"expected a TrainConfig, got {type(train).__name__}")
     if isinstance(method, Baseline): model = method
     else:
-        check_choice('method', method, BASELINES); check_int('seed', seed, lo=0)
+        check_choice('method', method, BASELINES)
+        check_int('seed', seed, lo=0)
         torch.manual_seed(derive_seed(seed, 'init', method))              # initial weights: a function of the seed
         model = make_baseline(method, data.video_dim, data.audio_dim, data.clips, data.tag_dim, **cfg)
     fit(model, FeatureDataset(data), train, step_fn=baseline_step, resume=resume, desc=f"train {type(model).__name__}")
@@ -417,7 +432,8 @@ def train_baseline(method, data:FeatureSet, train:TrainConfig, seed:int=0, resum
 def embed_features(model:Baseline, data:FeatureSet, batch_size:int=512, device='cpu') -> tuple:
     "(video, audio) embeddings [N, K', d] of every item of `data` (eval mode, CPU float32)."
     check_int('batch_size', batch_size)
-    was = model.training; model.eval().to(device)
+    was = model.training
+    model.eval().to(device)
     vs, ms = [], []
     try:
         for i in range(0, len(data), batch_size):
@@ -427,7 +443,7 @@ def embed_features(model:Baseline, data:FeatureSet, batch_size:int=512, device='
     finally: model.train(was)
     return torch.cat(vs), torch.cat(ms)
 
-def evaluate_baseline(model:Baseline, data:FeatureSet, pool_size:int=2000, seed:int=0, split:str='test',
+def evaluate_baseline(model:Baseline, data:FeatureSet, pool_size:int=POOL_SIZE, seed:int=0, split:str='test',
                       train_split:str='train', batch_size:int=512, device='cpu') -> dict:
     "Section 4.4 on a baseline: `evaluate`'s dict (v2m, m2v, chance levels, pool, whole_track) on the pools of `data`'s groups."
     check(isinstance(model, Baseline), 'model', f"expected a Baseline, got {type(model).__name__}")
@@ -464,7 +480,9 @@ def feature_bank(cache, maes:dict, dirs:dict, where, tags:str='auto') -> dict:
         dev = resolve_device(where.device, env_world()[2])
         bank = extract_features(c, maes['video'].encoder, maes['audio'].encoder, tags, device=dev)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = path.with_suffix('.tmp'); torch.save(bank, tmp_path); tmp_path.replace(path)
+        tmp_path = path.with_suffix('.tmp')
+        torch.save(bank, tmp_path)
+        tmp_path.replace(path)
     main_first(make)
     return torch.load(path, weights_only=True)
 
@@ -477,9 +495,14 @@ def run_baseline(exp, where) -> dict:
     sc = pt.scale_config(exp.scale)
     t = time.perf_counter()
     cache_dir = main_first(pt.ensure_cache, exp.data, sc, root=project_path(where.data_root), workers=where.workers, progress=where.progress)
-    cache = as_cache(cache_dir); times['cache_s'] = time.perf_counter() - t
-    t = time.perf_counter(); maes, dirs = single_modal_start(exp, sc, cache, where); times['pretrain_s'] = time.perf_counter() - t
-    t = time.perf_counter(); bank = feature_bank(cache, maes, dirs, where); times['features_s'] = time.perf_counter() - t
+    cache = as_cache(cache_dir)
+    times['cache_s'] = time.perf_counter() - t
+    t = time.perf_counter()
+    maes, dirs = single_modal_start(exp, sc, cache, where)
+    times['pretrain_s'] = time.perf_counter() - t
+    t = time.perf_counter()
+    bank = feature_bank(cache, maes, dirs, where)
+    times['features_s'] = time.perf_counter() - t
     spec = METHOD_INPUTS[exp.method]
     data = {s: select_features(bank, s, spec['video'], spec['audio'], spec['tags']) for s in bank}
     keep = pair_subset(cache.indices('train'), exp.share, exp.seed)        # the pairs CMMixer fine-tunes on
@@ -489,7 +512,9 @@ def run_baseline(exp, where) -> dict:
                       inputs=spec, train=tcfg.to_dict(), pairs=len(train), fraction=exp.share), 10)
     out = project_path(where.runs) / 'baselines' / f"{exp.name}_{key}"
     tcfg = replace(tcfg, out_dir=str(out))
-    t = time.perf_counter(); model = train_baseline(exp.method, train, tcfg, seed=exp.seed); times['train_s'] = time.perf_counter() - t
+    t = time.perf_counter()
+    model = train_baseline(exp.method, train, tcfg, seed=exp.seed)
+    times['train_s'] = time.perf_counter() - t
     log = read_log(out / 'log.jsonl')
     t = time.perf_counter()
     dev = resolve_device(where.device, env_world()[2])
@@ -499,7 +524,8 @@ def run_baseline(exp, where) -> dict:
         leak = group_overlap(cache, 'train', s)
         check(not leak, 'split', f"{len(leak)} pairing groups of {s!r} also occur in 'train' (e.g. {sorted(leak)[:3]})")
         res[s] = evaluate_baseline(model, data[s], exp.pool_size, exp.seed, split=s, device=dev)
-    times['evaluate_s'] = time.perf_counter() - t; times['total_s'] = time.perf_counter() - t_all
+    times['evaluate_s'] = time.perf_counter() - t
+    times['total_s'] = time.perf_counter() - t_all
     check('test' in res, 'cache', f"{cache.root} has no test split")
     val = None if 'val' not in res else {k: res['val'][k] for k in ('v2m', 'm2v', 'chance_v2m', 'chance_m2v', 'chance_best_of_m2v', 'pool', 'whole_track')}
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method')}
@@ -521,8 +547,11 @@ def run_single_modal_mae(exp, where) -> dict:
     sc = pt.scale_config(exp.scale)
     t = time.perf_counter()
     cache_dir = main_first(pt.ensure_cache, exp.data, sc, root=project_path(where.data_root), workers=where.workers, progress=where.progress)
-    cache = as_cache(cache_dir); times['cache_s'] = time.perf_counter() - t
-    t = time.perf_counter(); maes, dirs = single_modal_start(exp, sc, cache, where); times['pretrain_s'] = time.perf_counter() - t
+    cache = as_cache(cache_dir)
+    times['cache_s'] = time.perf_counter() - t
+    t = time.perf_counter()
+    maes, dirs = single_modal_start(exp, sc, cache, where)
+    times['pretrain_s'] = time.perf_counter() - t
     model = single_modal_retriever(maes['video'], maes['audio'], seed=exp.seed, **sc.retriever)
     how = dict(fraction=exp.share, subset_seed=exp.seed, encoder_lr_scale=sc.encoder_lr_scale, freeze_encoder=exp.probe)
     tcfg = scaled_lr(finetune_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress, device=where.device), exp.lr_scale)
@@ -531,9 +560,13 @@ def run_single_modal_mae(exp, where) -> dict:
                       retriever={k: v for k, v in asdict(model.cfg).items() if k != 'inputs'}, **how), 10)
     ft_dir = project_path(where.runs) / 'retrieval' / f"{exp.name}_{key}"
     tcfg = replace(tcfg, out_dir=str(ft_dir))
-    t = time.perf_counter(); finetune(model, cache, tcfg, **how); times['finetune_s'] = time.perf_counter() - t
+    t = time.perf_counter()
+    finetune(model, cache, tcfg, **how)
+    times['finetune_s'] = time.perf_counter() - t
     log = read_log(ft_dir / 'log.jsonl')
-    t = time.perf_counter(); res, val = evaluate_splits(model, cache, exp, where); times['evaluate_s'] = time.perf_counter() - t
+    t = time.perf_counter()
+    res, val = evaluate_splits(model, cache, exp, where)
+    times['evaluate_s'] = time.perf_counter() - t
     times['total_s'] = time.perf_counter() - t_all
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method')}
     return dict(params=dict(params, fraction=exp.share), **res, val=val, times={k: round(v, 2) for k, v in times.items()},
@@ -596,7 +629,8 @@ def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
     r = a / b if b > 0 else float('inf')
     seeds = {k: int(m.loc[k, 'seeds']) for k in ('CMMixer-Solo', best)}
     spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a > 0 and b > 0 and min(seeds.values()) > 1 else float('nan')   # one seed: unknown
-    p = PAPER_TABLE2[column]; pbest = max(BASELINE_ROWS, key=p.get)
+    p = PAPER_TABLE2[column]
+    pbest = max(BASELINE_ROWS, key=p.get)
     return dict(best_baseline=best, ratio=r, ratio_std=spread, seeds=seeds, paper_column=column, paper_best_baseline=pbest,
                 paper_ratio=p['CMMixer-Solo'] / p[pbest])
 
@@ -604,14 +638,19 @@ def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
 def table2_figure(t:pd.DataFrame, title:str='', column:str='m2m'):
     "V→M R@1 per method (mean ± std over seeds), the paper's (its `column`) beside it, chance and the references as lines."
     import matplotlib.pyplot as plt
-    m = t[t.kind == 'method']; r = t[t.kind == 'reference'].set_index('method')
-    fig, ax = plt.subplots(figsize=(9, 3.8)); x = np.arange(len(m))
+    m = t[t.kind == 'method']
+    r = t[t.kind == 'reference'].set_index('method')
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    x = np.arange(len(m))
     ax.bar(x - 0.2, m['v2m_R@1_mean'], 0.4, yerr=m['v2m_R@1_std'], capsize=3, label='ours (V→M R@1)')
     ax.bar(x + 0.2, m['v2m_R@1_paper'], 0.4, alpha=0.5, label=f"paper ({PAPER_COLUMNS[column]}, real data)")
     for name, ls in (('chance', ':'), ('no pre-training', '-.'), ("CCA, the model's inputs", '--'), ('CCA, full resolution', '-')):
         if name in r.index: ax.axhline(r.loc[name, 'v2m_R@1_mean'], color='grey', ls=ls, lw=1, label=name)
-    ax.set_xticks(x, m.method, rotation=20, ha='right', fontsize=8); ax.set_ylabel('R@1 (%)'); ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title, fontsize=9); fig.tight_layout()
+    ax.set_xticks(x, m.method, rotation=20, ha='right', fontsize=8)
+    ax.set_ylabel('R@1 (%)')
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
     return fig
 
 @register_gather('table2')
@@ -620,13 +659,16 @@ def write_table2(runs='runs', data='synth', scale='cpu', results='results', colu
     import matplotlib.pyplot as plt
     column = paper_column(data) if column is None else column
     t = gather_table2(runs, data, scale, column)
-    stem = project_path(results) / f"table2_{data_name(data)}_{scale}"; stem.parent.mkdir(parents=True, exist_ok=True)
+    stem = project_path(results) / f"table2_{data_name(data)}_{scale}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(stem.with_suffix('.csv'), index=False, float_format='%.4g')
-    ratio = table2_ratio(t, column); write_json(Path(f"{stem}_ratio.json"), ratio)
+    ratio = table2_ratio(t, column)
+    write_json(Path(f"{stem}_ratio.json"), ratio)
     tt = tuning_table(runs, data, scale)                                 # the budget's search, when one was run
     if len(tt): tt.to_csv(f"{stem}_tuning.csv", index=False, float_format='%.4g')
     fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the paper's {PAPER_COLUMNS[column]} column", column)
-    fig.savefig(stem.with_suffix('.png'), dpi=110); plt.close(fig)
+    fig.savefig(stem.with_suffix('.png'), dpi=110)
+    plt.close(fig)
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), ratio=ratio, table=t)
 
 # %% ../nbs/05_baselines.ipynb #49eb893b

@@ -35,7 +35,9 @@ _log = logging.getLogger('cmmixer.cache.prepare')
 
 def _cfg_dict(cfg:MediaConfig) -> dict:
     "The media config fields that change the decoded arrays (`threads` does not)."
-    d = asdict(cfg); d.pop('threads', None); return d
+    d = asdict(cfg)
+    d.pop('threads', None)
+    return d
 
 def shard_key(rec:Record, cfg:MediaConfig) -> str:
     "Name of `rec`'s shard: a hash of its decoding inputs, the media config and the cache version (shards of older decoders are not reused)."
@@ -50,7 +52,8 @@ def _prepare_one(rec:dict, cfg:MediaConfig, base:str, fbank_dtype:str='float16')
                        need=tuple(rec['need']))
     except MediaError as e:
         info = dict(ok=False, file=str(e.path), reason=str(e.reason))
-        atomic_write(base + '.reject.json', json.dumps(info).encode()); return info
+        atomic_write(base + '.reject.json', json.dumps(info).encode())
+        return info
     frames = np.ascontiguousarray(c.frames.numpy(), dtype=np.uint8)
     fbank = np.asarray(c.fbank.numpy(), dtype=np.float32)
     fb = fbank.astype(np.float64)
@@ -125,9 +128,14 @@ def _collect_shards(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fba
         info = _read_info(p) if p.exists() else None
         if info is None and p.exists():  # unreadable (not written by us, or damaged later): decode again
             _log.warning(f"shard {p.name} of {records[i].id} is unreadable: decoding again")
-            p.unlink(); info = _prepare_one(asdict(records[i]), cfg, str(shards / k), fbank_dtype)
-            if not info['ok']: rej.append((i, info)); continue
-        if info is not None: ok.append((i, info)); continue
+            p.unlink()
+            info = _prepare_one(asdict(records[i]), cfg, str(shards / k), fbank_dtype)
+            if not info['ok']:
+                rej.append((i, info))
+                continue
+        if info is not None:
+            ok.append((i, info))
+            continue
         rej.append((i, json.loads((shards / f"{k}.reject.json").read_text())))
     return ok, rej
 
@@ -168,9 +176,13 @@ def _assemble(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fbank_dty
             if fr.shape != (K, 3, S, S) or fb.shape != (K, M, T):
                 raise RuntimeError(f"shard of {records[i].id}: shapes {fr.shape}, {fb.shape} differ from the config's")
             fm[j], bm[j] = fr, fb
-            if i in use: fb_acc += z['fb_stats']; fr_acc += z['fr_stats']
+            if i in use:
+                fb_acc += z['fb_stats']
+                fr_acc += z['fr_stats']
         rows.append(_manifest_row(j, records[i], info, keys[i]))
-    fm.flush(); bm.flush(); del fm, bm
+    fm.flush()
+    bm.flush()
+    del fm, bm
     rejects = pd.DataFrame([dict(id=records[i].id, file=info['file'], reason=info['reason'], split=records[i].split,
                                  group=records[i].group) for i, info in rej], columns=['id', 'file', 'reason', 'split', 'group'])
     split = stats_split if any(records[i].split == stats_split for i, _ in ok) else 'all'
@@ -220,9 +232,12 @@ def _logging_to(path:Path):
     "Send this module's log to `path` (appended) while the block runs."
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
-    _log.addHandler(handler); _log.setLevel(logging.INFO)
+    _log.addHandler(handler)
+    _log.setLevel(logging.INFO)
     try: yield
-    finally: _log.removeHandler(handler); handler.close()
+    finally:
+        _log.removeHandler(handler)
+        handler.close()
 
 def _cache_meta(fp:str, records:RecordSet, cfg:MediaConfig, fbank_dtype:str, fractions, stats_split:str, n:int, summary:dict) -> dict:
     "`meta.json`: the fingerprint the cache was built for, its kind and classes, config, array shapes and summary."
@@ -524,7 +539,8 @@ class ClassificationDataset(_CacheDataset):
     def label(self, row:int):
         lab = self.cache.labels(row)
         if not self.multilabel: return lab[0]
-        y = torch.zeros(self.num_classes); y[lab] = 1.0
+        y = torch.zeros(self.num_classes)
+        y[lab] = 1.0
         return y
     def __getitem__(self, i):
         row = self._row(i)

@@ -173,13 +173,18 @@ def main(argv:list|None=None) -> int:
     "Entry point of the `cmmixer` console script: `cmmixer COMMAND [options]`."
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting: signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = '--debug' in argv; argv = [a for a in argv if a != '--debug']
-    if argv[:1] == ['--version']: print(f"cmmixer {__version__}"); return 0
+    debug = '--debug' in argv
+    argv = [a for a in argv if a != '--debug']
+    if argv[:1] == ['--version']:
+        print(f"cmmixer {__version__}")
+        return 0
     if not argv or argv[0] in ('-h', '--help'):
-        print(_usage()); return 0 if argv else 2
+        print(_usage())
+        return 0 if argv else 2
     name, rest = argv[0], [_underscored(a) for a in argv[1:]]
     if name not in COMMANDS:
-        print(f"cmmixer: unknown command {name!r} (cmmixer --help lists them)", file=sys.stderr); return 2
+        print(f"cmmixer: unknown command {name!r} (cmmixer --help lists them)", file=sys.stderr)
+        return 2
     func = COMMANDS[name]
     try:
         args = vars(_parser(name).parse_args(rest))
@@ -190,4 +195,5 @@ def main(argv:list|None=None) -> int:
     except Exception as e:
         if debug: raise
         line, code = failure_line(name, e)
-        print(f"cmmixer {name}: error: {line}", file=sys.stderr); return code
+        print(f"cmmixer {name}: error: {line}", file=sys.stderr)
+        return code

@@ -62,7 +62,8 @@ def changes(old:dict, new:dict) -> list:
 # %% ../nbs/00_core.ipynb #fc2487fe
 def atomic_write(path, data) -> Path:
     "Write `data` (bytes, str, or a function writing to the temporary path it is given) to `path` atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         if callable(data): data(tmp)
@@ -116,7 +117,9 @@ def _die_with_parent():
 
 def worker_init(parent:int):
     "Pool initializer: one torch thread, Ctrl-C left to the parent, die with the parent (pid `parent`)."
-    torch.set_num_threads(1); signal.signal(signal.SIGINT, signal.SIG_IGN); _die_with_parent()
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     if os.getppid() != parent: os._exit(0)            # the parent died while this worker started: nothing will ever come
 
 def importable(fn, module:str|None=None):
@@ -135,7 +138,9 @@ def worker_pool(workers:int, jobs:int|None=None) -> ProcessPoolExecutor:
 @contextmanager
 def quiet_children():
     "Processes started in this block inherit an ignored SIGINT; a Ctrl-C meanwhile reaches this process after the block."
-    if threading.current_thread() is not threading.main_thread(): yield; return
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try: yield
@@ -151,10 +156,12 @@ def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done
     res = [None] * len(jobs)
     with progress_bar(total=len(jobs), desc=desc, disable=not progress, unit=unit) as bar:
         def finish(i, r):
-            res[i] = r; bar.update()
+            res[i] = r
+            bar.update()
             if done is not None: done(i, r)
         if workers == 1 or len(jobs) < 2:
-            threads = torch.get_num_threads(); torch.set_num_threads(1)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
             try:
                 for i, job in enumerate(jobs): finish(i, fn(*job))
             finally: torch.set_num_threads(threads)

@@ -23,6 +23,8 @@ from .train import TrainConfig, read_checkpoint, read_log, resolve_device, env_w
 from .pretrain import (SCALES, SYNTH_DATA, scale_config, check_decoder, check_mixer, check_data, run_name, load_pretrained)
 from .retrieval import (Retriever, finetune_config, finetune, evaluate, pair_subset, reference_points, synth_root,
                                chance_of)
+from .metrics import POOL_SIZE
+
 
 # %% auto #0
 __all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU_SCALES', 'METHODS', 'GATHERS', 'RECALLS',
@@ -66,7 +68,7 @@ class Experiment:
     probe: bool = False               # freeze the encoders, train the heads only (a linear probe)
     epochs: int|None = None           # pre-training epochs (None: the scale's)
     finetune_epochs: int|None = None  # fine-tuning epochs (None: the scale's)
-    pool_size: int = 2000             # N, candidates per query (all test items when fewer)
+    pool_size: int = POOL_SIZE       # N, candidates per query (all test items when fewer)
     lr_scale: float = 1.0             # the recipe's training lr (and its floor) times this: the knob Table 2's budget searches
 
     def __post_init__(self):
@@ -99,15 +101,18 @@ def check_experiment(e:Experiment):
     "Each field of `e` valid (a ValueError naming the field), before anything runs."
     check_choice('table', e.table, TABLES)
     check(isinstance(e.method, str) and e.method, 'method', f"must be a method name, got {e.method!r}")
-    check_choice('decoder', e.decoder, DECODERS); check_choice('mixer', e.mixer, MIXERS)
-    check_choice('init', e.init, TRANSFER_INITS if e.table == 'transfer' else INITS); check_choice('scale', e.scale, SCALES)
+    check_choice('decoder', e.decoder, DECODERS)
+    check_choice('mixer', e.mixer, MIXERS)
+    check_choice('init', e.init, TRANSFER_INITS if e.table == 'transfer' else INITS)
+    check_choice('scale', e.scale, SCALES)
     check(e.data in SYNTH_DATA or (isinstance(e.data, (str, os.PathLike)) and project_path(e.data).is_dir()), 'data',
           f"must be one of {SYNTH_DATA} or a dataset folder, got {e.data!r}")
     check(is_int(e.seed, 0), 'seed', f"must be an int >= 0, got {e.seed!r}")
     check(e.fraction is None or (is_number(e.fraction) and 0 < e.fraction <= 1), 'fraction',
           f"must be None or a number in (0, 1], got {e.fraction!r}")
     check(isinstance(e.probe, bool), 'probe', f"must be True or False, got {e.probe!r}")
-    check_int('epochs', e.epochs, none=True); check_int('finetune_epochs', e.finetune_epochs, none=True)
+    check_int('epochs', e.epochs, none=True)
+    check_int('finetune_epochs', e.finetune_epochs, none=True)
     check_int('pool_size', e.pool_size, lo=2)
     check_number('lr_scale', e.lr_scale)
 
@@ -152,14 +157,18 @@ class Where:
 
 def register(table:str, method:str):
     "Decorator: the runner of `method` for `table`."
-    def deco(fn): METHODS[(table, method)] = fn; return fn
+    def deco(fn):
+        METHODS[(table, method)] = fn
+        return fn
     return deco
 
 GATHERS = {}                          # table -> writer(runs, data, scale, results) -> dict of what it wrote (+ 'table')
 
 def register_gather(table:str):
     "Decorator: the writer of `table`'s results from the records under a runs folder (`gather --table <table>`)."
-    def deco(fn): GATHERS[table] = fn; return fn
+    def deco(fn):
+        GATHERS[table] = fn
+        return fn
     return deco
 
 def run(exp:Experiment, runs='runs', data_root='data', device:str='auto', workers:int=2, threads:int|None=1,
@@ -167,7 +176,9 @@ def run(exp:Experiment, runs='runs', data_root='data', device:str='auto', worker
     """Run `exp` (or return its existing record) and write its record under `runs/records/`; the record, with its `path`.
     Under torchrun every process runs this: data are prepared once, training is data-parallel, rank 0 evaluates and writes."""
     check(isinstance(exp, Experiment), 'exp', f"expected an Experiment, got {type(exp).__name__}")
-    check_device(exp.scale, device); check_int('workers', workers); check_int('threads', threads, none=True)
+    check_device(exp.scale, device)
+    check_int('workers', workers)
+    check_int('threads', threads, none=True)
     if exp.table in TABLE_MODULES: importlib.import_module(TABLE_MODULES[exp.table])   # registers its runners
     check((exp.table, exp.method) in METHODS, 'method', f"no runner for {exp.method!r} in {exp.table!r}; known: {sorted(METHODS)}")
     path = record_path(exp, runs)
@@ -220,7 +231,8 @@ def run_cmmixer(exp:Experiment, where:Where) -> dict:
     cache_dir = main_first(pt.ensure_cache, exp.data, sc, root=project_path(where.data_root), workers=where.workers,
                            progress=where.progress)                     # generated and prepared once per job
     cache = as_cache(cache_dir)                                          # opened once, for every step below
-    times['cache_s'] = time.perf_counter() - t; t = time.perf_counter()
+    times['cache_s'] = time.perf_counter() - t
+    t = time.perf_counter()
     mae, run_dir, origin = cmmixer_start(exp, sc, cache, where)
     times['pretrain_s'] = time.perf_counter() - t
     model = Retriever.from_pretrained(mae, seed=exp.seed, **sc.retriever)
@@ -229,9 +241,13 @@ def run_cmmixer(exp:Experiment, where:Where) -> dict:
     key = digest(dict(**origin, train=tcfg.to_dict(), retriever={k: v for k, v in asdict(model.cfg).items() if k != 'inputs'}, **how), 10)
     ft_dir = project_path(where.runs) / 'retrieval' / f"{exp.name}_{key}"
     tcfg = replace(tcfg, out_dir=str(ft_dir))
-    t = time.perf_counter(); finetune(model, cache, tcfg, **how); times['finetune_s'] = time.perf_counter() - t
+    t = time.perf_counter()
+    finetune(model, cache, tcfg, **how)
+    times['finetune_s'] = time.perf_counter() - t
     log = read_log(ft_dir / 'log.jsonl')                                 # the whole run, also when it was resumed or reused
-    t = time.perf_counter(); res, val = evaluate_splits(model, cache, exp, where); times['evaluate_s'] = time.perf_counter() - t   # every rank alike
+    t = time.perf_counter()
+    res, val = evaluate_splits(model, cache, exp, where)
+    times['evaluate_s'] = time.perf_counter() - t   # every rank alike
     times['total_s'] = time.perf_counter() - t_all
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method')}
     return dict(params=dict(params, fraction=exp.share), **res, val=val, times={k: round(v, 2) for k, v in times.items()},
@@ -320,7 +336,7 @@ def references_path(records, data, scale) -> Path:
     "<records>/<data>_<scale>_references.json: the CCA baselines and the oracle of `reference_points`."
     return project_path(records) / f"{data_name(data)}_{scale}_references.json"
 
-def write_references(cache, records, data='synth', scale='cpu', splits=('test', 'val'), pool_size:int=2000, seed:int=0,
+def write_references(cache, records, data='synth', scale='cpu', splits=('test', 'val'), pool_size:int=POOL_SIZE, seed:int=0,
                      image_size:int|None=None, full_cache=None) -> dict:
     "`reference_points` of each split of `cache` that has items, saved as JSON next to the records."
     c = as_cache(cache)
@@ -334,7 +350,8 @@ def full_resolution_cache(cache, root='data', workers:int=2) -> Path:
     "The records of a SynthM2M cache prepared again at the generator's own frame size: the input of 'CCA, full resolution'."
     from cmmixer.cache import prepare
     from cmmixer.media import MediaConfig
-    c = as_cache(cache); src = synth_root(c)
+    c = as_cache(cache)
+    src = synth_root(c)
     size = int(json.loads((src / 'synth.json').read_text())['params']['image_size'])
     clips = int(c.meta['cfg']['clips'])
     out = project_path(root) / f"{src.name}_{clips}x{size}_cache"
@@ -378,8 +395,10 @@ def read_records(records, data='synth', scale='cpu', split:str='test') -> pd.Dat
 def _stats(g:pd.DataFrame, row:dict) -> dict:
     "Mean, std over seeds and chance of each metric of the runs `g`, added to `row`."
     for mname in METRICS:
-        row[f'{mname}_mean'] = float(g[mname].mean()); row[f'{mname}_std'] = float(g[mname].std(ddof=1)) if len(g) > 1 else 0.0
-        d, k = mname.split('_'); row[f'{mname}_chance'] = float(g[f'{d}_chance_{k}'].mean())
+        row[f'{mname}_mean'] = float(g[mname].mean())
+        row[f'{mname}_std'] = float(g[mname].std(ddof=1)) if len(g) > 1 else 0.0
+        d, k = mname.split('_')
+        row[f'{mname}_chance'] = float(g[f'{d}_chance_{k}'].mean())
     row['N_v2m'], row['N_m2v'] = int(g['v2m_N'].iloc[0]), int(g['m2v_N'].iloc[0])
     return row
 
@@ -456,7 +475,8 @@ _REF_STYLE = {'no pre-training': dict(ls='-.', color='C1'), 'CCA, full resolutio
 
 def table1_figure(t:pd.DataFrame, title:str='', refs:pd.DataFrame|None=None):
     "Seaborn bars: ours (mean, std error bars) beside the paper's for R@1/5/10 and MedR, both directions; chance dashed; `refs` as lines."
-    import matplotlib.pyplot as plt; import seaborn as sns
+    import matplotlib.pyplot as plt
+    import seaborn as sns
     long = []
     for _, r in t.iterrows():
         v = f"{r.decoder.title()}\n{r.mixer.replace('_', ' ').title()}"
@@ -488,7 +508,8 @@ def gather_track_scoring(records, data='synth', scale='cpu', split:str='test') -
     excerpt (our default) and by the mean over its excerpts (the whole track, section 4.4's wording)."""
     rows = []
     for p in record_files(records, data, scale):
-        rec = json.loads(p.read_text()); pr = rec['params']
+        rec = json.loads(p.read_text())
+        pr = rec['params']
         r = rec if split == 'test' else rec.get(split)
         if not r or 'whole_track' not in r or pr.get('probe') or pr.get('init', 'pretrained') != 'pretrained': continue
         if float(pr.get('fraction') or own_share(scale)) != own_share(scale): continue
@@ -519,18 +540,24 @@ def write_table1(records, data='synth', scale='cpu', results='results') -> dict:
     stem.parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(stem.with_suffix('.csv'), index=False, float_format='%.4g')
     paths = dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')))
-    if len(refs): refs.to_csv(f"{stem}_references.csv", index=False, float_format='%.4g'); paths['references_csv'] = f"{stem}_references.csv"
+    if len(refs):
+        refs.to_csv(f"{stem}_references.csv", index=False, float_format='%.4g')
+        paths['references_csv'] = f"{stem}_references.csv"
     tv = None
     if len(read_records(records, data, scale, 'val')):
         tv = gather_table1(records, data, scale, 'val')
-        tv.to_csv(f"{stem}_val.csv", index=False, float_format='%.4g'); paths['val_csv'] = f"{stem}_val.csv"
+        tv.to_csv(f"{stem}_val.csv", index=False, float_format='%.4g')
+        paths['val_csv'] = f"{stem}_val.csv"
     ts = gather_track_scoring(records, data, scale)
-    if len(ts): ts.to_csv(f"{stem}_track_scoring.csv", index=False, float_format='%.4g'); paths['track_scoring_csv'] = f"{stem}_track_scoring.csv"
+    if len(ts):
+        ts.to_csv(f"{stem}_track_scoring.csv", index=False, float_format='%.4g')
+        paths['track_scoring_csv'] = f"{stem}_track_scoring.csv"
     seeds = f"{t.seeds.min()}" if t.seeds.min() == t.seeds.max() else f"{t.seeds.min()}-{t.seeds.max()}"
     fig = table1_figure(t, f"Table 1 on {data_name(data)} at {scale} scale: ours (mean ± std over {seeds} seeds) "
                            f"beside the paper's M2M numbers; pools N = {t.N_v2m.max()} tracks / {t.N_m2v.max()} videos", refs)
     fig.savefig(stem.with_suffix('.png'), dpi=110)
-    import matplotlib.pyplot as plt; plt.close(fig)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
     paths['records'] = publish_records(records, data, scale, results)
     return dict(**paths, table=t, references=refs, val=tv)
 
@@ -546,7 +573,8 @@ def data_efficiency_rows(records, data='synth', scale='cpu', split:str='test') -
 def write_data_efficiency(records, data='synth', scale='cpu', results='results') -> dict:
     """results/data_efficiency_<data>_<scale>.csv (every run: share of the pairs, init, seed, the metrics) and .png
     (seaborn lines, mean ± std band over seeds; chance and the CCA references as lines)."""
-    import matplotlib.pyplot as plt; import seaborn as sns
+    import matplotlib.pyplot as plt
+    import seaborn as sns
     df = data_efficiency_rows(records, data, scale)
     rp = references_path(records, data, scale)
     refs = json.loads(rp.read_text()).get('test', {}) if rp.is_file() else {}
@@ -566,7 +594,9 @@ def write_data_efficiency(records, data='synth', scale='cpu', results='results')
         ax.legend(fontsize=7) if ax is axes[0] else ax.get_legend().remove()
     fig.suptitle(f"Data efficiency on {data_name(data)} at {scale} scale: fine-tuning with and without CMMixer pre-training "
                  f"(mean ± std over seeds)", fontsize=10)
-    fig.tight_layout(); fig.savefig(stem.with_suffix('.png'), dpi=110); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix('.png'), dpi=110)
+    plt.close(fig)
     summary = df.groupby(['fraction', 'pre_training'])[list(METRICS)].agg(['mean', 'std', 'count']).round(2)
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), table=summary, rows=df,
                 records=publish_records(records, data, scale, results))
@@ -609,7 +639,9 @@ def write_report(run_dir, out, seed:int=0) -> dict:
     s = summarize_run(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     read_log(run_dir).to_csv(out / 'log.csv', index=False)
-    fig = loss_curve_figure(run_dir); fig.savefig(out / 'loss_curve.png', dpi=110); plt.close(fig)
+    fig = loss_curve_figure(run_dir)
+    fig.savefig(out / 'loss_curve.png', dpi=110)
+    plt.close(fig)
     model = load_pretrained(run_dir)
     mixed, video, audio, split = heldout_batch(project_path(s['cache']), MixerConfig(**s['config']['mixer']), seed=seed,
                                                image_size=model.cfg.image_size)
@@ -627,7 +659,8 @@ def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', dat
     check_choice('scale', scale, SCALES)
     sc = scale_config(scale, decoder)
     check_data(data)
-    check_int('epochs', epochs, none=True); check_int('seed', seed, lo=0)
+    check_int('epochs', epochs, none=True)
+    check_int('seed', seed, lo=0)
     return sc, mix_cfg, run_name(data, sc, decoder, mix_cfg, seed)
 
 # %% ../nbs/04b_experiment.ipynb #18e3f7f7
@@ -647,14 +680,19 @@ def experiment_parser() -> argparse.ArgumentParser:
     for f in fields(Experiment):
         kind = {'int|None': _none_or(int), 'float|None': _none_or(float), 'int': int, 'float': float, 'bool': _bool}.get(str(f.type).replace(' ', ''), str)
         r.add_argument(f"--{f.name}", type=kind, default=f.default)
-    r.add_argument('--runs', default='runs'); r.add_argument('--data_root', default='data')
-    r.add_argument('--device', default='auto'); r.add_argument('--workers', type=int, default=2)
-    r.add_argument('--threads', type=_none_or(int), default=1); r.add_argument('--force', action='store_true')
+    r.add_argument('--runs', default='runs')
+    r.add_argument('--data_root', default='data')
+    r.add_argument('--device', default='auto')
+    r.add_argument('--workers', type=int, default=2)
+    r.add_argument('--threads', type=_none_or(int), default=1)
+    r.add_argument('--force', action='store_true')
     r.add_argument('--quiet', action='store_true', help='no progress bars')
     g = sub.add_parser('gather', help='write the table from the records')
     g.add_argument('--table', default='table1', choices=['table1', 'table2', 'data-efficiency', 'transfer'])
-    g.add_argument('--data', default='synth'); g.add_argument('--scale', default='cpu')
-    g.add_argument('--runs', default='runs'); g.add_argument('--results', default='results')
+    g.add_argument('--data', default='synth')
+    g.add_argument('--scale', default='cpu')
+    g.add_argument('--runs', default='runs')
+    g.add_argument('--results', default='results')
     return p
 
 # %% ../nbs/04b_experiment.ipynb #1933e91f
@@ -678,14 +716,17 @@ def main(argv=None) -> int:
             if a.table in TABLE_MODULES: importlib.import_module(TABLE_MODULES[a.table])   # registers its gather
             if a.table in GATHERS:
                 w = GATHERS[a.table](a.runs, a.data, a.scale, a.results)
-                print('wrote', '; '.join(f"{k}: {v}" for k, v in w.items() if k != 'table')); return 0
+                print('wrote', '; '.join(f"{k}: {v}" for k, v in w.items() if k != 'table'))
+                return 0
             recs = records_dir('table1', a.runs)
             w = (write_table1 if a.table == 'table1' else write_data_efficiency)(recs, a.data, a.scale, a.results)
             print(f"wrote {w['csv']} and {w['png']}")
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr); return 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 # %% ../nbs/04b_experiment.ipynb #5c43a736
 if __name__ == '__main__' and '__file__' in globals():   # run as the package's module, so runners registered by other chapters are seen
-    from cmmixer.experiment import main as _main; sys.exit(_main())
+    from cmmixer.experiment import main as _main
+    sys.exit(_main())

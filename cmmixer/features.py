@@ -43,7 +43,8 @@ def mel_scale(f) -> torch.Tensor:
 def mel_filters(num_bins:int=128, sample_rate:int=16000, low_freq:float=20.0, step_hz:float=0.5) -> tuple:
     """The triangular filters of `log_mel_fbank` (Kaldi's, low 20 Hz, high Nyquist) on a fine frequency grid:
     (weights [num_bins, F], grid [F] Hz, centres [num_bins] Hz), float64."""
-    check_int('num_bins', num_bins); check_int('sample_rate', sample_rate)
+    check_int('num_bins', num_bins)
+    check_int('sample_rate', sample_rate)
     f = torch.arange(step_hz, sample_rate / 2, step_hz, dtype=torch.float64)
     lo, hi = mel_scale(low_freq), mel_scale(sample_rate / 2)
     d = (hi - lo) / (num_bins + 1)
@@ -150,7 +151,8 @@ class SingleModalMAE(nn.Module):
         "loss (MSE on the masked patches), loss_<modality>, pred [B, L, p*p*C], mask [B, L] (1 = masked)."
         cfg = self.cfg
         mask_ratio = cfg.mask_ratio if mask_ratio is None else mask_ratio
-        check_mask_ratio(mask_ratio, low_inclusive=True); check_images('x', x, cfg)
+        check_mask_ratio(mask_ratio, low_inclusive=True)
+        check_images('x', x, cfg)
         tokens, ids_keep, mask = self.encoder.forward_masked(x, mask_ratio, generator, noise)
         pred = self.decoder(tokens, ids_keep, mask.shape[1], self.decoder_pos_embed)
         loss = masked_mse(pred, patch_targets(x, cfg.patch_size, cfg.norm_pix_loss), mask)
@@ -188,13 +190,16 @@ def pretrain_single_modal(cache, modality:str, scale='smoke', seed:int=0, epochs
     """Pre-train a frame MAE (`modality='video'`) or spectrogram MAE (`'audio'`) on the train split of `cache` with the
     scale's pre-training recipe; returns the run folder (reused when it holds this finished run)."""
     from cmmixer import pretrain as pt
-    check_choice('modality', modality, MODALITIES); check_int('seed', seed, lo=0); check_int('epochs', epochs, none=True)
+    check_choice('modality', modality, MODALITIES)
+    check_int('seed', seed, lo=0)
+    check_int('epochs', epochs, none=True)
     check_choice('resume', resume, (True, False, 'auto'))
     sc = pt.scale_config(scale) if isinstance(scale, str) else scale
     check(isinstance(sc, pt.Scale), 'scale', f"expected a Scale or one of {pt.SCALES}, got {type(scale).__name__}")
     bad = sorted((set(train_overrides) - {f.name for f in fields(TrainConfig)}) | ({'seed', 'epochs', 'out_dir'} & set(train_overrides)))
     if bad: raise ValueError(f"{bad[0]}: not a TrainConfig field, or one pretrain_single_modal takes as its own argument")
-    cache = as_cache(cache); pt.check_cache_fits(cache, sc)
+    cache = as_cache(cache)
+    pt.check_cache_fits(cache, sc)
     out = project_path(out_dir if out_dir is not None else
                        Path('runs') / 'pretrain' / single_modal_run_name(pt.dataset_name(cache), sc.name, modality, seed))
     ep = sc.train.epochs if epochs is None else epochs
@@ -222,7 +227,8 @@ def pretrain_single_modal(cache, modality:str, scale='smoke', seed:int=0, epochs
 # %% ../nbs/04c_features.ipynb #1e4cba74
 def load_single_modal(run_dir) -> SingleModalMAE:
     "The pre-trained `SingleModalMAE` of a run folder (or its checkpoint/ folder), its modality from the run's spec."
-    d = Path(run_dir); ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
+    d = Path(run_dir)
+    ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
     meta = read_checkpoint(ck)
     check(str(meta.get('model_class', '')).endswith('SingleModalMAE') and (meta.get('pretrain') or {}).get('modality') in MODALITIES,
           'run_dir', f"{ck} is not a finished SingleModalMAE run (model_class {meta.get('model_class')!r})")
@@ -297,7 +303,8 @@ def latent_feature_set(n:int=256, clips:int=4, video_dim:int=24, audio_dim:int=2
     random linear views (`views` seeds them; default `seed`) of the clip latent plus `noise`; tags: signs of z_i's first
     `tag_dim` coordinates. Every item is its own group."""
     for k, v in dict(n=n, clips=clips, video_dim=video_dim, audio_dim=audio_dim, latent_dim=latent_dim).items(): check_int(k, v)
-    check_int('tag_dim', tag_dim, lo=0); check(tag_dim <= latent_dim, 'tag_dim', f"must be <= latent_dim {latent_dim}")
+    check_int('tag_dim', tag_dim, lo=0)
+    check(tag_dim <= latent_dim, 'tag_dim', f"must be <= latent_dim {latent_dim}")
     g, gv = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed if views is None else views)
     A, B = torch.randn(latent_dim, video_dim, generator=gv), torch.randn(latent_dim, audio_dim, generator=gv)
     z = torch.randn(n, 1, latent_dim, generator=g)
@@ -341,9 +348,11 @@ def cache_tags(cache, rows, source:str='auto') -> torch.Tensor|None:
 @torch.no_grad()
 def encoder_features(encoder:CMMixerEncoder, cache, split:str, modality:str, batch_size:int=64, device='cpu') -> torch.Tensor:
     "[N, K, D]: a frozen encoder's clip embeddings of the `modality` images of `split` (the towers' inputs, no augmentation)."
-    check_choice('modality', modality, MODALITIES); check_int('batch_size', batch_size)
+    check_choice('modality', modality, MODALITIES)
+    check_int('batch_size', batch_size)
     ds = RetrievalDataset(as_cache(cache), split, image_size=encoder.cfg.image_size)
-    was = encoder.training; encoder.eval().to(device)
+    was = encoder.training
+    encoder.eval().to(device)
     try: out = [clip_embeddings(encoder(b[modality].to(device)), b[modality].shape[1]).float().cpu()
                 for b in DataLoader(ds, batch_size=batch_size, shuffle=False)]
     finally: encoder.train(was)
@@ -351,7 +360,8 @@ def encoder_features(encoder:CMMixerEncoder, cache, split:str, modality:str, bat
 
 def handcrafted_features(cache, rows, batch_size:int=64) -> tuple:
     "(video [n, K, 29], audio [n, K, 168]): hand-crafted features of the cached frames and fbanks of `rows`."
-    c = as_cache(cache); sr = int(c.meta['cfg']['sample_rate'])
+    c = as_cache(cache)
+    sr = int(c.meta['cfg']['sample_rate'])
     V, A = [], []
     for i in range(0, len(rows), batch_size):
         r = np.asarray(rows[i:i + batch_size], dtype=np.int64)

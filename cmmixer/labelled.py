@@ -58,7 +58,8 @@ def assign_folds(videos:dict, folds:int=5, seed:int=0) -> dict:
     order = sorted(order, key=lambda g: -len(groups[g]))            # big groups first (stable: the seeded order within a size)
     size, out = [0] * folds, {}
     for g in order:
-        f = int(np.argmin(size)); size[f] += len(groups[g])
+        f = int(np.argmin(size))
+        size[f] += len(groups[g])
         out.update({n: f + 1 for n in groups[g]})
     return out
 
@@ -85,7 +86,9 @@ def _write_csv(path:Path, header:list, rows:list, preamble:str=''):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'w', newline='') as f:
         f.write(preamble)
-        w = csv.writer(f); w.writerow(header) if header else None; w.writerows(rows)
+        w = csv.writer(f)
+        w.writerow(header) if header else None
+        w.writerows(rows)
 
 # %% ../nbs/01d_labelled.ipynb #cd91061c
 def write_kinetics(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False) -> list:
@@ -101,7 +104,8 @@ def write_kinetics(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=F
 
 def write_audioset(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False) -> list:
     "AudioSet layout: the class index, one segment CSV per split (quoted mids), audio as `<id>_0.000.wav`. Returns the labels."
-    tags = all_tags(); mid = {t: f"/m/synth{i:02d}" for i, t in enumerate(tags)}
+    tags = all_tags()
+    mid = {t: f"/m/synth{i:02d}" for i, t in enumerate(tags)}
     _write_csv(out / 'class_labels_indices.csv', ['index', 'mid', 'display_name'], [[i, mid[t], t] for i, t in enumerate(tags)])
     seconds, rows, jobs = meta['params']['duration'], {s: [] for s in AUDIOSET_FILES}, []
     for n, v in meta['videos'].items():
@@ -118,7 +122,8 @@ def write_esc50(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=Fals
     target, folds = {c: i for i, c in enumerate(classes)}, assign_folds(meta['videos'], 5, seed)
     rows, jobs = [], []
     for n, v in meta['videos'].items():
-        c = sound_class(v); fn = f"{folds[n]}-{n}-A-{target[c]}.wav"
+        c = sound_class(v)
+        fn = f"{folds[n]}-{n}-A-{target[c]}.wav"
         rows.append([fn, folds[n], target[c], c.replace(' ', '_'), False, group_of(n, v), 'A'])
         jobs.append((src / 'videos' / v['file'], out / 'audio' / fn, meta['params']['duration']))
     _write_csv(out / 'meta' / 'esc50.csv', ['filename', 'fold', 'target', 'category', 'esc10', 'src_file', 'take'], rows)
@@ -128,7 +133,8 @@ def write_esc50(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=Fals
 # %% ../nbs/01d_labelled.ipynb #47b75d5e
 def write_yt8m(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False) -> list:
     "YouTube-8M layout: videos in split folders, `labels.csv` (video_id, labels: the sound's tag indices), `synth.json`. Returns the labels."
-    tags = all_tags(); index = {t: i for i, t in enumerate(tags)}
+    tags = all_tags()
+    index = {t: i for i, t in enumerate(tags)}
     rows = []
     for n, v in meta['videos'].items():
         _link(src / 'videos' / v['file'], out / v['split'] / v['file'])

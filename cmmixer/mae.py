@@ -134,7 +134,8 @@ def sincos_pos_embed(dim: int,   # width, a multiple of 16
                     ) -> torch.Tensor: # [clips*grid*grid, dim], rows in `patchify` order
     "Fixed position table: concat of sin-cos codes of the clip (dim/4), the row (3dim/8) and the column (3dim/8)."
     if dim % 16: raise ValueError(f"dim: {dim} is not a multiple of 16")
-    dc = dim // 4; ds = (dim - dc) // 2
+    dc = dim // 4
+    ds = (dim - dc) // 2
     k, r, c = torch.meshgrid(torch.arange(clips), torch.arange(grid), torch.arange(grid), indexing='ij')
     return torch.cat([sincos_1d(dc, k.flatten()), sincos_1d(ds, r.flatten()), sincos_1d(ds, c.flatten())], 1)
 
@@ -173,7 +174,8 @@ def init_mae_weights(module: nn.Module):
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None: nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
         elif isinstance(m, PatchEmbed):
             w = m.proj.weight
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
@@ -379,7 +381,8 @@ def reconstruct(model: CMMixerMAE, mixed, video, audio, generator: torch.Generat
     the mixture), 'video_rec', 'audio_rec' (the paper's convention: the output at masked patches, the ORIGINAL image's
     visible patches pasted in, which the model never saw unmixed), 'mask' (1 = masked), 'loss'."""
     cfg = model.cfg
-    was_training = model.training; model.eval()
+    was_training = model.training
+    model.eval()
     try: out = model(mixed, video, audio, generator=generator, mask_ratio=mask_ratio, noise=noise)
     finally: model.train(was_training)
     p, K, C = cfg.patch_size, mixed.shape[1], cfg.in_chans
@@ -425,7 +428,8 @@ def reconstruction_figure(model: CMMixerMAE, mixed, video, audio, generator: tor
         for k in range(n):
             img = _display(imgs[k], ref)
             axes[i, k].imshow(np.where(np.isnan(img), 0.5, img))
-            axes[i, k].set_xticks([]); axes[i, k].set_yticks([])
+            axes[i, k].set_xticks([])
+            axes[i, k].set_yticks([])
             if i == 0: axes[i, k].set_title(f'clip {k + 1}', fontsize=9)
         axes[i, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(f"CMMixer-{model.cfg.decoder.title()} reconstruction (loss {r['loss']:.3f})", fontsize=10)

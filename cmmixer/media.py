@@ -216,13 +216,16 @@ def _open(path):
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
         raise MediaError(path, "corrupt or truncated media" if _looks_like_media(head) else "not a media file") from None
     if _video_stream(c) is None and _audio_stream(c) is None:
-        c.close(); raise MediaError(path, "not a media file")
+        c.close()
+        raise MediaError(path, "not a media file")
     return c
 
 # %% ../nbs/00_media.ipynb #d8ef51e3
 def _tag_seconds(s):
     "Matroska's 'HH:MM:SS.nnnnnnnnn' DURATION tag in seconds, or None."
-    try: h, m, sec = s.split(':'); return int(h) * 3600 + int(m) * 60 + float(sec)
+    try:
+        h, m, sec = s.split(':')
+        return int(h) * 3600 + int(m) * 60 + float(sec)
     except (AttributeError, ValueError): return None
 
 def _stream_info(c, s):
@@ -256,14 +259,16 @@ def probe(path) -> dict:
 # %% ../nbs/00_media.ipynb #c9079984
 def clip_times(duration, k) -> np.ndarray:
     "Mid-points (i + 0.5) * duration / k of the `k` equal clips of [0, duration), float64 [k]."
-    check_number('duration', duration); check_int('k', k)
+    check_number('duration', duration)
+    check_int('k', k)
     return (np.arange(k, dtype=np.float64) + 0.5) * (float(duration) / k)
 
 def window_starts(centres, window_s, duration):
     """Starts of `window_s` windows centred on `centres`, shifted to lie inside [0, duration).
     Returns (starts float64 [K], padded, clamped): padded when duration < window_s (all start at 0)."""
     centres = np.asarray(centres, dtype=np.float64)
-    check_number('window_s', window_s); check_number('duration', duration)
+    check_number('window_s', window_s)
+    check_number('duration', duration)
     want = centres - window_s / 2
     if duration < window_s: return np.zeros_like(want), True, bool(np.any(np.abs(want) > 1e-9))
     starts = np.clip(want, 0.0, duration - window_s)
@@ -339,7 +344,9 @@ class _Packets:
         "The next packet from the demuxer (None at the end), noting its time and keyframes."
         while not self.eof:
             pk = next(self.it, None)
-            if pk is None or pk.size == 0: self.eof = True; break  # (PyAV ends with an empty flush packet)
+            if pk is None or pk.size == 0:
+                self.eof = True
+                break  # (PyAV ends with an empty flush packet)
             ts = pk.dts if pk.dts is not None else pk.pts
             if ts is not None: self.read = ts
             if pk.is_keyframe and pk.pts is not None:
@@ -352,7 +359,9 @@ class _Packets:
         "Read ahead to the first packet decoded after `T`. True: the decoder must restart at the keyframe now first."
         jump = False
         while len(self.ahead) < cap and (self.read is None or self.read <= T) and (pk := self._read()) is not None:
-            if pk.is_keyframe and pk.pts is not None and pk.pts <= T: self.ahead.clear(); jump = True
+            if pk.is_keyframe and pk.pts is not None and pk.pts <= T:
+                self.ahead.clear()
+                jump = True
             self.ahead.append(pk)
         return jump
 
@@ -372,7 +381,9 @@ def _far(p, T) -> bool:
 def _seek_key(w, t, T):
     "Seek `_FrameWalker` `w` to the keyframe at or before `t`; one that lands after `T` ticks backs off (`_BACKOFFS`)."
     for back in _BACKOFFS:
-        _seek(w.c, w.s, t, back); w.packets.restart(need_key=back is not None); w.restart()
+        _seek(w.c, w.s, t, back)
+        w.packets.restart(need_key=back is not None)
+        w.restart()
         if w.packets.until(T) or back is None: return
 
 # %% ../nbs/00_media.ipynb #823241fe
@@ -402,12 +413,16 @@ class _FrameWalker:
             if self.pending[1] > T: return
             self.best, self.pending = self.pending, None
         while self.queue or not self.ended:
-            if not self.queue: _decode_next(self); continue
+            if not self.queue:
+                _decode_next(self)
+                continue
             f = self.queue.popleft()
             pts = f.pts if f.pts is not None else f.dts
             self.last = pts = pts if pts is not None else (self.last + 1 if self.last is not None else self.start)
             if self.first is None: self.first = (f, pts)
-            if pts > T: self.pending = (f, pts); return
+            if pts > T:
+                self.pending = (f, pts)
+                return
             self.best = (f, pts)
 
 # %% ../nbs/00_media.ipynb #feb4af9a
@@ -418,7 +433,8 @@ def _decode_next(w):
     if skip != w.skipping: w.s.codec_context.skip_frame, w.skipping = ('NONREF' if skip else 'DEFAULT'), skip
     frames = w.s.decode(pk)
     w.ended = pk is None
-    w.stats['decoded'] = w.stats.get('decoded', 0) + len(frames); w.queue.extend(frames)
+    w.stats['decoded'] = w.stats.get('decoded', 0) + len(frames)
+    w.queue.extend(frames)
 
 # %% ../nbs/00_media.ipynb #43670806
 def _shown(c, s, w, t):
@@ -435,7 +451,8 @@ def _shown(c, s, w, t):
 def _video_frames(c, times, size, threads=1, stats=None):
     "uint8 [K,size,size,3]: the frame shown at each time, decoding forward in time order."
     s = _video_stream(c)
-    _set_threads(s, threads); _only(c, s)
+    _set_threads(s, threads)
+    _only(c, s)
     out, rf = np.empty((len(times), size, size, 3), np.uint8), VideoReformatter()
     w = _FrameWalker(c, s, {} if stats is None else stats)
     for i in np.argsort(times, kind='stable'):
@@ -448,7 +465,8 @@ def decode_frames(path, times, size=224, threads=1, stats=None) -> np.ndarray:
     shorter side to `size`, centre-cropped. `stats` (a dict) receives the number of frames decoded."""
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0): raise ValueError("times: expected finite non-negative seconds [K]")
-    check_int('size', size); check_int('threads', threads, lo=0)
+    check_int('size', size)
+    check_int('threads', threads, lo=0)
     c = _open(path)
     try:
         if _video_stream(c) is None: raise MediaError(path, "no video stream")
@@ -463,10 +481,12 @@ def _frames_through(path, times, size=224) -> np.ndarray:
     times = np.asarray(times, dtype=np.float64)
     order, out, j, prev = np.argsort(times, kind='stable'), np.empty((len(times), size, size, 3), np.uint8), 0, None
     with av.open(str(path)) as c:
-        s = _video_stream(c); start = s.start_time or 0
+        s = _video_stream(c)
+        start = s.start_time or 0
         for f in c.decode(s):
             while prev is not None and j < len(order) and float((f.pts - start) * s.time_base) > times[order[j]] + 1e-6:
-                out[order[j]] = _frame_rgb(prev, size); j += 1
+                out[order[j]] = _frame_rgb(prev, size)
+                j += 1
             prev = f
         for i in order[j:]: out[i] = _frame_rgb(prev, size)
     return out
@@ -493,7 +513,9 @@ def _audio_spans(starts, window_s):
     spans = []
     for i in np.argsort(starts, kind='stable'):
         t0, t1 = starts[i] - _MARGIN_S, starts[i] + window_s + _MARGIN_S
-        if spans and t0 <= spans[-1][1]: spans[-1][1] = max(spans[-1][1], t1); spans[-1][2].append(i)
+        if spans and t0 <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], t1)
+            spans[-1][2].append(i)
         else: spans.append([t0, t1, [i]])
     return spans
 
@@ -510,7 +532,8 @@ class _AudioReader:
         for f in self.it:
             if f.pts is None: continue
             ft = (f.pts - self.start) * self.num / self.den
-            self.last = (ft, ft + f.samples / f.sample_rate, f); return self.last
+            self.last = (ft, ft + f.samples / f.sample_rate, f)
+            return self.last
         return None
 
     def _seek(self, t0):
@@ -568,7 +591,8 @@ def _audio_windows(c, starts, window_s, sample_rate, threads=1, far=_AUDIO_FAR_S
     `c` must not have been read yet. `far`: seek to a window more than this many seconds past the audio decoded
     (`math.inf`: never, the tests' reference: a decode of the whole stream from its start)."""
     s = _audio_stream(c)
-    _set_threads(s, threads); _only(c, s)
+    _set_threads(s, threads)
+    _only(c, s)
     n = int(round(window_s * sample_rate))
     out, valid = np.zeros((len(starts), n), np.float32), np.zeros(len(starts), np.int64)
     r = _AudioReader(c, s, far)
@@ -582,7 +606,9 @@ def decode_audio(path, starts, window_s=2.6, sample_rate=16000, threads=1) -> np
     stream's start), resampled to `sample_rate`; zeros where the audio has no samples."""
     starts = np.asarray(starts, dtype=np.float64)
     if starts.ndim != 1 or not np.all(np.isfinite(starts)): raise ValueError("starts: expected finite seconds [K]")
-    check_number('window_s', window_s); check_int('sample_rate', sample_rate); check_int('threads', threads, lo=0)
+    check_number('window_s', window_s)
+    check_int('sample_rate', sample_rate)
+    check_int('threads', threads, lo=0)
     c = _open(path)
     try:
         if _audio_stream(c) is None: raise MediaError(path, "no audio stream")
@@ -666,7 +692,8 @@ def load_clips(video, cfg: MediaConfig = MediaConfig(), audio=None, audio_offset
     need = _check_need(need)
     if not (isinstance(audio_offset, (int, float)) and math.isfinite(audio_offset) and audio_offset >= 0):
         raise ValueError(f"audio_offset: must be finite and >= 0, got {audio_offset!r}")
-    video = str(video); audio = video if audio is None else str(audio)
+    video = str(video)
+    audio = video if audio is None else str(audio)
     vc = ac = None
     try:
         vc = _open(video)
@@ -693,7 +720,8 @@ def spectrogram_image(fbank, size=224, mean=0.0, std=1.0, antialias:bool=True) -
     "fbank [..., bins, T] -> float32 [..., 3, size, size]: (fbank - mean) / std, bilinear resize, 3 channels."
     x = torch.as_tensor(fbank, dtype=torch.float32)
     if x.ndim < 2: raise ValueError(f"fbank: expected [..., bins, T], got {list(x.shape)}")
-    check_int('size', size); check_number('std', std)
+    check_int('size', size)
+    check_number('std', std)
     lead = x.shape[:-2]
     x = ((x - mean) / std).reshape(-1, 1, *x.shape[-2:])
     x = F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=antialias)
@@ -703,7 +731,8 @@ def frames_to_float(frames, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tenso
     "uint8 frames [..., 3, H, W] -> float32 (frames / 255 - mean) / std per channel."
     x = torch.as_tensor(frames)
     if x.ndim < 3 or x.shape[-3] != 3: raise ValueError(f"frames: expected [..., 3, H, W], got {list(x.shape)}")
-    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1); s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return (x.float() / 255.0 - m) / s
 
 # %% ../nbs/00_media.ipynb #63e7836c

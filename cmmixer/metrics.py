@@ -7,8 +7,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+POOL_SIZE = 2000   # N, candidates per query in section 4.4 (all test items when fewer)
+
 # %% auto #0
-__all__ = ['ranks_from_scores', 'recall_at_k', 'median_rank', 'retrieval_metrics', 'chance_metrics', 'top1_accuracy',
+__all__ = ['POOL_SIZE', 'ranks_from_scores', 'recall_at_k', 'median_rank', 'retrieval_metrics', 'chance_metrics', 'top1_accuracy',
            'mean_average_precision', 'fold_accuracy']
 
 # %% ../nbs/01a_metrics.ipynb #d441768b

@@ -234,7 +234,8 @@ def pixel_mixup_mask(batch: int, height: int, width: int,
                      generator,                  # a torch.Generator, or per-sample seeds (int64 [S], S dividing batch)
                      device=None, dtype=torch.float32) -> torch.Tensor: # [batch, 1, height, width] of 0/1
     "Pixel Mixup coefficient matrix: every pixel independently 1 with probability `p`, else 0."
-    _check_p(p); _check_size(batch, height, width)
+    _check_p(p)
+    _check_size(batch, height, width)
     gdev, dev = _devices(generator, device)
     u = _rand(_source(generator, batch), batch, (height * width,), 'pixel_mixup')[0].view(batch, 1, height, width)
     return (u < p).to(device=dev, dtype=dtype)   # rand is in [0, 1): p=0 gives all 0, p=1 all 1

@@ -58,7 +58,9 @@ class Scale:
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name: raise ValueError(f"name: expected a non-empty str, got {self.name!r}")
-        check_int('clips', self.clips); check_int('image_size', self.image_size); check_int('repeats', self.repeats)
+        check_int('clips', self.clips)
+        check_int('image_size', self.image_size)
+        check_int('repeats', self.repeats)
         if not isinstance(self.mae, MAEConfig): raise ValueError(f"mae: expected an MAEConfig, got {type(self.mae).__name__}")
         if not isinstance(self.train, TrainConfig): raise ValueError(f"train: expected a TrainConfig, got {type(self.train).__name__}")
         if not isinstance(self.synth, dict): raise ValueError(f"synth: expected a dict of generate() arguments, got {type(self.synth).__name__}")
@@ -196,14 +198,17 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
                  progress: bool = False) -> Path:
     "A prepared cache of `data` ('synth', 'synth-yt8m' or a dataset folder) at the scale's clips and image size, under `root`."
     data, scale = check_data(data), _check_scale(scale)
-    check_int('workers', workers); check_int('seed', seed, lo=0)
+    check_int('workers', workers)
+    check_int('seed', seed, lo=0)
     root = project_path(root)
     if data in SYNTH_DATA:
         src = synth_folder(scale, root, seed, data)
         ensure_synth(src, replace(scale, synth=synth_args(data, scale)), seed, workers, progress)
         if data == 'synth-yt8m':                             # videos in split folders, each paired with its own sound
             from cmmixer.labelled import write_labelled
-            lay = src.with_name(src.name + '_layout'); write_labelled(src, lay, 'yt8m', workers, progress); src = lay
+            lay = src.with_name(src.name + '_layout')
+            write_labelled(src, lay, 'yt8m', workers, progress)
+            src = lay
     else: src = Path(data)
     out = root / f"{src.resolve().name}_{scale.clips}x{scale.image_size}_cache"
     prepare(src.resolve(), out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers, progress=progress)
@@ -233,7 +238,8 @@ def run_name(data, scale, decoder: str, mixer, seed: int) -> str:
 
 def dataset_name(cache) -> str:
     "The data part of a run's name: 'synth' for ensure_cache's SynthM2M (of data seed 0), else the dataset folder's name."
-    c = as_cache(cache); cfg = c.meta['cfg']
+    c = as_cache(cache)
+    cfg = c.meta['cfg']
     name = c.root.name.removesuffix('_cache').removesuffix(f"_{cfg['clips']}x{cfg['image_size']}")
     m = re.fullmatch(r'synthm2m_.+_seed(\d+)', name)
     return name if m is None else 'synth' if m.group(1) == '0' else f"synth-seed{m.group(1)}"
@@ -283,7 +289,8 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
     folder (checkpoint/ with model.safetensors + config.json, log.jsonl, state.pt, run.json). A finished run with
     the same settings is reused. `train_overrides`: TrainConfig fields; `step_fn`: replaces `pretrain_step`."""
     scale, decoder, mixer = check_pretrain_args(scale, decoder, mixer, epochs, seed, resume, train_overrides)
-    cache = as_cache(cache); check_cache_fits(cache, scale)
+    cache = as_cache(cache)
+    check_cache_fits(cache, scale)
     out = project_path(out_dir if out_dir is not None else Path('runs') / 'pretrain' / run_name(dataset_name(cache), scale, decoder, mixer, seed))
     ep = scale.train.epochs if epochs is None else epochs
     train = replace(scale.train, epochs=ep, warmup_epochs=scale.train.warmup_epochs * ep / scale.train.epochs,
@@ -314,7 +321,8 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
 # %% ../nbs/03b_pretrain.ipynb #901a4f87
 def load_pretrained(run_dir) -> CMMixerMAE:
     "The pre-trained CMMixerMAE of a run folder (or its checkpoint/ folder): config and weights, no training state."
-    d = Path(run_dir); ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
+    d = Path(run_dir)
+    ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
     cfg = read_checkpoint(ck)
     if not str(cfg.get('model_class', '')).endswith('CMMixerMAE') or not cfg.get('model'):
         raise ValueError(f"run_dir: {ck} is not a CMMixerMAE checkpoint (model_class {cfg.get('model_class')!r})")

@@ -65,7 +65,8 @@ class Embedder:
 @patch
 def music_inputs(self:Embedder, path, span_s:float|None=None, hop_s:float|None=None) -> tuple:
     "([E, K, 3, S, S] spectrogram images of the E excerpts, their starts [E], the audio duration)."
-    span = float(span_s or self.spec['span_s']); hop = float(hop_s or span / 2)
+    span = float(span_s or self.spec['span_s'])
+    hop = float(hop_s or span / 2)
     info = probe(path)['audio']
     if info is None: raise MediaError(path, "no audio stream")
     dur = info['duration']
@@ -140,7 +141,8 @@ def _check_build(source, checkpoint, out, modality, span_s, hop_s, batch_size, a
     check(isinstance(checkpoint, Retriever) or (ck is not None and (ck / 'config.json').exists()), 'checkpoint',
            f"{str(checkpoint)!r} is not a retriever checkpoint (a folder with config.json and model.safetensors)")
     check(out is not None and not (Path(out).exists() and not Path(out).is_dir()), 'out', f"{str(out)!r} is not a folder")
-    check_number('span_s', span_s, none=True); check_number('hop_s', hop_s, none=True)
+    check_number('span_s', span_s, none=True)
+    check_number('hop_s', hop_s, none=True)
     check_int('batch_size', batch_size)
     check(isinstance(ann, bool), 'ann', f"must be True or False, got {ann!r}")
     check(isinstance(rebuild, bool), 'rebuild', f"must be True or False, got {rebuild!r}")
@@ -202,8 +204,11 @@ def _gather_rows(files:list, keys:list, root:Path, shards:Path, reuse:dict) -> t
     for f, k in zip(files, keys):
         rel = str(f.relative_to(root))
         if (shards / f'{k}.reject.json').exists():
-            rejects.append(json.loads((shards / f'{k}.reject.json').read_text())); continue
-        if isinstance(reuse.get(k), dict): rejects.append(reuse[k]); continue
+            rejects.append(json.loads((shards / f'{k}.reject.json').read_text()))
+            continue
+        if isinstance(reuse.get(k), dict):
+            rejects.append(reuse[k])
+            continue
         if (shards / f'{k}.npz').exists():
             with np.load(shards / f'{k}.npz') as z:
                 kd, starts, ends = z['clips'].tolist(), z['starts'], z['ends']
@@ -243,7 +248,10 @@ def _file_facts(path:Path) -> dict:
     n, h = path.stat().st_size, hashlib.sha1()
     with open(path, 'rb') as f:
         if n <= 8 << 20: h.update(f.read())
-        else: h.update(f.read(1 << 20)); f.seek(n - (1 << 20)); h.update(f.read())
+        else:
+            h.update(f.read(1 << 20))
+            f.seek(n - (1 << 20))
+            h.update(f.read())
     return dict(size=n, sha1=h.hexdigest())
 
 # %% ../nbs/04a_recommend.ipynb #80a907f0
@@ -254,7 +262,8 @@ def _write_index(out:Path, arr, items, rejects, skipped, meta:dict):
     tmp = {'embeddings.npy': out / 'embeddings.tmp.npy'}
     for name, df, kw in (('items.csv', items, dict(index_label='row')), ('rejects.csv', rejects, dict(index=False)),
                          ('skipped.csv', skipped, dict(index=False))):
-        tmp[name] = out / f'{name}.tmp'; tmp[name].write_bytes(df.to_csv(**kw).encode())
+        tmp[name] = out / f'{name}.tmp'
+        tmp[name].write_bytes(df.to_csv(**kw).encode())
     (out / 'index.json').unlink(missing_ok=True)                      # from here until the end, not a finished index
     for name, p in tmp.items(): os.replace(p, out / name)
     meta = dict(meta, facts={name: _file_facts(out / name) for name in tmp})
@@ -287,7 +296,8 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
     t0 = time.perf_counter()
     model = checkpoint if isinstance(checkpoint, Retriever) else load_retriever(checkpoint)
     emb = Embedder(model, device, batch_size)
-    span = float(span_s or emb.spec['span_s']); hop = float(hop_s or span / 2)
+    span = float(span_s or emb.spec['span_s'])
+    hop = float(hop_s or span / 2)
     root, out = Path(music_dir).absolute(), Path(out)
     files, skipped = index_inventory(root, modality)
     check(len(files) > 0, 'music_dir', f"{str(music_dir)!r} holds no {'audio or video' if modality == 'audio' else 'video'} files")
@@ -303,7 +313,8 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
         if ann and not (out / ANN_FILE).is_file() and meta['summary']['rows']: build_ann(out, nlist=nlist)
         return dict(meta['summary'], status='up to date', embedded=0, reused=len(files), seconds=round(time.perf_counter() - t0, 3))
     reuse = {} if rebuild else _old_rows(out, settings)
-    shards = out / 'shards'; shards.mkdir(parents=True, exist_ok=True)
+    shards = out / 'shards'
+    shards.mkdir(parents=True, exist_ok=True)
     embedded = _embed_missing(emb, files, keys, root, shards, modality, span, hop, reuse, progress)
     parts, items, rejects, kd, width = _gather_rows(files, keys, root, shards, reuse)
     K, d = kd if kd else ((meta or {}).get('clips'), (meta or {}).get('dim'))
@@ -336,7 +347,8 @@ def _index_meta(root:Path) -> dict:
 
 def check_index(root, modality:str|None=None) -> dict:
     "The `index.json` of the index folder `root` once every file matches it (ValueError naming the file and why); `modality` checks its kind."
-    root = Path(root); meta = _index_meta(root)
+    root = Path(root)
+    meta = _index_meta(root)
     for name in INDEX_FILES[1:]:
         p, want = root / name, meta['facts'].get(name)
         if not p.is_file(): _damaged(p, "is missing")
@@ -439,14 +451,16 @@ def tune_nprobe(ivf:IVFIndex, x:np.ndarray, target:float=0.95, queries:int=200, 
 # %% ../nbs/04a_recommend.ipynb #e05206f5
 def build_ann(index, nlist:int|None=None, seed:int=0, target_recall:float=0.95) -> IVFIndex:
     "Build the faiss IVF of the index folder `index`, tune its `nprobe` to `target_recall`, save it and record both in `index.json`."
-    check_number('target_recall', target_recall); check(target_recall <= 1, 'target_recall', f"must be <= 1, got {target_recall}")
+    check_number('target_recall', target_recall)
+    check(target_recall <= 1, 'target_recall', f"must be <= 1, got {target_recall}")
     idx = index if isinstance(index, Index) else Index(index)
     x = np.asarray(idx.vectors)
     check(len(x) > 0, 'index', f"{idx.root} has no rows to index")
     t = time.perf_counter()
     ivf = IVFIndex.build(x, nlist, seed)
     ivf.nprobe, recall = tune_nprobe(ivf, x, target_recall, seed=seed)
-    faiss.write_index(ivf.index, str(idx.root / f'{ANN_FILE}.tmp')); os.replace(idx.root / f'{ANN_FILE}.tmp', idx.root / ANN_FILE)
+    faiss.write_index(ivf.index, str(idx.root / f'{ANN_FILE}.tmp'))
+    os.replace(idx.root / f'{ANN_FILE}.tmp', idx.root / ANN_FILE)
     meta = dict(idx.meta, ann=dict(kind='faiss IndexIVFFlat', nlist=ivf.nlist, nprobe=ivf.nprobe, recall_at_10=round(recall, 4),
                                    target_recall=target_recall, seconds=round(time.perf_counter() - t, 2), **_file_facts(idx.root / ANN_FILE)))
     atomic_write(idx.root / 'index.json', json.dumps(meta, indent=1, default=str).encode())
@@ -507,7 +521,8 @@ def search(self:Index, q, top:int=10, approx:bool=False, nprobe:int|None=None, c
     "For each query vector [Q, width]: DataFrame of the `top` files by best excerpt (file, score, row)."
     q = np.atleast_2d(np.asarray(q, dtype=np.float32))
     check(q.shape[1] == self.vectors.shape[1], 'q', f"width {q.shape[1]} differs from the index's {self.vectors.shape[1]}")
-    check_int('top', top); check_int('nprobe', nprobe, none=True)
+    check_int('top', top)
+    check_int('nprobe', nprobe, none=True)
     if not approx:
         groups = query_groups(len(q), len(self.vectors))
         return [df for g in groups for df in self._best_files(exact_scores(self.vectors, q[g], chunk), top)]
@@ -568,7 +583,8 @@ def recommend(video,                  # the query: a video for a music index (a 
               model:Retriever|None=None,
               modality:str|None=None) -> pd.DataFrame:   # the kind of index expected ('audio': music, 'video'); None: any
     "The `top` files of `index` for `video` (columns rank, file, score, start_s, end_s of the best excerpt, path)."
-    check_int('top', top); check_int('nprobe', nprobe, none=True)
+    check_int('top', top)
+    check_int('nprobe', nprobe, none=True)
     if modality is not None: check_choice('modality', modality, MODALITIES)
     plus = [plus] if isinstance(plus, (str, os.PathLike)) else list(plus)
     minus = [minus] if isinstance(minus, (str, os.PathLike)) else list(minus)

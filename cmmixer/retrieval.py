@@ -23,6 +23,8 @@ from .mae import MAEConfig, CMMixerEncoder, CMMixerMAE, clip_embeddings
 from .train import TrainConfig, fit, all_gather_cat, read_checkpoint, load_weights, resolve_device, param_groups
 from .pretrain import SCALES, scale_config
 from .core import check, check_choice, is_int, derive_seed, progress_bar
+from .metrics import POOL_SIZE
+
 
 # %% auto #0
 __all__ = ['SCORES', 'TRACK_SCORES', 'RetrieverConfig', 'encoder_width', 'Tower', 'Retriever', 'info_nce', 'pair_subset',
@@ -100,7 +102,8 @@ class Retriever(nn.Module):
         self.music = Tower(copy.deepcopy(encoder), cfg.proj_dim)
         g = torch.Generator().manual_seed(seed)
         for t in (self.video, self.music):
-            nn.init.xavier_uniform_(t.head.weight, generator=g); nn.init.zeros_(t.head.bias)
+            nn.init.xavier_uniform_(t.head.weight, generator=g)
+            nn.init.zeros_(t.head.bias)
 
     @classmethod
     def from_pretrained(cls, model, seed:int=0, **cfg) -> Retriever:
@@ -183,7 +186,8 @@ class PairDataset(PretrainDataset):
         if shuffle_audio:                                  # derangement: no record keeps its own music
             g = np.random.default_rng(derive_seed(subset_seed, 'shuffle'))
             order = g.permutation(len(self.rows))
-            src = np.empty_like(order); src[order] = np.roll(order, 1)    # a single cycle through a random order
+            src = np.empty_like(order)
+            src[order] = np.roll(order, 1)    # a single cycle through a random order
             self.audio_row = {int(self.rows[i]): int(self.rows[src[i]]) for i in range(len(self.rows))}
     def audio(self, row:int) -> torch.Tensor: return super().audio(self.audio_row.get(int(row), int(row)))
     def __getitem__(self, i):
@@ -289,7 +293,7 @@ def best_of(scores:torch.Tensor,  # [Q, E] scores against excerpts (columns)
     return out.scatter_reduce(1, idx, scores, 'amax')
 
 # %% ../nbs/04_retrieval.ipynb #44c74b7b
-def draw_pools(group, pool_size:int=2000, seed:int=0) -> dict:
+def draw_pools(group, pool_size:int=POOL_SIZE, seed:int=0) -> dict:
     "Seeded pools: `tracks` (<= pool_size distinct groups) for V->M, `videos` (<= pool_size item indices) for M->V."
     check(is_int(pool_size, 2), 'pool_size', f"must be an int >= 2, got {pool_size!r}")
     check(is_int(seed, 0), 'seed', f"must be an int >= 0, got {seed!r}")
@@ -314,7 +318,7 @@ def chance_best_of(n_pool:int, positives, ks=(1, 5, 10)) -> dict:
 # %% ../nbs/04_retrieval.ipynb #18e9663a
 def evaluate_scores(scores,           # [N, N] score of item i's video against item j's music, or a function (rows_q, rows_c) -> [Q, C]
                     group,            # [N] pairing group of each item (int or str): items of one group share a track
-                    pool_size:int=2000, seed:int=0, ks=(1, 5, 10),
+                    pool_size:int=POOL_SIZE, seed:int=0, ks=(1, 5, 10),
                     track_score:str='best', # a track's score from its test excerpts: 'best' or 'mean' (the whole track)
                    ) -> dict:
     "Section 4.4 on any scorer of (video, music) item pairs: V->M and M->V metrics, chance levels and pool sizes."
@@ -327,13 +331,16 @@ def evaluate_scores(scores,           # [N, N] score of item i's video against i
         scores = lambda q, c: S[torch.as_tensor(q)][:, torch.as_tensor(c)]
     pools = draw_pools(group, pool_size, seed)
     # V -> M: candidates are the pool's tracks; a track scores by its best test excerpt
-    tracks = pools['tracks']; col = {t: i for i, t in enumerate(tracks.tolist())}
+    tracks = pools['tracks']
+    col = {t: i for i, t in enumerate(tracks.tolist())}
     items = np.flatnonzero(np.isin(group, tracks))                   # the pooled tracks' videos (queries) = their excerpts
     owner = np.array([col[t] for t in group[items].tolist()], dtype=np.int64)
     s = best_of(scores(items, items), owner, len(tracks), track_score)
     v2m = retrieval_metrics(s, owner, ks)
     # M -> V: candidates are the pool's videos; one query per distinct track among them (all its test excerpts)
-    vids = pools['videos']; qtracks = np.unique(group[vids]); row = {t: i for i, t in enumerate(qtracks.tolist())}
+    vids = pools['videos']
+    qtracks = np.unique(group[vids])
+    row = {t: i for i, t in enumerate(qtracks.tolist())}
     exc = np.flatnonzero(np.isin(group, qtracks))
     s = best_of(scores(vids, exc), [row[t] for t in group[exc].tolist()], len(qtracks), track_score).T
     correct = torch.as_tensor(group[vids][None] == qtracks[:, None])  # [Q, N] every correct video of each track
@@ -351,7 +358,7 @@ def evaluate_scores(scores,           # [N, N] score of item i's video against i
 def evaluate_embeddings(video,         # [N, K, d] video-tower embeddings of the test items
                         music,         # [N, K, d] music-tower embeddings of the same items (the music under each video)
                         group,         # [N] pairing group of each item (int or str): items of one group share a track
-                        pool_size:int=2000, seed:int=0, score:str='clip', ks=(1, 5, 10), track_score:str='best') -> dict:
+                        pool_size:int=POOL_SIZE, seed:int=0, score:str='clip', ks=(1, 5, 10), track_score:str='best') -> dict:
     "Section 4.4 on embeddings: V->M and M->V metrics, chance levels and pool sizes (shared tracks as documented above)."
     video, music = torch.as_tensor(video).float(), torch.as_tensor(music).float()
     check(video.ndim == 3 and video.shape == music.shape, 'music', f"shape {tuple(music.shape)} differs from video {tuple(video.shape)}")
@@ -369,7 +376,9 @@ def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, dev
     check(is_int(batch_size, 1), 'batch_size', f"must be an int >= 1, got {batch_size!r}")
     ds = RetrievalDataset(as_cache(cache), split, image_size=model.cfg.mae['image_size'])
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    was = model.training; model.eval(); model.to(dev)
+    was = model.training
+    model.eval()
+    model.to(dev)
     vs, ms, gs = [], [], []
     try:
         for b in progress_bar(DataLoader(ds, batch_size=batch_size, shuffle=False), f'embed {split}', disable=not progress, unit='batch'):
@@ -380,7 +389,7 @@ def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, dev
     return dict(video=torch.cat(vs), music=torch.cat(ms), group=torch.cat(gs).numpy(), groups=list(ds.groups),
                 rows=np.asarray(ds.rows))
 
-def evaluate(model:Retriever, cache, split:str='test', train_split='train', pool_size:int=2000, seed:int=0,
+def evaluate(model:Retriever, cache, split:str='test', train_split='train', pool_size:int=POOL_SIZE, seed:int=0,
              score:str|None=None, batch_size:int=64, device='auto', progress:bool=False) -> dict:
     "Section 4.4 on a cache: V->M and M->V metrics on a pool drawn from `split`, none of it seen in `train_split`."
     c = as_cache(cache)
@@ -443,7 +452,8 @@ def input_features(cache, rows, image_size:int) -> tuple:
     spectrogram image scaled back to the fbank's bins x frames (so the same extractor reads it): (video, audio)."""
     from cmmixer.synth import video_features, audio_features
     from cmmixer.media import spectrogram_image
-    c = as_cache(cache); mu, sd = float(c.stats['fbank_mean']), float(c.stats['fbank_std'])
+    c = as_cache(cache)
+    mu, sd = float(c.stats['fbank_mean']), float(c.stats['fbank_std'])
     V, A = [], []
     for r in rows:
         fr = torch.from_numpy(np.array(c.frames[int(r)]))
@@ -452,11 +462,12 @@ def input_features(cache, rows, image_size:int) -> tuple:
         fb = torch.from_numpy(np.array(c.fbank[int(r)], dtype=np.float32))
         img = spectrogram_image(fb, image_size, mean=mu, std=sd)[:, :1]
         back = F.interpolate(img, size=tuple(fb.shape[-2:]), mode='bilinear', align_corners=False)[:, 0] * sd + mu
-        V.append(video_features(fr.numpy())); A.append(audio_features(back.numpy()))
+        V.append(video_features(fr.numpy()))
+        A.append(audio_features(back.numpy()))
     return np.stack(V), np.stack(A)
 
 # %% ../nbs/04_retrieval.ipynb #36f9f1f8
-def reference_points(cache, split:str='test', train_split:str='train', pool_size:int=2000, seed:int=0,
+def reference_points(cache, split:str='test', train_split:str='train', pool_size:int=POOL_SIZE, seed:int=0,
                      method:str='cca', image_size:int|None=None, full_cache=None, memo:dict|None=None) -> dict:
     """On the pools of `evaluate(split)`: the feature baseline (fitted on `train_split`) on the cache's frames and
     full fbank (`baseline`), on the model's own `image_size` inputs (`baseline_inputs`), on `full_cache` (the same
@@ -497,13 +508,15 @@ def reference_points(cache, split:str='test', train_split:str='train', pool_size
 def floor_ceiling_of_cache(cache, out_csv=None, split:str='test', method:str='cca') -> pd.DataFrame:
     "`cmmixer.synth.floor_ceiling` (its own pools) of the SynthM2M behind `cache`, on the cached features; saved to `out_csv`."
     from cmmixer.synth import load_synth, floor_ceiling
-    c = as_cache(cache); root = synth_root(c)
+    c = as_cache(cache)
+    root = synth_root(c)
     names = list(load_synth(root)['videos'])
     row = dict(zip(c.manifest['id'], c.manifest['index'].astype(int)))
     check(all(n in row for n in names), 'cache', f"lacks {sum(n not in row for n in names)} videos of {root} (rejected?)")
     V, A = cache_features(c, [row[n] for n in names])
     df = floor_ceiling(root, split=split, method=method, features=(V, A, names))
     if out_csv is not None:
-        out_csv = Path(out_csv); out_csv.parent.mkdir(parents=True, exist_ok=True)
+        out_csv = Path(out_csv)
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
         df.round(2).to_csv(out_csv, index=False)
     return df

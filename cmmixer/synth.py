@@ -144,7 +144,8 @@ _BASS = dict(ratios=(1, 2, 3), amps=(1, .35, .1), attack=.01, decay=.5)
 def _midi_hz(m): return 440.0 * 2.0 ** ((m - 69) / 12)
 
 def _add_tone(y, sr, t0, dur, f0, spec, gain):
-    s = int(round(t0 * sr)); n = min(int(round(dur * sr)), len(y) - s)
+    s = int(round(t0 * sr))
+    n = min(int(round(dur * sr)), len(y) - s)
     if n <= 0: return
     t = np.arange(n) / sr
     w = np.zeros(n)
@@ -157,7 +158,8 @@ def _add_tone(y, sr, t0, dur, f0, spec, gain):
     y[s:s + n] += gain * env * w
 
 def _add_noise_hit(y, sr, t0, dur, rng, gain, color='white', f0=None):
-    s = int(round(t0 * sr)); n = min(int(round(dur * sr)), len(y) - s)
+    s = int(round(t0 * sr))
+    n = min(int(round(dur * sr)), len(y) - s)
     if n <= 0: return
     t = np.arange(n) / sr
     w = rng.standard_normal(n)
@@ -166,7 +168,8 @@ def _add_noise_hit(y, sr, t0, dur, rng, gain, color='white', f0=None):
     y[s:s + n] += gain * np.exp(-t / (dur / 4)) * w
 
 def _add_kick(y, sr, t0, gain):
-    s = int(round(t0 * sr)); n = min(int(0.25 * sr), len(y) - s)
+    s = int(round(t0 * sr))
+    n = min(int(0.25 * sr), len(y) - s)
     if n <= 0: return
     t = np.arange(n) / sr
     f = 45 + 75 * np.exp(-t / 0.03)
@@ -178,7 +181,8 @@ def synth_music(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
     (key, mode), drums (tempo), and section energy as loudness and density. float32 [n] in [-1, 1]."""
     rng, sr = np.random.default_rng(seed), int(sample_rate)
     y = np.zeros(int(round(latent['duration'] * sr)))
-    beat = 60.0 / latent['bpm']; bar = 4 * beat
+    beat = 60.0 / latent['bpm']
+    bar = 4 * beat
     scale, prog, key = _SCALES[latent['mode']], _PROGRESSIONS[latent['mode']], latent['key']
     spec, onsets = _TIMBRE_SPECS[latent['timbre']], _RHYTHM_ONSETS[latent['rhythm']]
     midi = lambda deg, base: base + key + 12 * (deg // 7) + scale[deg % 7]
@@ -206,7 +210,8 @@ def synth_music(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
 def _band_noise(rng, n, sr, fc, octaves):
     "White noise filtered to a log-Gaussian band around `fc` Hz, `octaves` wide, unit RMS."
     spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / sr); f[0] = 1.0
+    f = np.fft.rfftfreq(n, 1 / sr)
+    f[0] = 1.0
     spec *= np.exp(-0.5 * (np.log2(f / fc) / (octaves / 2)) ** 2)
     w = np.fft.irfft(spec, n)
     return w / (w.std() + 1e-9)
@@ -240,7 +245,8 @@ def synth_natural(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
             for te in _event_times(rng, dur, rate, latent['rhythm']):
                 if tex == 1: _add_noise_hit(seg, sr, te, 0.02, rng, 0.8, color='high')
                 elif tex == 2:
-                    k = min(int(0.06 * sr), n - int(te * sr)); tt = np.arange(max(k, 0)) / sr
+                    k = min(int(0.06 * sr), n - int(te * sr))
+                    tt = np.arange(max(k, 0)) / sr
                     f = fc * (1 + 8 * tt)
                     seg[int(te * sr):int(te * sr) + len(tt)] += 0.8 * np.exp(-tt / 0.02) * np.sin(2 * np.pi * np.cumsum(f) / sr)
                 else: _add_noise_hit(seg, sr, te, 0.008, rng, float(rng.uniform(0.5, 1.5)))
@@ -388,7 +394,8 @@ def assign_splits(rng:np.random.Generator, vids:dict, tracks:dict, splits) -> No
     "Set each video's split, a track's videos together (no song in two splits), music and natural groups split separately."
     groups = {}
     for name, v in vids.items():
-        g = v['track'] or name; groups[g] = groups.get(g, 0) + 1
+        g = v['track'] or name
+        groups[g] = groups.get(g, 0) + 1
     music_g = _split_groups(rng, {g: c for g, c in groups.items() if g in tracks}, splits)
     nat_g = _split_groups(rng, {g: c for g, c in groups.items() if g not in tracks}, splits)
     for name, v in vids.items(): v['split'] = {**music_g, **nat_g}[v['track'] or name]
@@ -406,9 +413,11 @@ def plan(videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natura
                   track_ratio, splits, 1)
     s_tracks, s_videos, s_plan = np.random.SeedSequence(seed).spawn(3)
     rng = np.random.default_rng(s_plan)
-    n_nat = int(round(videos * natural_share)); n_music = videos - n_nat
+    n_nat = int(round(videos * natural_share))
+    n_music = videos - n_nat
     track_dur = round(duration * track_ratio, 4)
-    tr = plan_tracks(s_tracks, tracks, track_dur); tnames = list(tr)
+    tr = plan_tracks(s_tracks, tracks, track_dur)
+    tnames = list(tr)
     owner = np.concatenate([np.arange(tracks), rng.integers(0, tracks, n_music - tracks)]).astype(int)
     kinds = rng.permutation(np.array(['music'] * n_music + ['natural'] * n_nat))
     offs = {j: _offsets(rng, int((owner == j).sum()), track_dur - duration) for j in range(tracks)}
@@ -416,7 +425,9 @@ def plan(videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natura
     for i, (kind, s) in enumerate(zip(kinds, s_videos.spawn(videos))):
         r, name = np.random.default_rng(s), f"v{i:0{vw}d}"
         if kind == 'music':
-            t = tnames[owner[m]]; vids[name] = plan_video(r, name, tr[t], t, offs[owner[m]].pop(), duration, clips, difficulty); m += 1
+            t = tnames[owner[m]]
+            vids[name] = plan_video(r, name, tr[t], t, offs[owner[m]].pop(), duration, clips, difficulty)
+            m += 1
         else: vids[name] = plan_video(r, name, sample_latent(r, duration), None, 0.0, duration, clips, difficulty)
     assign_splits(rng, vids, tr, splits)
     params = dict(videos=videos, tracks=tracks, seed=seed, difficulty=float(difficulty), natural_share=float(natural_share),
@@ -600,7 +611,8 @@ def synth_features(root, names:list|None=None, image_size:int=64, workers:int=2,
     video's own sound) with `cmmixer.media.load_clips`, and compute the hand-crafted features:
     (video [n,K,31], audio [n,K,31], names)."""
     check_int('workers', workers)
-    root = Path(root); meta = load_synth(root)
+    root = Path(root)
+    meta = load_synth(root)
     cfg = MediaConfig(clips=meta['params']['clips'], image_size=image_size)   # validates image_size
     names = list(meta['videos']) if names is None else list(names)
     unknown = [n for n in names if n not in meta['videos']]
@@ -618,7 +630,8 @@ def _flat(X): return X.reshape(-1, X.shape[-1])
 
 def _cosine_scores(P, Q) -> np.ndarray:
     "Mean over aligned clips of the cosine similarity: P [Q,K,d], Q [N,K,d] -> [Q, N]."
-    P = P / (np.linalg.norm(P, axis=-1, keepdims=True) + 1e-9); Q = Q / (np.linalg.norm(Q, axis=-1, keepdims=True) + 1e-9)
+    P = P / (np.linalg.norm(P, axis=-1, keepdims=True) + 1e-9)
+    Q = Q / (np.linalg.norm(Q, axis=-1, keepdims=True) + 1e-9)
     return np.einsum('qkd,nkd->qn', P, Q) / P.shape[1]
 
 # %% ../nbs/01b_synth.ipynb #7e33f9ac
@@ -688,6 +701,7 @@ def floor_ceiling(root, split:str='test', image_size:int=64, method:str='cca', w
 def write_floor_ceiling(root, out_csv, **kwargs) -> pd.DataFrame:
     "Measure `floor_ceiling(root, **kwargs)` and save it as a CSV (e.g. results/synth_floor_ceiling.csv)."
     df = floor_ceiling(root, **kwargs)
-    out_csv = Path(out_csv); out_csv.parent.mkdir(parents=True, exist_ok=True)
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
     df.round(2).to_csv(out_csv, index=False)
     return df

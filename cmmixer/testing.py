@@ -16,9 +16,11 @@ def tiny_frames(seconds=1.5, size=32, fps=8, seed=0):
     "uint8 [N,size,size,3]: a coloured background with a moving square (cheap to encode, not constant)."
     g = np.random.default_rng(seed)
     n = max(1, int(round(seconds * fps)))
-    f = np.empty((n, size, size, 3), np.uint8); f[:] = g.integers(30, 220, 3, dtype=np.uint8)
+    f = np.empty((n, size, size, 3), np.uint8)
+    f[:] = g.integers(30, 220, 3, dtype=np.uint8)
     for i in range(n):
-        x = (i * 3) % (size - 8); f[i, 4:12, x:x + 8] = 255 - f[i, 0, 0]
+        x = (i * 3) % (size - 8)
+        f[i, 4:12, x:x + 8] = 255 - f[i, 0, 0]
     return f
 
 def tiny_audio(seconds=1.5, sr=16000, seed=0):
@@ -41,8 +43,10 @@ def make_mini_yt8m(root) -> Path:
     """A miniature YouTube-8M-style folder in `root` (for tests): four videos in four containers (two in `train/`,
     one in `validate/`, one loose), a text file that is not a video, and a labels CSV for two of them."""
     root = Path(root)
-    tiny_video(root / 'train' / 'aaa.mp4', seed=1); tiny_video(root / 'train' / 'bbb.mkv', seed=2)
-    tiny_video(root / 'validate' / 'ccc.webm', seed=3); tiny_video(root / 'loose.mov', seed=4)
+    tiny_video(root / 'train' / 'aaa.mp4', seed=1)
+    tiny_video(root / 'train' / 'bbb.mkv', seed=2)
+    tiny_video(root / 'validate' / 'ccc.webm', seed=3)
+    tiny_video(root / 'loose.mov', seed=4)
     (root / 'notes.txt').write_text('not a video')
     (root / 'labels.csv').write_text("video_id,labels\naaa,3;7\nccc,1\n")
     return root

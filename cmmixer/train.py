@@ -59,13 +59,16 @@ class TrainConfig:
     progress: bool = True                 # tqdm bar on rank 0
     find_unused_parameters: bool = False  # passed to DistributedDataParallel
 
-    def __post_init__(self): self.betas = tuple(self.betas); check_train_config(self)
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        check_train_config(self)
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../nbs/03a_train.ipynb #5e529a9b
 def check_train_config(c:TrainConfig):
     "Each field of `c` in its range, else a ValueError naming the field."
-    check_int('epochs', c.epochs); check_int('batch_size', c.batch_size)
+    check_int('epochs', c.epochs)
+    check_int('batch_size', c.batch_size)
     check_number('lr', c.lr)
     check(is_number(c.min_lr) and 0 <= c.min_lr <= c.lr, 'min_lr', f"must be in [0, lr={c.lr}], got {c.min_lr!r}")
     check(is_number(c.warmup_epochs) and 0 <= c.warmup_epochs <= c.epochs, 'warmup_epochs',
@@ -76,8 +79,10 @@ def check_train_config(c:TrainConfig):
     check_number('grad_clip', c.grad_clip, none=True)
     check_int('seed', c.seed, 0)
     check(not (c.bf16 and c.fp16), 'fp16', "and bf16 cannot both be True (pick one autocast dtype)")
-    check_int('num_workers', c.num_workers, 0); check_int('log_every', c.log_every)
-    check_int('ckpt_every_epochs', c.ckpt_every_epochs, none=True); check_int('ckpt_every_steps', c.ckpt_every_steps, none=True)
+    check_int('num_workers', c.num_workers, 0)
+    check_int('log_every', c.log_every)
+    check_int('ckpt_every_epochs', c.ckpt_every_epochs, none=True)
+    check_int('ckpt_every_steps', c.ckpt_every_steps, none=True)
     check_choice('device', c.device, ('auto', 'cpu', 'cuda'))
 
 # %% ../nbs/03a_train.ipynb #d8429d88
@@ -115,7 +120,8 @@ def param_groups(model:nn.Module, weight_decay:float=0.05) -> list:
     for name, p in model.named_parameters():
         if not p.requires_grad: continue
         names, params = keep if no_weight_decay(name, p) else decay
-        names.append(name); params.append(p)
+        names.append(name)
+        params.append(p)
     return [dict(params=decay[1], param_names=decay[0], weight_decay=weight_decay),
             dict(params=keep[1], param_names=keep[0], weight_decay=0.0)]
 
@@ -281,11 +287,14 @@ def _weights_and_aliases(model:nn.Module) -> tuple:
     tensors, aliases, seen, ptrs = {}, {}, {}, set()
     for k, v in unwrap(model).state_dict().items():
         key = (v.device, v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()), v.dtype)
-        if key in seen: aliases[k] = seen[key]; continue
+        if key in seen:
+            aliases[k] = seen[key]
+            continue
         seen[key] = k
         t = v.detach().to('cpu').contiguous()
         if t.untyped_storage().data_ptr() in ptrs: t = t.clone()   # overlapping views: give each its own storage
-        ptrs.add(t.untyped_storage().data_ptr()); tensors[k] = t
+        ptrs.add(t.untyped_storage().data_ptr())
+        tensors[k] = t
     return tensors, aliases
 
 def save_weights(model:nn.Module, path, step:int=0):
@@ -300,7 +309,8 @@ def _weights_step(path) -> int:
 def save_checkpoint(model:nn.Module, ckpt_dir, train_cfg:Optional[TrainConfig]=None, step:int=0, epoch:int=0,
                     extra:Optional[dict]=None, weights_name:str=WEIGHTS) -> Path:
     "Write `ckpt_dir/model.safetensors` and `ckpt_dir/config.json` (model class and config, train config, step)."
-    d = Path(ckpt_dir); d.mkdir(parents=True, exist_ok=True)
+    d = Path(ckpt_dir)
+    d.mkdir(parents=True, exist_ok=True)
     m = unwrap(model)
     cfg = dict(model_class=f"{type(m).__module__}.{type(m).__qualname__}", model=model_config(m),
                train=train_cfg.to_dict() if train_cfg is not None else None, step=step, epoch=epoch, **(extra or {}))
@@ -317,7 +327,8 @@ def read_checkpoint(ckpt_dir) -> dict:
 
 def load_weights(model:nn.Module, ckpt_dir, strict:bool=True) -> nn.Module:
     "Load `ckpt_dir/model.safetensors` (or a .safetensors path) into `model`, restoring tied aliases."
-    p = Path(ckpt_dir); p = p / WEIGHTS if p.is_dir() else p
+    p = Path(ckpt_dir)
+    p = p / WEIGHTS if p.is_dir() else p
     if not p.exists(): raise FileNotFoundError(f"{p}: no weights")
     m = unwrap(model)
     tensors = load_file(str(p), device='cpu')
@@ -336,7 +347,8 @@ def rng_state() -> dict:
 def set_rng_state(s:dict):
     "Restore what `rng_state` returned."
     random.setstate(s['python'])
-    n = s['numpy']; np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    n = s['numpy']
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(s['torch'])
     if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
@@ -362,7 +374,8 @@ def _read_rows(path) -> list:
 
 def read_log(path) -> pd.DataFrame:
     "A run's per-step log (`out_dir/log.jsonl` or `out_dir`) as a DataFrame."
-    path = Path(path); path = path / LOG if path.is_dir() else path
+    path = Path(path)
+    path = path / LOG if path.is_dir() else path
     return pd.DataFrame(_read_rows(path))
 
 def trim_log(path, before_step:int):
@@ -380,9 +393,12 @@ class StepLog:
         self.f = open(path, 'a') if enabled else None
     def write(self, row:dict):
         if self.f is None: return
-        self.f.write(json.dumps(row) + '\n'); self.f.flush()
+        self.f.write(json.dumps(row) + '\n')
+        self.f.flush()
     def close(self):
-        if self.f is not None: self.f.close(); self.f = None
+        if self.f is not None:
+            self.f.close()
+            self.f = None
 
 # %% ../nbs/03a_train.ipynb #11dc0056
 @dataclass
@@ -437,7 +453,8 @@ def fit(model:nn.Module, dataset, cfg:Optional[TrainConfig]=None, step_fn:Option
     if resume not in (True, False, 'auto'): raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
     n = len(dataset)
     plan = check_plan(cfg, n, env_world()[1])                           # before any compute
-    out = project_path(cfg.out_dir); ckdir, state_path, log_path = out / 'checkpoint', out / STATE, out / LOG
+    out = project_path(cfg.out_dir)
+    ckdir, state_path, log_path = out / 'checkpoint', out / STATE, out / LOG
     if resume == 'auto': resume = state_path.exists()
     state = load_state(state_path) if resume else None
     if state is not None: _check_resume(state, cfg, n)
@@ -494,7 +511,8 @@ def save_run(model:nn.Module, opt, prec:Precision, cfg:TrainConfig, step:int, ep
 def epoch_loader(dataset, sampler:EpochSampler, epoch:int, start:int, plan:TrainPlan, cfg:TrainConfig,
                  dev:torch.device) -> DataLoader:
     "The DataLoader of `epoch` from its `start`-th local batch (fresh workers, so they see the dataset's `set_epoch`)."
-    sampler.set_epoch(epoch); sampler.set_start(start)
+    sampler.set_epoch(epoch)
+    sampler.set_start(start)
     if hasattr(dataset, 'set_epoch'): dataset.set_epoch(epoch)
     if cfg.num_workers and hasattr(dataset, 'preload'): dataset.preload()   # before the workers fork: they share it
     return DataLoader(dataset, batch_size=plan.local_batch, sampler=sampler, num_workers=cfg.num_workers,
@@ -513,7 +531,9 @@ def train_step(run:nn.Module, model:nn.Module, opt, prec:Precision, batch, gen, 
     if grad_clip is not None:
         if prec.scaler is not None: prec.scaler.unscale_(opt)
         scalars['grad_norm'] = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    if prec.scaler is not None: prec.scaler.step(opt); prec.scaler.update()
+    if prec.scaler is not None:
+        prec.scaler.step(opt)
+        prec.scaler.update()
     else: opt.step()
     return scalars
 
@@ -533,12 +553,17 @@ class StepRecorder:
         keys, dev = list(self.pending[0][3]), self.info.device
         vals = torch.stack([torch.stack([torch.as_tensor(p[3].get(k, float('nan')), device=dev).float().reshape(())
                                          for k in keys]) for p in self.pending])
-        if self.info.distributed: dist.all_reduce(vals); vals /= self.info.world_size
-        now = time.perf_counter(); sps = len(self.pending) * self.batch_size / max(now - self.t_last, 1e-9); self.t_last = now
+        if self.info.distributed:
+            dist.all_reduce(vals)
+            vals /= self.info.world_size
+        now = time.perf_counter()
+        sps = len(self.pending) * self.batch_size / max(now - self.t_last, 1e-9)
+        self.t_last = now
         rows = [dict(epoch=ep, step=st, loss=v[0], lr=lr, samples_per_s=sps, time=t, **dict(zip(keys[1:], v[1:])))
                 for (ep, st, lr, _, t), v in zip(self.pending, vals.tolist())]
         for row in rows: self.log.write(row)
-        self.history += rows; self.pending.clear()
+        self.history += rows
+        self.pending.clear()
         self.bar.set_postfix(loss=f"{rows[-1]['loss']:.4g}", lr=f"{rows[-1]['lr']:.3g}", sps=f"{sps:.1f}")
         bad = [r['step'] for r in rows if not math.isfinite(r['loss'])]
         if bad: raise FloatingPointError(f"non-finite loss at step {bad[0]}; resume=True restarts from the last checkpoint")
@@ -581,13 +606,15 @@ def _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_p
                 lo = info.rank * plan.local_batch
                 gen = StepGenerator(cfg.seed, step, info.rank, range(lo, lo + plan.local_batch), device=dev)
                 rec.add(epoch, step, lr, train_step(run, raw, opt, prec, to_device(batch, dev), gen, step_fn, cfg.grad_clip))
-                step += 1; bar.update(1)
+                step += 1
+                bar.update(1)
                 if len(rec.pending) >= cfg.log_every: rec.flush()
                 if cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0 and step < total: checkpoint()
             rec.flush()
             if step == total or (cfg.ckpt_every_epochs and (epoch + 1) % cfg.ckpt_every_epochs == 0): checkpoint()
     finally:
-        bar.close(); rec.log.close()
+        bar.close()
+        rec.log.close()
     if info.distributed: dist.barrier()
     return rec.frame()
 
@@ -600,8 +627,10 @@ def loss_curve_figure(log_path, smooth:int=20):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))
     ax1.plot(df.step, df.loss, alpha=.35, lw=1, label='loss')
     ax1.plot(df.step, df.loss.rolling(max(1, min(smooth, len(df) // 4 or 1)), min_periods=1).mean(), lw=2, label='running mean')
-    ax1.set(xlabel='step', ylabel='loss', title='training loss'); ax1.legend()
-    ax2.plot(df.step, df.lr, color='C2'); ax2.set(xlabel='step', ylabel='learning rate', title='schedule')
+    ax1.set(xlabel='step', ylabel='loss', title='training loss')
+    ax1.legend()
+    ax2.plot(df.step, df.lr, color='C2')
+    ax2.set(xlabel='step', ylabel='learning rate', title='schedule')
     ax2.ticklabel_format(axis='y', style='sci', scilimits=(-3, 3))
     fig.tight_layout()
     return fig

@@ -71,7 +71,8 @@ class TransferRecipe:
 
     def __post_init__(self):
         for k, hi in (('layer_decay', 1.0), ('label_smoothing', 0.5), ('spec_mask', 0.5)):
-            v = getattr(self, k); lo_ok = v > 0 if k == 'layer_decay' else v >= 0
+            v = getattr(self, k)
+            lo_ok = v > 0 if k == 'layer_decay' else v >= 0
             check(is_number(v) and lo_ok and v <= hi, k, f"must be a number in {'(0' if k == 'layer_decay' else '[0'}, {hi}], got {v!r}")
         check(is_number(self.mixup) and self.mixup >= 0, 'mixup', f"must be a number >= 0 (the Beta's α), got {self.mixup!r}")
         check(isinstance(self.train, TrainConfig), 'train', f"expected a TrainConfig, got {type(self.train).__name__}")
@@ -88,7 +89,8 @@ def transfer_recipe(task:str, scale:str='cpu', epochs:int|None=None, seed:int=0,
     """The recipe of `task` at `scale`: the peer's published recipe at 'paper'; elsewhere its layer decay and masking on
     the scale's fine-tuning batch (`Scale.finetune`), lr 2e-3 for 30 epochs (chosen on val, above), no mixup."""
     from cmmixer.pretrain import scale_config
-    t = check_task(task); own, tr, _ = PAPER_RECIPES[t.name]
+    t = check_task(task)
+    own, tr, _ = PAPER_RECIPES[t.name]
     base = scale_config(scale).finetune
     if scale == 'paper': rec, tcfg = own, replace(base, **tr)
     else:
@@ -109,7 +111,8 @@ class Classifier(nn.Module):
         check(isinstance(d, int), 'encoder', f"expected an encoder with an int `num_features`, got {type(encoder).__name__}")
         self.encoder, self.modality = encoder, modality
         self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, num_classes)
-        nn.init.trunc_normal_(self.head.weight, std=2e-5); nn.init.zeros_(self.head.bias)
+        nn.init.trunc_normal_(self.head.weight, std=2e-5)
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:   # [B, K, 3, H, W] -> [B, C] class scores (logits)
         return self.head(self.norm(clip_embeddings(self.encoder(x), x.shape[1]).mean(1)))
@@ -129,7 +132,8 @@ def layer_decay_groups(weight_decay:float, decay:float, depth:int):
                 lid = layer_id(n, depth)
                 k = (lid, g['weight_decay'])
                 o = out.setdefault(k, dict(params=[], param_names=[], weight_decay=g['weight_decay'], lr_scale=decay ** (depth + 1 - lid)))
-                o['params'].append(p); o['param_names'].append(n)
+                o['params'].append(p)
+                o['param_names'].append(n)
         return [out[k] for k in sorted(out)]
     return groups
 
@@ -144,8 +148,10 @@ def spec_mask(x:torch.Tensor, share:float, generator:torch.Generator) -> torch.T
     if h < 1 and w < 1: return x
     u = _rand(2 * B, generator)
     rows, cols = torch.arange(H)[None], torch.arange(W)[None]
-    r0 = (u[:B] * (H - h + 1)).long()[:, None]; c0 = (u[B:] * (W - w + 1)).long()[:, None]
-    keep_r = ~((rows >= r0) & (rows < r0 + h)); keep_c = ~((cols >= c0) & (cols < c0 + w))   # [B, H], [B, W]
+    r0 = (u[:B] * (H - h + 1)).long()[:, None]
+    c0 = (u[B:] * (W - w + 1)).long()[:, None]
+    keep_r = ~((rows >= r0) & (rows < r0 + h))
+    keep_c = ~((cols >= c0) & (cols < c0 + w))   # [B, H], [B, W]
     keep = (keep_r[:, :, None] & keep_c[:, None, :]).to(x.device, x.dtype)
     return x * keep[:, None, None]
 
@@ -168,7 +174,8 @@ def classification_step(model, batch:dict, generator:torch.Generator, task:Trans
     y = soft_targets(label, m.head.out_features, task.multilabel, recipe.label_smoothing)
     if m.modality == 'audio' and recipe.spec_mask > 0: x = spec_mask(x, recipe.spec_mask, generator)
     if recipe.mixup > 0: x, y = mixup(x, y.to(x.device), recipe.mixup, generator)
-    logits = model(x).float(); y = y.to(logits.device)
+    logits = model(x).float()
+    y = y.to(logits.device)
     if task.multilabel: return dict(loss=F.binary_cross_entropy_with_logits(logits, y))
     loss = -(y * F.log_softmax(logits, -1)).sum(-1).mean()
     return dict(loss=loss, acc=(logits.argmax(-1) == label.to(logits.device)).float().mean())
@@ -194,12 +201,15 @@ def fine_tune_classifier(model:Classifier, cache, task:TransferTask, recipe:Tran
 @torch.no_grad()
 def predict(model:Classifier, cache, task:TransferTask, split:str, batch_size:int=64, device='auto') -> tuple:
     "Class scores [N, C] (numpy) of the `split` items and their labels (ints [N], or multi-hot [N, C])."
-    c = as_cache(cache); dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    c = as_cache(cache)
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     ds = ClassificationDataset(c, split, modality=task.modality, image_size=model.encoder.cfg.image_size)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
-    model = model.to(dev).eval(); S, Y = [], []
+    model = model.to(dev).eval()
+    S, Y = [], []
     for b in dl:
-        S.append(model(b[task.modality].to(dev)).float().cpu()); Y.append(b['label'])
+        S.append(model(b[task.modality].to(dev)).float().cpu())
+        Y.append(b['label'])
     return torch.cat(S).numpy(), torch.cat(Y).numpy()
 
 def score(task:TransferTask, scores, labels) -> float:
@@ -236,7 +246,8 @@ def handcrafted_score(task:TransferTask, X_train, y_train, X_test, y_test) -> fl
     clf = make_pipeline(StandardScaler(), OneVsRestClassifier(lr) if task.multilabel else lr).fit(X_train, y_train)
     s = clf.decision_function(X_test)
     if not task.multilabel:                                    # columns of the classes seen in training, in label order
-        full = np.full((len(X_test), int(max(y_train.max(), y_test.max()) + 1)), -np.inf); full[:, clf.classes_] = s.reshape(len(X_test), -1)
+        full = np.full((len(X_test), int(max(y_train.max(), y_test.max()) + 1)), -np.inf)
+        full[:, clf.classes_] = s.reshape(len(X_test), -1)
         s = np.where(np.isinf(full), s.min() - 1, full)
     return score(task, s, y_test)
 
@@ -299,8 +310,11 @@ def run_transfer(exp, where) -> dict:
                      else main_first(pt.ensure_cache, exp.data, sc, root=root, workers=where.workers, progress=where.progress))
     check(cache.meta['kind'] == task.layout, 'data', f"{cache.meta['kind']!r} data, but task {task.name!r} reads the {task.layout!r} layout")
     C = len(cache.classes)
-    times['data_s'] = time.perf_counter() - t0; t = time.perf_counter()
-    encoder, origin = start_encoder(exp, task, sc, where); times['pretrain_s'] = time.perf_counter() - t; t = time.perf_counter()
+    times['data_s'] = time.perf_counter() - t0
+    t = time.perf_counter()
+    encoder, origin = start_encoder(exp, task, sc, where)
+    times['pretrain_s'] = time.perf_counter() - t
+    t = time.perf_counter()
     recipe = transfer_recipe(task.name, exp.scale, exp.finetune_epochs, exp.seed, device=where.device, progress=where.progress)
     recipe = replace(recipe, train=scaled_lr(recipe.train, exp.lr_scale))   # Experiment.lr_scale: 1 keeps the recipe
     key = digest(dict(recipe=asdict(recipe), start=origin, cache=cache.meta['fingerprint']), 10)   # another recipe or start: a fresh run
@@ -313,8 +327,10 @@ def run_transfer(exp, where) -> dict:
         fine_tune_classifier(model, cache, task, r, train_splits(task, sp))
         steps += len(read_log(run_dir / sp / 'log.jsonl'))
         per_split[sp] = score(task, *predict(model, cache, task, sp, device=where.device))
-    times['finetune_s'] = time.perf_counter() - t; t = time.perf_counter()
-    refs = reference_scores(cache, task, C); times['references_s'] = time.perf_counter() - t
+    times['finetune_s'] = time.perf_counter() - t
+    t = time.perf_counter()
+    refs = reference_scores(cache, task, C)
+    times['references_s'] = time.perf_counter() - t
     mean = lambda d: float(np.mean(list(d.values())))
     res = dict(task=task.name, metric=task.metric, score=mean(per_split), splits=per_split,
                std_over_folds=fold_accuracy(per_split)['std'] if task.folds else None,
@@ -335,7 +351,8 @@ def transfer_rows(records, data='synth', scale='cpu') -> pd.DataFrame:
     "One row per transfer record of `data` at `scale` under `records`: task, start, seed, score, the references, the paper."
     rows = []
     for p in sorted(project_path(records).glob(f"{data_name(data)}_{scale}_*_seed*.json")):
-        r = json.loads(p.read_text()); e = r['experiment']
+        r = json.loads(p.read_text())
+        e = r['experiment']
         start = {'pretrained': f"CMMixer-{e['decoder'].capitalize()}-{e['mixer']}", 'random': 'random init'}.get(e['init'], 'single-modality MAE')
         rows.append(dict(task=r['task'], metric=r['metric'], start=start, decoder=e['decoder'], seed=e['seed'], score=r['score'],
                          chance=r['references']['chance'], handcrafted=r['references']['hand-crafted'],
@@ -363,9 +380,13 @@ def transfer_figure(t:pd.DataFrame, title:str=''):
         ax.errorbar(range(len(d)), d.score_mean, yerr=d.score_std, fmt='none', ecolor='k', capsize=4)
         for y, lab, ls in ((d.chance.iloc[0], 'chance', ':'), (d.handcrafted.iloc[0], 'hand-crafted', '--')):
             ax.axhline(y, color='grey', ls=ls, label=lab)
-        ax.set_title(f"{task}: {d.metric.iloc[0]}", fontsize=10); ax.set_xlabel(''); ax.set_ylabel('%'); ax.legend(fontsize=8)
+        ax.set_title(f"{task}: {d.metric.iloc[0]}", fontsize=10)
+        ax.set_xlabel('')
+        ax.set_ylabel('%')
+        ax.legend(fontsize=8)
         ax.tick_params(axis='x', labelsize=8)
-    fig.suptitle(title, fontsize=10); fig.tight_layout()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 def write_transfer_tables(records, data='synth', scale='cpu', results='results') -> dict:
@@ -373,14 +394,22 @@ def write_transfer_tables(records, data='synth', scale='cpu', results='results')
     and beside each table the paper's Tables 4-5 as printed (CMMixer and its peers: table4_paper.csv, table5_paper.csv)."""
     import matplotlib.pyplot as plt
     t, out = gather_transfer(records, data, scale), {}
-    res = project_path(results); res.mkdir(parents=True, exist_ok=True)
+    res = project_path(results)
+    res.mkdir(parents=True, exist_ok=True)
     for name, tasks, printed in (('table4', ['k400'], PAPER_TABLE4), ('table5', ['audioset20k', 'esc50'], PAPER_TABLE5)):
         part = t[t.task.isin(tasks)]
         if len(part):
-            p = res / f"{name}_{data_name(data)}_{scale}.csv"; part.to_csv(p, index=False, float_format='%.4g'); out[name] = str(p)
-            p = res / f"{name}_paper.csv"; printed.assign(source='the paper, as printed').to_csv(p, index=False); out[f"{name}_paper"] = str(p)
+            p = res / f"{name}_{data_name(data)}_{scale}.csv"
+            part.to_csv(p, index=False, float_format='%.4g')
+            out[name] = str(p)
+            p = res / f"{name}_paper.csv"
+            printed.assign(source='the paper, as printed').to_csv(p, index=False)
+            out[f"{name}_paper"] = str(p)
     fig = transfer_figure(t, f"Transfer at the {scale} scale on SynthM2M stand-ins (mean ± std over seeds; paper: real data, ViT-B)")
-    p = res / f"transfer_{data_name(data)}_{scale}.png"; fig.savefig(p, dpi=110); plt.close(fig); out['png'] = str(p)
+    p = res / f"transfer_{data_name(data)}_{scale}.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    out['png'] = str(p)
     return dict(out, table=t)
 
 
