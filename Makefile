@@ -60,7 +60,7 @@ test-fast: setup
 # printed beside the paper's row, ending with a one-line verdict in numbers. Its runs, records and tables go under
 # runs/reproduce/ so the committed results/ stay as `make table1` made them; run again, it resumes or reuses them.
 reproduce: setup
-	$(BIN)/python tools/table1.py --scale cpu --variants solo:cutmix --seeds 1 --no-probes --no-full-res --verdict --runs runs/reproduce --results runs/reproduce
+	$(CMMIXER) run table1 --scale cpu --variants solo:cutmix --seeds 1 --no_probes --no_full_res --verdict --runs runs/reproduce --results runs/reproduce
 
 # Speed figures (not tests): needs the ffmpeg command line for the decode floor.
 bench: setup
@@ -73,15 +73,19 @@ synth-table: setup
 	mkdir -p results
 	$(BIN)/papermill nbs/01b_synth.ipynb /tmp/cmmixer_synth_table.ipynb -p floor_ceiling_csv results/synth_floor_ceiling.csv
 
+# Every table target is one command, `cmmixer run TABLE` (the tables layer, chapters 09): plan, run what has no record
+# (two at a time on two cores, one process and one log each under runs/logs/), write results/. Resumable: finished runs
+# are kept (run it in the background; run it again after an interruption).
+CMMIXER := $(BIN)/cmmixer
+
 # Table 1 at the CPU scale: six variants (Solo/Duet x CutMix/Pixel Mixup/Mixup) x 3 seeds, the random-init runs, the
-# frozen-encoder probes and the CCA/oracle references on the same pools, gathered with the paper's numbers. Resumable:
-# finished runs are kept (run it in the background; run it again after an interruption).
+# frozen-encoder probes and the CCA/oracle references on the same pools, gathered with the paper's numbers.
 table1: setup
-	$(BIN)/python tools/table1.py --data synth --scale cpu --seeds 3 --verdict
+	$(CMMIXER) run table1 --data synth --scale cpu --seeds 3 --verdict
 
 # The data-efficiency figure: CutMix-Solo and random init fine-tuned on 10/25/50/100 % of the training pairs, 3 seeds.
 data-efficiency: setup
-	$(BIN)/python tools/table1.py --data synth --scale cpu --seeds 3 --data-efficiency 0.1,0.25,0.5,1
+	$(CMMIXER) run data-efficiency --data synth --scale cpu --seeds 3 --fractions 0.1,0.25,0.5,1
 
 # The study that chose the CPU scale (val split only): results/cpu_scale_study.csv.
 cpu-study: setup
@@ -126,41 +130,33 @@ bench-gpu-bare:
 # to runs/records/table1/, the tables to results/gpu_small_synth*.csv and .png, and it ends with a one-line verdict.
 # Resumable (a finished run is kept). GPU_SMALL_SCALE=gpu-tiny is the same command at the size of its CPU test.
 GPU_SMALL_SCALE ?= gpu-small
-GPU_SMALL = tools/table1.py --scale $(GPU_SMALL_SCALE) --variants solo:cutmix --seeds 1 --no-probes --verdict --inline
+GPU_SMALL = run table1 --scale $(GPU_SMALL_SCALE) --variants solo:cutmix --seeds 1 --no_probes --verdict --inline
 gpu-small: setup
-	$(BIN)/python $(GPU_SMALL) $(GPU_ARGS)
+	$(CMMIXER) $(GPU_SMALL) $(GPU_ARGS)
 gpu-small-bare:
 	$(WHEELS_IN)
-	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 $(GPU_SMALL) $(GPU_ARGS)
+	PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 -m cmmixer.cli $(GPU_SMALL) $(GPU_ARGS)
 
-# Table 2 at T2_SCALE (default cpu) on T2_DATA (synth: the M2M column; synth-yt8m: the YouTube-8M column). First the data,
-# CMMixer-Solo/-Duet CutMix and random init at seed 0 and the CCA and oracle references of the same pools
-# (tools/table1.py, its own tables under runs/table2_cmmixer/ so results/table1_* stay as make table1 wrote them); then
-# nbs/05_baselines.ipynb with method=all (papermill): the same hyper-parameter budget for every row (its lr x 0.5, 1, 2
-# at seed 0, chosen on the val split), then every row at its choice for seeds 0-2, gathered into
-# results/table2_<data>_<scale>.csv, .png, _ratio.json and _tuning.csv. Resumable: finished runs are reused.
-# From nothing on the 2-core CPU machine: 1 h 15 min for the M2M column (commit 1a417fb, identical results).
+# Table 2 at T2_SCALE (default cpu) on T2_DATA (synth: the M2M column; synth-yt8m: the YouTube-8M column): the same
+# hyper-parameter budget for every trained row (its lr x 0.5, 1, 2 at seed 0, chosen on the val split), then every row
+# at its choice for seeds 0-2: the four baselines, the single-modality MAEs, CMMixer-Solo/-Duet CutMix (Table 1 records
+# of the same scale) and random init, with the CCA and oracle references of the same pools; gathered into
+# results/table2_<data>_<scale>.csv, .png, _ratio.json and _tuning.csv. From nothing on the 2-core CPU machine: about
+# 1 h 15 min for the M2M column (measured at commit 1a417fb, whose records give the same table).
 T2_SCALE ?= cpu
 T2_DATA ?= synth
 table2: setup
-	mkdir -p runs/notebooks
-	$(BIN)/python tools/table1.py --scale $(T2_SCALE) --data $(T2_DATA) --seeds 1 --variants solo:cutmix,duet:cutmix --no-probes --jobs 1 \
-	  --results runs/table2_cmmixer
-	$(BIN)/papermill nbs/05_baselines.ipynb runs/notebooks/table2_$(T2_DATA)_$(T2_SCALE).ipynb -p method all -p seeds 3 \
-	  -p scale $(T2_SCALE) -p data $(T2_DATA) -p results results --log-output --no-progress-bar
+	$(CMMIXER) run table2 --scale $(T2_SCALE) --data $(T2_DATA) --seeds 3
 
-# Tables 4-5 (transfer) at TRANSFER_SCALE (default cpu): the 06_transfer chapter run by papermill for each task, 3 seeds,
-# from the pre-trained CutMix-Solo encoder (reused from make table1 when its runs exist) and from a random one, with
-# chance and the hand-crafted baseline on the same items, on SynthM2M stand-ins in the real layouts; gathered into
-# results/table4_synth_<scale>.csv, table5_synth_<scale>.csv and transfer_synth_<scale>.png. Resumable.
+# Tables 4-5 (transfer) at TRANSFER_SCALE (default cpu), 3 seeds, from the pre-trained CutMix-Solo encoder (reused from
+# make table1 when its runs exist), from the single-modality MAE of the task's view and from a random one, with chance and
+# the hand-crafted baseline on the same items, on SynthM2M stand-ins in the real layouts; gathered into
+# results/table4_synth_<scale>.csv, table5_synth_<scale>.csv and transfer_synth_<scale>.png.
 TRANSFER_SCALE ?= cpu
-TRANSFER_NB = mkdir -p runs/notebooks && $(BIN)/papermill nbs/06_transfer.ipynb runs/notebooks/transfer_$(1)_$(TRANSFER_SCALE).ipynb \
-	-p task $(1) -p scale $(TRANSFER_SCALE) -p results results --log-output --no-progress-bar
 table4: setup
-	$(call TRANSFER_NB,k400)
+	$(CMMIXER) run table4 --scale $(TRANSFER_SCALE) --seeds 3
 table5: setup
-	$(call TRANSFER_NB,audioset20k)
-	$(call TRANSFER_NB,esc50)
+	$(CMMIXER) run table5 --scale $(TRANSFER_SCALE) --seeds 3
 
 # Figs. 2, 5-8 and Table 6 of the paper (chapter 07_analysis) from the CPU-scale CutMix-Solo and random-init runs of
 # Table 1 (the records in results/retrieval/ name their checkpoints under runs/: make table1 first): results/analysis/.

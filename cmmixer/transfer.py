@@ -59,7 +59,7 @@ def paper_number(task:str, decoder:str='solo') -> float:
     t = PAPER_TABLE4 if check_task(task).name == 'k400' else PAPER_TABLE5
     return float(t.set_index('model').loc[f"CMMixer-{decoder.capitalize()}", task])
 
-# %% ../nbs/06_transfer.ipynb #034e02c3
+# %% ../nbs/06_transfer.ipynb #03d4050c
 @dataclass
 class TransferRecipe:
     "How the classifier is fine-tuned on top of the engine's `TrainConfig` (its lr, epochs, batch...)."
@@ -100,7 +100,7 @@ def transfer_recipe(task:str, scale:str='cpu', epochs:int|None=None, seed:int=0,
                    **train_overrides)
     return TransferRecipe(**rec, train=tcfg)
 
-# %% ../nbs/06_transfer.ipynb #5cb610e1
+# %% ../nbs/06_transfer.ipynb #184ce74e
 class Classifier(nn.Module):
     "An encoder (any with `num_features`; CMMixer's pre-trained or random) on one view, mean-pooled over clips, and a linear head."
     def __init__(self, encoder:nn.Module, num_classes:int, modality:str):
@@ -137,7 +137,7 @@ def layer_decay_groups(weight_decay:float, decay:float, depth:int):
         return [out[k] for k in sorted(out)]
     return groups
 
-# %% ../nbs/06_transfer.ipynb #adb8cbe4
+# %% ../nbs/06_transfer.ipynb #38b3cfcf
 def _rand(n:int, generator:torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=generator.device).cpu()
 
@@ -180,7 +180,7 @@ def classification_step(model, batch:dict, generator:torch.Generator, task:Trans
     loss = -(y * F.log_softmax(logits, -1)).sum(-1).mean()
     return dict(loss=loss, acc=(logits.argmax(-1) == label.to(logits.device)).float().mean())
 
-# %% ../nbs/06_transfer.ipynb #2b0fca42
+# %% ../nbs/06_transfer.ipynb #6db6dfc4
 def eval_splits(task:TransferTask) -> list:
     "The splits scored: 'test', or each fold of a cross-validation."
     return [f"fold{i}" for i in range(1, task.folds + 1)] if task.folds else ['test']
@@ -216,7 +216,7 @@ def score(task:TransferTask, scores, labels) -> float:
     "The task's metric in percent: macro mAP for multi-label tasks, top-1 accuracy otherwise."
     return mean_average_precision(scores, labels)['mAP'] if task.multilabel else top1_accuracy(scores, labels)
 
-# %% ../nbs/06_transfer.ipynb #38d3ce42
+# %% ../nbs/06_transfer.ipynb #13e4e5b1
 def labels_of(cache, rows, task:TransferTask, num_classes:int) -> np.ndarray:
     "Labels of cache rows: ints [n], or multi-hot [n, C] for a multi-label task."
     c = as_cache(cache)
@@ -298,7 +298,7 @@ def start_encoder(exp, task:TransferTask, sc, where) -> tuple:
     mae, _, origin = cmmixer_start(exp, sc, pre, where)
     return mae.encoder, origin
 
-# %% ../nbs/06_transfer.ipynb #3a96c2ae
+# %% ../nbs/06_transfer.ipynb #ad58189c
 def run_transfer(exp, where) -> dict:
     "The transfer runner: data -> starting encoder -> one fine-tuning per scored split -> metric, references, times."
     import copy
@@ -342,11 +342,11 @@ def run_transfer(exp, where) -> dict:
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method', 'fraction', 'probe', 'pool_size')}
     return dict(params=params, **res, times={k: round(v, 2) for k, v in times.items()})
 
-# %% ../nbs/06_transfer.ipynb #7412392e
-from .experiment import register, register_gather, run, Experiment, records_dir, data_name, scaled_lr
+# %% ../nbs/06_transfer.ipynb #41c414a3
+from .experiment import register, run, Experiment, records_dir, data_name, scaled_lr
 for _t in TASKS: register('transfer', _t)(run_transfer)
 
-# %% ../nbs/06_transfer.ipynb #b2aa0249
+# %% ../nbs/06_transfer.ipynb #e8d6167c
 def transfer_rows(records, data='synth', scale='cpu') -> pd.DataFrame:
     "One row per transfer record of `data` at `scale` under `records`: task, start, seed, score, the references, the paper."
     rows = []
@@ -411,9 +411,3 @@ def write_transfer_tables(records, data='synth', scale='cpu', results='results')
     plt.close(fig)
     out['png'] = str(p)
     return dict(out, table=t)
-
-
-@register_gather('transfer')
-def _gather_transfer(runs, data, scale, results) -> dict:
-    "`python -m cmmixer.experiment gather --table transfer`: `write_transfer_tables` of the records under `runs`."
-    return write_transfer_tables(records_dir('transfer', runs), data, scale, results)

@@ -40,7 +40,7 @@ def test_table2_runners(tiny_data, tmp_path):
     assert recs['cvmvae']['baseline']['config']['tag_dim'] == 26              # SynthM2M's observed factors as tags
     again = run_baseline(exp('mvpt'), where)                                  # a finished run is reused: the same numbers
     assert again['v2m'] == recs['mvpt']['v2m'] and again['finetune_run'] == recs['mvpt']['finetune_run']
-    from cmmixer.baselines import write_table2
+    from cmmixer.tables.table2 import write_table2
     w = write_table2(where.runs, str(tiny_data), 'smoke', tmp_path / 'results')
     t = w['table']
     assert list(t[t.kind == 'method'].method) == ['CBVMR', 'CMMVR', 'CVMVAE', 'MVPt', 'single-modality MAEs (ablation)']
@@ -65,20 +65,19 @@ def test_table2_runners(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_table2_notebook_runs_the_budget(tiny_data, tmp_path):
-    """`make table2`'s second step at the smoke size: `papermill nbs/05_baselines.ipynb -p method all` searches every
-    row's lr (0.5, 1, 2) on val at seed 0, runs the seeds at the choices and writes Table 2 with its search."""
+def test_table2_command_runs_the_budget(tiny_data, tmp_path):
+    """`make table2` at the smoke size (`cmmixer run table2`): every row's lr (0.5, 1, 2) searched on val at seed 0, the
+    seeds at the choices (here one: the trials are the runs), Table 2 written with its search; run again, all reused."""
     import subprocess, sys
     import pandas as pd
     from pathlib import Path
     ROOT = Path(__file__).resolve().parents[1]
     out = tmp_path / 'results'
-    args = [sys.executable, '-m', 'papermill', str(ROOT / 'nbs' / '05_baselines.ipynb'), str(tmp_path / 'out.ipynb'), '--no-progress-bar']
-    for k, v in dict(method='all', seeds=1, scale='smoke', data=tiny_data, epochs=1, finetune_epochs=1, runs=tmp_path / 'runs',
-                     data_root=tmp_path / 'data', results=out, device='cpu').items():
-        args += ['-p', k, str(v)]
+    args = [sys.executable, '-m', 'cmmixer.cli', 'run', 'table2', '--seeds', '1', '--scale', 'smoke', '--data', str(tiny_data),
+            '--epochs', '1', '--finetune_epochs', '1', '--runs', str(tmp_path / 'runs'), '--data_root', str(tmp_path / 'data'),
+            '--results', str(out), '--device', 'cpu']
     p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
     tune = pd.read_csv(out / 'table2_tiny_smoke_tuning.csv')
     assert len(tune) == 8 * 3 and tune.groupby('row').chosen.sum().eq(1).all()       # eight rows, three trials, one choice each
     assert sorted(set(tune.lr_scale)) == [0.5, 1.0, 2.0]
@@ -90,3 +89,5 @@ def test_table2_notebook_runs_the_budget(tiny_data, tmp_path):
     assert 'no pre-training' in set(t.method) and (out / 'table2_tiny_smoke.png').is_file()
     records = sorted(p.name for p in (tmp_path / 'runs' / 'records').rglob('*_seed*.json'))
     assert len(records) == 24, records                                                 # seed 0 only: the trials are the runs
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and 'table2: ran 0, reused 24;' in again.stdout, again.stdout[-2000:]

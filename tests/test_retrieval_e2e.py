@@ -3,7 +3,8 @@
 - fine-tuning under torchrun (2 gloo processes) equals one process: InfoNCE negatives are the GLOBAL batch
   (embeddings gathered with gradients), so losses and final weights match;
 - a real interruption (SIGINT) of build_index keeps the finished files, and the next build resumes;
-- tools/table1.py runs the retrieval notebook with papermill (one variant, one seed, tiny budgets) and gathers it.
+- `cmmixer run table1` (the tables layer) runs one variant, one seed, tiny budgets, each run in its own process,
+  and gathers it.
 
 This file is also the job that torchrun starts:  python tests/test_retrieval_e2e.py ddp-job CACHE OUT
 """
@@ -148,9 +149,13 @@ def test_index_build_resumes_after_sigint(tmp_path):
 
 @pytest.mark.slow
 def test_table1_driver_one_variant(tmp_path):
-    "papermill runs the chapter (cache, pre-training, fine-tuning, evaluation) and the gather writes CSV + PNG."
-    r = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--variants', 'solo:cutmix', '--seeds', '1',
-              '--epochs', '1', '--finetune_epochs', '1', '--no-baselines', '--workdir', tmp_path], timeout=900)
+    """`cmmixer run table1` (one process per run: cache, pre-training, fine-tuning, evaluation) and the gather's CSV + PNG;
+    run again, it reuses every run; the references and the verdict; the data-efficiency study."""
+    where = ['--runs', tmp_path / 'runs', '--results', tmp_path / 'results', '--data_root', tmp_path / 'data']
+    table1 = [sys.executable, '-m', 'cmmixer.cli', 'run', 'table1', '--scale', 'smoke', '--variants', 'solo:cutmix',
+              '--seeds', '1', *where]
+    r = _run(table1 + ['--epochs', '1', '--finetune_epochs', '1', '--no_baselines'], timeout=900)
+    assert '[table1 1/1] synth_smoke_solo_cutmix_seed0.json: ran in' in r.stdout, r.stdout[-2000:]
     res = json.loads((tmp_path / 'results' / 'retrieval' / 'synth_smoke_solo_cutmix_seed0.json').read_text())
     for d in ('v2m', 'm2v'):
         assert {'R@1', 'R@5', 'R@10', 'MedR', 'N'} <= set(res[d]) and res[f'chance_{d}']['R@1'] == 100 / res[d]['N']
@@ -163,22 +168,20 @@ def test_table1_driver_one_variant(tmp_path):
     t = pd.read_csv(tmp_path / 'results' / 'table1_synth_smoke.csv')
     assert len(t) == 1 and t['v2m_R@1_paper'].iloc[0] == 11.2 and t.seeds.iloc[0] == 1
     assert (tmp_path / 'results' / 'table1_synth_smoke.png').stat().st_size > 10_000
-    assert (tmp_path / 'runs' / 'notebooks' / 'table1' / 'synth_smoke_solo_cutmix_seed0.ipynb').exists()
+    assert (tmp_path / 'runs' / 'logs' / 'table1' / 'synth_smoke_solo_cutmix_seed0.log').stat().st_size > 0   # the run's log
     rec_path = tmp_path / 'runs' / 'records' / 'table1' / 'synth_smoke_solo_cutmix_seed0.json'
     rec = json.loads(rec_path.read_text())                             # the record: what made it, the code, the wall time
     assert rec['experiment']['scale'] == 'smoke' and rec['code']['cmmixer'] and rec['wall_s'] > 0
-    assert {k: v for k, v in res.items() if k != 'code'} == {k: v for k, v in rec.items() if k != 'code'}   # the copy in results/
+    assert res == rec                                                  # the copy in results/
     # a finished run is kept (its record untouched), and a wrong parameter fails before any work
     mtime = rec_path.stat().st_mtime_ns
-    again = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--variants', 'solo:cutmix', '--seeds', '1',
-                  '--no-baselines', '--workdir', tmp_path])
-    assert 'exists, kept' in again.stdout and rec_path.stat().st_mtime_ns == mtime
-    bad = subprocess.run([sys.executable, ROOT / 'tools' / 'table1.py', '--pool_size', '1', '--workdir', tmp_path / 'x'],
-                         capture_output=True, text=True)
-    assert bad.returncode != 0 and 'pool_size' in bad.stderr and not (tmp_path / 'x').exists()
+    again = _run(table1 + ['--epochs', '1', '--finetune_epochs', '1', '--no_baselines'])
+    assert 'table1: ran 0, reused 1;' in again.stdout and rec_path.stat().st_mtime_ns == mtime, again.stdout[-1000:]
+    bad = subprocess.run([sys.executable, '-m', 'cmmixer.cli', 'run', 'table1', '--pool_size', '1', '--runs', tmp_path / 'x'],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and '--pool_size' in bad.stderr and not (tmp_path / 'x').exists(), bad.stderr
     # the references on the same pools (random init, the two probes, CCA three ways, the oracle) and the verdict line
-    refs = _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--variants', 'solo:cutmix', '--seeds', '1',
-                 '--epochs', '1', '--finetune_epochs', '1', '--verdict', '--workdir', tmp_path], timeout=900)
+    refs = _run(table1 + ['--epochs', '1', '--finetune_epochs', '1', '--verdict'], timeout=900)
     rf = pd.read_csv(tmp_path / 'results' / 'table1_synth_smoke_references.csv')
     assert list(rf.method) == ['chance', 'no pre-training', 'probe: pre-trained encoder', 'probe: random encoder',
                                'CCA, full resolution', 'CCA, cache features', "CCA, the model's inputs", 'oracle']
@@ -187,8 +190,8 @@ def test_table1_driver_one_variant(tmp_path):
     assert 'random init' in line and 'CCA on its inputs' in line and 'CCA full-res' in line, line
     assert (tmp_path / 'results' / 'table1_synth_smoke_track_scoring.csv').exists()
     # the data-efficiency figure: both inits at a share of the pairs, gathered with the scale's own share
-    _run([sys.executable, ROOT / 'tools' / 'table1.py', '--scale', 'smoke', '--seeds', '1', '--epochs', '1',
-          '--finetune_epochs', '1', '--data-efficiency', '0.5', '--workdir', tmp_path], timeout=900)
+    _run([sys.executable, '-m', 'cmmixer.cli', 'run', 'data-efficiency', '--scale', 'smoke', '--seeds', '1', '--epochs', '1',
+          '--finetune_epochs', '1', '--fractions', '0.5', *where], timeout=900)
     de = pd.read_csv(tmp_path / 'results' / 'data_efficiency_synth_smoke.csv')
     assert sorted(set(zip(de.fraction, de.pre_training))) == [(0.5, 'CMMixer-Solo-CutMix'), (0.5, 'none (random init)'),
                                                              (1.0, 'CMMixer-Solo-CutMix'), (1.0, 'none (random init)')]
