@@ -39,8 +39,8 @@ sync-check: export readme
 # No root needed: the browser test is skipped, saying how to enable it, where Chromium is missing (`make browser`, root).
 # CI installs the browser first and passes PYTEST_ARGS=--require-browser, so there it runs or fails.
 # Two tiers (tests/conftest.py): `make test` runs the notebooks' tests and every end-to-end test not marked slow (each
-# under a minute); `make test-slow` runs the slow ones (whole-table pipelines, multi-process runs, the other papermill
-# refusals, JupyterLab in a browser). CI runs both. Two pytest workers (the tests are mostly single-threaded
+# under a minute); `make test-slow` runs the slow ones (whole-table pipelines, multi-process runs, the chapters' other
+# parameter refusals, JupyterLab in a browser). CI runs both. Two pytest workers (the tests are mostly single-threaded
 # subprocesses); a file's tests stay on one worker so its shared fixtures are built once.
 PYTEST_ARGS ?=
 PYTEST := $(BIN)/pytest -q -rs -n 2 --dist loadfile --durations=10
@@ -70,8 +70,7 @@ bench: setup
 # SynthM2M's floor/ceiling table (chance, hand-crafted baseline, oracle) at the default size (make table1 measures
 # the same references on the smoke scale's pools).
 synth-table: setup
-	mkdir -p results
-	$(BIN)/papermill nbs/01b_synth.ipynb /tmp/cmmixer_synth_table.ipynb -p floor_ceiling_csv results/synth_floor_ceiling.csv
+	$(CMMIXER) run synth-table
 
 # Every table target is one command, `cmmixer run TABLE` (the tables layer, chapters 09): plan, run what has no record
 # (two at a time on two cores, one process and one log each under runs/logs/), write results/. Resumable: finished runs
@@ -89,18 +88,16 @@ data-efficiency: setup
 
 # The study that chose the CPU scale (val split only): results/cpu_scale_study.csv.
 cpu-study: setup
-	$(BIN)/python tools/cpu_study.py --all --jobs 2 && $(BIN)/python tools/cpu_study.py --gather
+	$(CMMIXER) run cpu-study --seeds 1
 
-# Table 3 (params and FLOPs of the paper configuration) beside the paper's; the run also pre-trains CutMix-Solo at smoke scale.
+# Table 3 (params and FLOPs of the paper configuration, counted on the meta device in a second) beside the paper's.
 table3: setup
-	mkdir -p runs/notebooks
-	$(BIN)/papermill nbs/03_mae.ipynb runs/notebooks/table3.ipynb -p table3_csv results/table3.csv
+	$(CMMIXER) run table3
 
-# The CPU-scale pre-training report the MAE chapter and the README show (loss curve, reconstruction, summary):
+# The CPU-scale pre-training report chapter 09e and the README show (loss curve, reconstruction, summary):
 # pre-trains CutMix-Solo at the cpu scale (or reuses the run) and writes results/pretrain/synth_cpu_solo_cutmix_seed0/.
 pretrain-report: setup
-	mkdir -p runs/notebooks
-	$(BIN)/papermill nbs/03_mae.ipynb runs/notebooks/pretrain_report.ipynb -p scale cpu -p out results/pretrain/synth_cpu_solo_cutmix_seed0
+	$(CMMIXER) run pretrain-report --scale cpu
 
 bench-retrieval: setup
 	$(BIN)/python benchmarks/retrieval.py
@@ -135,7 +132,8 @@ gpu-small: setup
 	$(CMMIXER) $(GPU_SMALL) $(GPU_ARGS)
 gpu-small-bare:
 	$(WHEELS_IN)
-	PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 -m cmmixer.cli $(GPU_SMALL) $(GPU_ARGS)
+	PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 python3 -c 'import sys; from cmmixer.cli import main; sys.exit(main())' \
+	  $(GPU_SMALL) $(GPU_ARGS)
 
 # Table 2 at T2_SCALE (default cpu) on T2_DATA (synth: the M2M column; synth-yt8m: the YouTube-8M column): the same
 # hyper-parameter budget for every trained row (its lr x 0.5, 1, 2 at seed 0, chosen on the val split), then every row
@@ -161,7 +159,7 @@ table5: setup
 # Figs. 2, 5-8 and Table 6 of the paper (chapter 07_analysis) from the CPU-scale CutMix-Solo and random-init runs of
 # Table 1 (the records in results/retrieval/ name their checkpoints under runs/: make table1 first): results/analysis/.
 figures: setup
-	$(BIN)/python tools/figures.py
+	$(CMMIXER) run figures --seeds 3
 
 # The documentation site: one page per chapter from its committed outputs, index first, into _docs/ (open
 # _docs/index.html, or `python -m http.server -d _docs`). nbdev_docs needs Quarto, which is not installable here.

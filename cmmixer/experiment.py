@@ -30,8 +30,7 @@ __all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU
            'record_path', 'code_version', 'check_device', 'Where', 'register', 'run', 'cmmixer_start',
            'evaluate_splits', 'run_cmmixer', 'plot_record', 'scaled_lr', 'val_score', 'tune_lr', 'records_dir',
            'references_path', 'write_references', 'full_resolution_cache', 'flat_record', 'record_files',
-           'read_records', 'gather', 'gather_references', 'heldout_batch', 'summarize_run', 'write_report',
-           'check_pretrain_experiment', 'experiment_parser', 'main']
+           'read_records', 'gather', 'gather_references', 'experiment_parser', 'main']
 
 # %% ../nbs/04b_experiment.ipynb #bf8e3ad5
 TABLES = ('table1', 'table2', 'transfer')
@@ -434,69 +433,7 @@ def gather_references(records, data='synth', scale='cpu', split:str='test', lr_s
     cols = ['method', 'seeds'] + [f'{m}_{s}' for m in METRICS for s in ('mean', 'std')] + ['N_v2m', 'N_m2v']
     return pd.DataFrame(rows, columns=cols)
 
-# %% ../nbs/04b_experiment.ipynb #1afec153
-def heldout_batch(cache, mixer:MixerConfig, n:int=1, seed:int=0, image_size:int|None=None) -> tuple:
-    "(mixed, video, audio [n, K, 3, S, S], split) of the first held-out videos (test, else val, else train), mixed with a seeded mixer."
-    cache = as_cache(cache)
-    split = next(s for s in ('test', 'val', 'train') if len(cache.indices(s)))
-    ds = RetrievalDataset(cache, split, image_size=image_size)
-    items = [ds[i] for i in range(min(n, len(ds)))]
-    video, audio = (torch.stack([it[k] for it in items]) for k in ('video', 'audio'))
-    mixed = CrossModalMixer(mixer)(video, audio, torch.Generator().manual_seed(derive_seed(seed, 'figure', 'mixer')))
-    return mixed, video, audio, split
-
-def _relative(path) -> str:
-    "`path` relative to the project root when it lies below it (reports that are committed name no home folders)."
-    p, root = Path(path).absolute(), project_root()
-    return str(p.relative_to(root)) if p.is_relative_to(root) else str(path)
-
-def summarize_run(run_dir) -> dict:
-    "Final loss (mean over the last epoch), last step's loss, steps, wall time, samples/s and the settings of a run."
-    run_dir = project_path(run_dir)
-    log, info = read_log(run_dir), json.loads((run_dir / 'run.json').read_text())
-    check(not log.empty, 'run_dir', f"{run_dir} has an empty log")
-    last = log[log.epoch == log.epoch.max()]
-    bs = info['train']['batch_size']
-    wall = float(log.time.iloc[-1])
-    return dict(run=info['name'], steps=int(len(log)), epochs=int(log.epoch.max()) + 1, batch_size=bs,
-                final_loss=float(last.loss.mean()), final_loss_video=float(last.loss_video.mean()),
-                final_loss_audio=float(last.loss_audio.mean()), last_step_loss=float(log.loss.iloc[-1]),
-                first_loss=float(log.loss.iloc[0]), wall_time_s=wall, samples_per_s=len(log) * bs / max(wall, 1e-9),
-                config=info['spec'], run_dir=_relative(run_dir), cache=_relative(info['cache']), torch=info.get('torch'))
-
-# %% ../nbs/04b_experiment.ipynb #ba1f5ca7
-def write_report(run_dir, out, seed:int=0) -> dict:
-    "Write log.csv, summary.json, loss_curve.png and reconstruction.png of a run into `out`; returns the summary."
-    import matplotlib.pyplot as plt
-    run_dir, out = project_path(run_dir), project_path(out)
-    s = summarize_run(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    read_log(run_dir).to_csv(out / 'log.csv', index=False)
-    fig = loss_curve_figure(run_dir)
-    fig.savefig(out / 'loss_curve.png', dpi=110)
-    plt.close(fig)
-    model = load_pretrained(run_dir)
-    mixed, video, audio, split = heldout_batch(project_path(s['cache']), MixerConfig(**s['config']['mixer']), seed=seed,
-                                               image_size=model.cfg.image_size)
-    fig = reconstruction_figure(model, mixed, video, audio, torch.Generator().manual_seed(derive_seed(seed, 'figure', 'mask')))
-    fig.savefig(out / 'reconstruction.png', dpi=110)
-    s.update(figure_split=split, files=sorted(['log.csv', 'summary.json', 'loss_curve.png', 'reconstruction.png']))
-    write_json(out / 'summary.json', s)
-    return s
-
-# %% ../nbs/04b_experiment.ipynb #ba50ab72
-def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', data='synth', epochs=None, seed=0) -> tuple:
-    "Validate the pre-training experiment's papermill parameters (ValueError naming the first wrong one): (Scale, MixerConfig, name)."
-    check_decoder(decoder)
-    mix_cfg = check_mixer(mixer)
-    check_choice('scale', scale, SCALES)
-    sc = scale_config(scale, decoder)
-    check_data(data)
-    check_int('epochs', epochs, none=True)
-    check_int('seed', seed, lo=0)
-    return sc, mix_cfg, run_name(data, sc, decoder, mix_cfg, seed)
-
-# %% ../nbs/04b_experiment.ipynb #4beee46c
+# %% ../nbs/04b_experiment.ipynb #07aa698a
 def _none_or(kind):
     return lambda s: None if s.lower() == 'none' else kind(s)
 
@@ -522,7 +459,7 @@ def experiment_parser() -> argparse.ArgumentParser:
     r.add_argument('--quiet', action='store_true', help='no progress bars')
     return p
 
-# %% ../nbs/04b_experiment.ipynb #384f7a21
+# %% ../nbs/04b_experiment.ipynb #10e38267
 def main(argv=None) -> int:
     "`python -m cmmixer.experiment`: returns the exit status (2 for a wrong parameter, with one line naming it)."
     a = experiment_parser().parse_args(argv)
@@ -544,7 +481,7 @@ def main(argv=None) -> int:
     print(f"fine-tuned retriever: {rec.get('finetune_run')}/checkpoint{pre}")
     return 0
 
-# %% ../nbs/04b_experiment.ipynb #bf64ec95
+# %% ../nbs/04b_experiment.ipynb #89d67519
 if __name__ == '__main__' and '__file__' in globals():   # run as the package's module, so runners registered by other chapters are seen
     from cmmixer.experiment import main as _main
     sys.exit(_main())

@@ -26,7 +26,7 @@ __all__ = ['DECODERS', 'check_mask_ratio', 'MAEConfig', 'check_mae_config', 'pat
            'masked_mse', 'CMMixerMAE', 'param_breakdown', 'meta_model', 'count_flops', 'reconstruct',
            'reconstruction_figure']
 
-# %% ../nbs/03_mae.ipynb #852f7bc6
+# %% ../nbs/03_mae.ipynb #62d7f62b
 DECODERS = ('solo', 'duet')
 
 def check_mask_ratio(mask_ratio, low_inclusive=False):
@@ -35,7 +35,7 @@ def check_mask_ratio(mask_ratio, low_inclusive=False):
     ok = ok and (0 <= mask_ratio < 1 if low_inclusive else 0 < mask_ratio < 1)
     if not ok: raise ValueError(f"mask_ratio: expected a number in {'[0, 1)' if low_inclusive else '(0, 1)'}, got {mask_ratio!r}")
 
-# %% ../nbs/03_mae.ipynb #25ef86ac
+# %% ../nbs/03_mae.ipynb #78ad2664
 @dataclass
 class MAEConfig:
     "Architecture of the CMMixer MAE (defaults: the paper's ViT-Base setup, Sec. 4.3)."
@@ -65,7 +65,7 @@ class MAEConfig:
     @property
     def patch_dim(self) -> int: return self.patch_size ** 2 * self.in_chans # pixels of one patch, p*p*3
 
-# %% ../nbs/03_mae.ipynb #6bae6e6d
+# %% ../nbs/03_mae.ipynb #edf69d39
 def check_mae_config(c:MAEConfig):
     "Each field of `c` valid and the widths consistent with the heads and the sin-cos table, else a ValueError naming the field."
     for f in ('image_size', 'patch_size', 'clips', 'in_chans', 'embed_dim', 'depth', 'num_heads',
@@ -92,7 +92,7 @@ def smoke(cls:MAEConfig, decoder='solo', **kw) -> MAEConfig:
              decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4)
     return cls(decoder=decoder, **{**d, **kw})
 
-# %% ../nbs/03_mae.ipynb #d46b0468
+# %% ../nbs/03_mae.ipynb #07fb4a90
 def patchify(imgs: torch.Tensor, # [B, K, C, H, W]
              p: int,             # patch size
             ) -> torch.Tensor:   # [B, K*(H/p)*(W/p), p*p*C]
@@ -120,7 +120,7 @@ def unpatchify(x: torch.Tensor, # [B, K*h*w, p*p*C]
     x = x.reshape(B, clips, h, w, p, p, chans).permute(0, 1, 6, 2, 4, 3, 5)
     return x.reshape(B, clips, chans, h * p, w * p)
 
-# %% ../nbs/03_mae.ipynb #c168d250
+# %% ../nbs/03_mae.ipynb #2fa44753
 def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
     "MAE's 1D sin-cos code of integer positions `pos` [n] -> [n, dim]: sin then cos of pos * 10000^(-2i/dim)."
     if dim % 2: raise ValueError(f"dim: expected an even width, got {dim}")
@@ -139,7 +139,7 @@ def sincos_pos_embed(dim: int,   # width, a multiple of 16
     k, r, c = torch.meshgrid(torch.arange(clips), torch.arange(grid), torch.arange(grid), indexing='ij')
     return torch.cat([sincos_1d(dc, k.flatten()), sincos_1d(ds, r.flatten()), sincos_1d(ds, c.flatten())], 1)
 
-# %% ../nbs/03_mae.ipynb #85d2eed8
+# %% ../nbs/03_mae.ipynb #6059dbd5
 def check_noise(noise, batch: int, length: int, generator=None):
     "Raise a ValueError naming `noise` unless it is a float [batch, length] tensor (and no generator is given too)."
     if noise is None: return
@@ -166,7 +166,7 @@ def random_masking(batch: int, length: int, mask_ratio: float,
     mask = torch.ones(batch, length, device=device).scatter_(1, ids_keep, 0.0)
     return ids_keep, mask
 
-# %% ../nbs/03_mae.ipynb #a7fdfa55
+# %% ../nbs/03_mae.ipynb #fc697ee9
 def init_mae_weights(module: nn.Module):
     "MAE's initialisation: xavier_uniform Linear and patch projection, zero biases, unit LayerNorm, N(0, .02) mask tokens."
     for m in module.modules():
@@ -197,7 +197,7 @@ def check_images(name: str, x, cfg: MAEConfig):
     if (C, H, W) != (cfg.in_chans, cfg.image_size, cfg.image_size):
         raise ValueError(f"{name}: images {C}x{H}x{W}, the model expects {cfg.in_chans}x{cfg.image_size}x{cfg.image_size}")
 
-# %% ../nbs/03_mae.ipynb #20c92a88
+# %% ../nbs/03_mae.ipynb #a6d3fbe0
 class CMMixerEncoder(nn.Module):
     "ViT encoder over the K*N patch tokens of K images (one sequence), fixed sin-cos (clip, row, col) positions."
     def __init__(self, cfg: MAEConfig):
@@ -239,7 +239,7 @@ class CMMixerEncoder(nn.Module):
         "Encoded tokens of the visible patches (all patches by default)."
         return self.forward_masked(x, mask_ratio, generator, noise)[0]
 
-# %% ../nbs/03_mae.ipynb #dce7aadb
+# %% ../nbs/03_mae.ipynb #5476742d
 def clip_embeddings(tokens: torch.Tensor, # [B, K*N, D] unmasked encoder output
                     clips: int,           # K
                    ) -> torch.Tensor:     # [B, K, D]
@@ -248,7 +248,7 @@ def clip_embeddings(tokens: torch.Tensor, # [B, K*N, D] unmasked encoder output
     if L % clips: raise ValueError(f"clips: {L} tokens do not split into {clips} clips (pass unmasked tokens)")
     return tokens.reshape(B, clips, L // clips, D).mean(2)
 
-# %% ../nbs/03_mae.ipynb #3e80603b
+# %% ../nbs/03_mae.ipynb #c489c4d9
 class DecoderStack(nn.Module):
     "MAE decoder: embed visible tokens, fill masked positions with a mask token, + positions, blocks, norm, head."
     def __init__(self, cfg: MAEConfig, out_dim: int):
@@ -275,7 +275,7 @@ class _Decoder(nn.Module):
         self.patch_dim = cfg.patch_dim
         self.register_buffer('pos_embed', sincos_pos_embed(cfg.decoder_embed_dim, cfg.clips, cfg.grid)[None], persistent=False)
 
-# %% ../nbs/03_mae.ipynb #64831b13
+# %% ../nbs/03_mae.ipynb #860875e2
 class SoloDecoder(_Decoder):
     "One stack and one mask token; one head emits the video patch and the spectrogram-image patch at each position."
     def __init__(self, cfg: MAEConfig):
@@ -294,7 +294,7 @@ class DuetDecoder(_Decoder):
     def forward(self, tokens, ids_keep, length) -> tuple[torch.Tensor, torch.Tensor]:
         return (self.video(tokens, ids_keep, length, self.pos_embed), self.audio(tokens, ids_keep, length, self.pos_embed))
 
-# %% ../nbs/03_mae.ipynb #d9eedb47
+# %% ../nbs/03_mae.ipynb #dc38d33b
 def patch_targets(imgs: torch.Tensor, p: int, norm_pix: bool = False) -> torch.Tensor:
     "Loss targets: the patches of `imgs` [B, K, C, H, W] -> [B, L, p*p*C], normalised per patch if `norm_pix`."
     t = patchify(imgs, p).float()
@@ -309,7 +309,7 @@ def masked_mse(pred: torch.Tensor,   # [B, L, P]
     per_patch = ((pred.float() - target.float()) ** 2).mean(-1)
     return (per_patch * mask).sum() / mask.sum().clamp_min(1)
 
-# %% ../nbs/03_mae.ipynb #a631d965
+# %% ../nbs/03_mae.ipynb #e6d4196a
 class CMMixerMAE(nn.Module):
     "CMMixer pre-training model: ViT encoder on masked mixed images, Solo or Duet decoder reconstructing video and audio."
     def __init__(self, cfg: MAEConfig):
@@ -341,7 +341,7 @@ class CMMixerMAE(nn.Module):
         return dict(loss=loss_video + loss_audio, loss_video=loss_video, loss_audio=loss_audio,
                     pred_video=pred_video, pred_audio=pred_audio, mask=mask)
 
-# %% ../nbs/03_mae.ipynb #80306f0d
+# %% ../nbs/03_mae.ipynb #07aec4ba
 def _numel(m) -> int: return sum(p.numel() for p in m.parameters())
 
 def param_breakdown(model: CMMixerMAE) -> dict:
@@ -357,7 +357,7 @@ def param_breakdown(model: CMMixerMAE) -> dict:
     assert sum(out[k] for k in ('patch embed', 'encoder blocks', 'decoder(s)', 'heads')) == out['total (trained)']
     return out
 
-# %% ../nbs/03_mae.ipynb #fff73ccb
+# %% ../nbs/03_mae.ipynb #9503d548
 def meta_model(cfg: MAEConfig) -> CMMixerMAE:
     "The model on the `meta` device: shapes only, no memory, instant (for counting)."
     with torch.device('meta'): return CMMixerMAE(cfg)
@@ -373,7 +373,7 @@ def count_flops(cfg: MAEConfig, backward: bool = False, batch: int = 1, device='
         if backward: out['loss'].backward()
     return fc.get_total_flops()
 
-# %% ../nbs/03_mae.ipynb #b74b4f6a
+# %% ../nbs/03_mae.ipynb #5fff320e
 @torch.no_grad()
 def reconstruct(model: CMMixerMAE, mixed, video, audio, generator: torch.Generator|None = None,
                 mask_ratio: float|None = None, noise: torch.Tensor|None = None) -> dict:
@@ -400,7 +400,7 @@ def reconstruct(model: CMMixerMAE, mixed, video, audio, generator: torch.Generat
                 video_rec=paste(out['pred_video'], video), audio_rec=paste(out['pred_audio'], audio),
                 mask=mask_img, loss=out['loss'].item())
 
-# %% ../nbs/03_mae.ipynb #eaf1c258
+# %% ../nbs/03_mae.ipynb #bef3540e
 def _display(img, ref):
     "CHW -> HWC in [0, 1], scaled by the range of the reference images `ref`."
     lo, hi = ref.min(), ref.max()

@@ -1,4 +1,4 @@
-"""End-to-end: `tools/figures.py` (chapter nbs/07_analysis.ipynb) run as a user runs it, on Table 1-like records of a
+"""End-to-end: `cmmixer run figures` (chapters 07_analysis, 09f_figures) run as a user runs it, on Table 1-like records of a
 tiny pre-training run and two tiny fine-tuned retrievers (everything in a temporary folder), with its default analysis
 settings (10 songs, 10 categories, k = 5); and its refusal of a missing record."""
 import json, subprocess, sys
@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import CMMIXER
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def figures(*args, timeout=300):
-    return subprocess.run([sys.executable, str(REPO / 'tools' / 'figures.py'), *map(str, args)], cwd=REPO,
+    return subprocess.run([CMMIXER, 'run', 'figures', *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -44,7 +46,8 @@ def records(tmp_path_factory):
 
 def test_figures_tool(records, tmp_path):
     out = tmp_path / 'analysis'
-    p = figures('--records', records, '--pretrained', 'pre_seed{seed}', '--random', 'rnd_seed{seed}', '--seeds', 0, '--out', out)
+    p = figures('--seeds', 1, '--results', tmp_path, '--option', f'records={records}', 'pretrained=pre_seed{seed}',
+                'random=rnd_seed{seed}')
     assert p.returncode == 0, p.stderr[-3000:]
     assert sorted(f.name for f in out.iterdir()) == ['analysis.csv', 'fig2_mixers.png', 'fig5_tsne.png', 'fig6_zero_shot_energy.png',
                                                      'fig6_zero_shot_register.png', 'fig7_spectrograms.png', 'fig8_frames.png', 'table6.csv']
@@ -55,6 +58,6 @@ def test_figures_tool(records, tmp_path):
 
 
 def test_figures_tool_missing_record(tmp_path):
-    p = figures('--records', tmp_path, '--pretrained', 'nothing_seed{seed}', '--seeds', 0, '--out', tmp_path / 'x')
+    p = figures('--seeds', 1, '--results', tmp_path / 'x', '--option', f'records={tmp_path}', 'pretrained=nothing_seed{seed}')
     assert p.returncode == 2 and 'record' in p.stderr
     assert not (tmp_path / 'x').exists()

@@ -14,6 +14,8 @@ from cmmixer.experiment import Experiment, Where, flat_record, run
 from cmmixer.cache import RetrievalDataset, as_cache
 from cmmixer.retrieval import draw_pools
 
+from conftest import CMMIXER
+
 
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
@@ -73,7 +75,7 @@ def test_table2_command_runs_the_budget(tiny_data, tmp_path):
     from pathlib import Path
     ROOT = Path(__file__).resolve().parents[1]
     out = tmp_path / 'results'
-    args = [sys.executable, '-m', 'cmmixer.cli', 'run', 'table2', '--seeds', '1', '--scale', 'smoke', '--data', str(tiny_data),
+    args = [CMMIXER, 'run', 'table2', '--seeds', '1', '--scale', 'smoke', '--data', str(tiny_data),
             '--epochs', '1', '--finetune_epochs', '1', '--runs', str(tmp_path / 'runs'), '--data_root', str(tmp_path / 'data'),
             '--results', str(out), '--device', 'cpu']
     p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)

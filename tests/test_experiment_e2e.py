@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_synth
+from conftest import CMMIXER, make_synth
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / 'nbs' / '04_retrieval.ipynb'
@@ -202,7 +202,7 @@ def test_transfer_through_the_entry_point(tmp_path):
     assert p.returncode == 0, (p.stdout[-1500:], p.stderr[-3000:])
     rec = json.loads((tmp_path / 'runs' / 'records' / 'transfer' / 'synth_gpu-tiny_k400_single-mae_seed0.json').read_text())
     assert rec['start']['single_modality'] == 'video' and 'frame-mae' in rec['start']['pretrain']
-    g = subprocess.run([sys.executable, '-m', 'cmmixer.cli', 'run', 'table4', '--scale', 'gpu-tiny', '--gather_only',
+    g = subprocess.run([CMMIXER, 'run', 'table4', '--scale', 'gpu-tiny', '--gather_only',
                         '--runs', str(tmp_path / 'runs'), '--results', str(tmp_path / 'results')], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert g.returncode == 0, g.stderr[-2000:]
     import pandas as pd
@@ -215,7 +215,7 @@ def test_youtube8m_style_synthm2m_end_to_end(tmp_path):
     """Table 1's driver on the YouTube-8M-style SynthM2M (`--data synth-yt8m`, gpu-tiny size): the videos in the YouTube-8M
     layout, each paired with its own sound; pre-training, fine-tuning, random init, CCA and the oracle on the same pools."""
     import pandas as pd
-    args = [sys.executable, '-m', 'cmmixer.cli', 'run', 'table1', '--scale', 'gpu-tiny', '--data', 'synth-yt8m', '--variants',
+    args = [CMMIXER, 'run', 'table1', '--scale', 'gpu-tiny', '--data', 'synth-yt8m', '--variants',
             'solo:cutmix', '--seeds', '1', '--no_probes', '--inline', '--workers', '2', '--runs', str(tmp_path / 'runs'),
             '--results', str(tmp_path / 'results'), '--data_root', str(tmp_path / 'data')]
     p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)

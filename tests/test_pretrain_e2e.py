@@ -1,4 +1,4 @@
-"""End-to-end: the pre-training experiment (nbs/03_mae.ipynb) run by papermill, as a user runs it, on a tiny SynthM2M
+"""End-to-end: the pre-training experiment (nbs/09e_pretraining.ipynb) run by papermill, as a user runs it, on a tiny SynthM2M
 made with the `cmmixer synth` command (everything it writes goes to a temporary folder); and `pretrain` under torchrun
 (two gloo processes) trains exactly like one process."""
 import json, os, subprocess, sys, textwrap, time
@@ -11,11 +11,11 @@ import torch
 from conftest import run_cli, make_synth
 
 REPO = Path(__file__).resolve().parents[1]
-NB = REPO / 'nbs' / '03_mae.ipynb'
+NB = REPO / 'nbs' / '09e_pretraining.ipynb'
 
 
 def papermill(out_nb, *params, timeout=300):
-    "Run the MAE chapter with papermill from the repo root; `params` are (name, value) pairs. CompletedProcess."
+    "Run the pre-training chapter with papermill from the repo root; `params` are (name, value) pairs. CompletedProcess."
     args = [sys.executable, '-m', 'papermill', str(NB), str(out_nb), '--no-progress-bar']
     for k, v in params: args += ['-p', k, str(v)]
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=timeout)

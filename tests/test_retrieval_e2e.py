@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import CMMIXER
+
 ROOT = Path(__file__).resolve().parents[1]
 THIS = Path(__file__).resolve()
 
@@ -152,7 +154,7 @@ def test_table1_driver_one_variant(tmp_path):
     """`cmmixer run table1` (one process per run: cache, pre-training, fine-tuning, evaluation) and the gather's CSV + PNG;
     run again, it reuses every run; the references and the verdict; the data-efficiency study."""
     where = ['--runs', tmp_path / 'runs', '--results', tmp_path / 'results', '--data_root', tmp_path / 'data']
-    table1 = [sys.executable, '-m', 'cmmixer.cli', 'run', 'table1', '--scale', 'smoke', '--variants', 'solo:cutmix',
+    table1 = [CMMIXER, 'run', 'table1', '--scale', 'smoke', '--variants', 'solo:cutmix',
               '--seeds', '1', *where]
     r = _run(table1 + ['--epochs', '1', '--finetune_epochs', '1', '--no_baselines'], timeout=900)
     assert '[table1 1/1] synth_smoke_solo_cutmix_seed0.json: ran in' in r.stdout, r.stdout[-2000:]
@@ -177,7 +179,7 @@ def test_table1_driver_one_variant(tmp_path):
     mtime = rec_path.stat().st_mtime_ns
     again = _run(table1 + ['--epochs', '1', '--finetune_epochs', '1', '--no_baselines'])
     assert 'table1: ran 0, reused 1;' in again.stdout and rec_path.stat().st_mtime_ns == mtime, again.stdout[-1000:]
-    bad = subprocess.run([sys.executable, '-m', 'cmmixer.cli', 'run', 'table1', '--pool_size', '1', '--runs', tmp_path / 'x'],
+    bad = subprocess.run([CMMIXER, 'run', 'table1', '--pool_size', '1', '--runs', tmp_path / 'x'],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and '--pool_size' in bad.stderr and not (tmp_path / 'x').exists(), bad.stderr
     # the references on the same pools (random init, the two probes, CCA three ways, the oracle) and the verdict line
@@ -190,7 +192,7 @@ def test_table1_driver_one_variant(tmp_path):
     assert 'random init' in line and 'CCA on its inputs' in line and 'CCA full-res' in line, line
     assert (tmp_path / 'results' / 'table1_synth_smoke_track_scoring.csv').exists()
     # the data-efficiency figure: both inits at a share of the pairs, gathered with the scale's own share
-    _run([sys.executable, '-m', 'cmmixer.cli', 'run', 'data-efficiency', '--scale', 'smoke', '--seeds', '1', '--epochs', '1',
+    _run([CMMIXER, 'run', 'data-efficiency', '--scale', 'smoke', '--seeds', '1', '--epochs', '1',
           '--finetune_epochs', '1', '--fractions', '0.5', *where], timeout=900)
     de = pd.read_csv(tmp_path / 'results' / 'data_efficiency_synth_smoke.csv')
     assert sorted(set(zip(de.fraction, de.pre_training))) == [(0.5, 'CMMixer-Solo-CutMix'), (0.5, 'none (random init)'),

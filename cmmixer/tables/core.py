@@ -17,13 +17,18 @@ from ..experiment import Experiment, record_path, run, check_device, GPU_SCALES
 __all__ = ['TABLES', 'HOOKS', 'COMMON', 'table_module', 'TableRun', 'experiment_args', 'run_line', 'log_path', 'run_one',
            'option_names', 'table_options', 'todo', 'run_round', 'ensure_data', 'run_table', 'report']
 
-# %% ../../nbs/09_tables.ipynb #c116d04b
+# %% ../../nbs/09_tables.ipynb #03ec1a71
 TABLES = {   # name -> (module, what it makes)
     'table1': ('cmmixer.tables.table1', "Table 1: six variants x seeds, random init, probes, CCA and the oracle"),
     'data-efficiency': ('cmmixer.tables.data_efficiency', "CutMix-Solo and random init on shares of the training pairs"),
     'table2': ('cmmixer.tables.table2', "Table 2: the four baselines, the single-modality MAEs and CMMixer, lr chosen on val"),
     'table4': ('cmmixer.tables.transfer', "Table 4: video classification (Kinetics-400 stand-in)"),
     'table5': ('cmmixer.tables.transfer', "Table 5: audio classification (AudioSet-20K and ESC-50 stand-ins)"),
+    'table3': ('cmmixer.tables.pretraining', "Table 3: parameters and FLOPs of the paper configuration"),
+    'pretrain-report': ('cmmixer.tables.pretraining', "the pre-training run's loss curve, reconstruction and summary"),
+    'figures': ('cmmixer.tables.figures', "Figs. 2, 5-8 and Table 6 from Table 1's records and checkpoints"),
+    'cpu-study': ('cmmixer.tables.cpu_study', "the study that chose the CPU scale (val split only)"),
+    'synth-table': ('cmmixer.tables.synth_table', "SynthM2M's floor and ceiling: chance, hand-crafted CCA, the oracle"),
 }
 
 def table_module(name:str):
@@ -94,9 +99,9 @@ def run_one(exp:Experiment, how:TableRun) -> dict:
         raise RuntimeError(f"{exp.name} failed (exit {p.returncode}); its log {log} ends:\n" + '\n'.join(tail))
     return dict(json.loads(record_path(exp, how.runs).read_text()), path=str(record_path(exp, how.runs)), reused=False)
 
-# %% ../../nbs/09_tables.ipynb #bd304543
+# %% ../../nbs/09_tables.ipynb #7a28f512
 HOOKS = ('plan', 'prepare', 'ensure_data', 'write')    # a table module's functions that take options
-COMMON = ('scale', 'data', 'seeds', 'table', 'how', 'cache', 'runs', 'results')   # given by `run_table`, not options
+COMMON = ('scale', 'data', 'seeds', 'table', 'how', 'cache', 'runs', 'results', 'data_root')   # given by `run_table`, not options
 
 def option_names(mod) -> list:
     "The options a table module takes: every parameter of its hooks, less the common ones."
@@ -119,7 +124,7 @@ def _call(fn, **kw):
     if any(p.kind == p.VAR_KEYWORD for p in params.values()): return fn(**kw)
     return fn(**{k: v for k, v in kw.items() if k in params})
 
-# %% ../../nbs/09_tables.ipynb #612ad513
+# %% ../../nbs/09_tables.ipynb #9fd041a0
 def run_round(name:str, exps:list, how:TableRun, start:int, total:int) -> list:
     "Run `exps` (`how.jobs` at a time); print a labelled line as each finishes; the records."
     recs = []
@@ -133,15 +138,15 @@ def run_round(name:str, exps:list, how:TableRun, start:int, total:int) -> list:
             print(f"[{name} {i}/{total}] {record_path(e, how.runs).name}: ran in {took:.1f} s  {run_line(rec)}", flush=True)
     return recs
 
-def ensure_data(mod, how:TableRun, scale:str, data:str, options:dict):
+def ensure_data(mod, how:TableRun, scale:str, data:str, options:dict, table:str=''):
     "The table's cache, generated and prepared once before parallel runs (the module's `ensure_data` if it has one)."
-    if hasattr(mod, 'ensure_data'): return _call(mod.ensure_data, how=how, scale=scale, data=data, **options)
+    if hasattr(mod, 'ensure_data'): return _call(mod.ensure_data, how=how, scale=scale, data=data, table=table, **options)
     t = time.perf_counter()
     cache = ensure_cache(data, scale_config(scale), root=how.data_root, workers=how.workers, progress=how.progress)
     print(f"data: {cache} ready in {time.perf_counter() - t:.1f} s", flush=True)
     return cache
 
-# %% ../../nbs/09_tables.ipynb #adce2a3e
+# %% ../../nbs/09_tables.ipynb #44d09698
 def run_table(name:str, scale:str='cpu', data:str='synth', seeds:int=3, how:TableRun|None=None, **options) -> dict:
     """Plan table `name`, run its missing experiments, write its files. Returns what `write` returned, with `ran`,
     `reused` (record names) and `wall_s`."""
@@ -156,16 +161,19 @@ def run_table(name:str, scale:str='cpu', data:str='synth', seeds:int=3, how:Tabl
     if not how.gather_only:
         now = todo(exps, how, done)
         side = hasattr(mod, 'prepare')
-        cache = ensure_data(mod, how, scale, data, options) if now or side else None
+        own = hasattr(mod, 'ensure_data')                                 # the module knows what it needs
+        cache = ensure_data(mod, how, scale, data, options, name) if now or side or own else None
         with ThreadPoolExecutor(1) as side_ex:
-            job = side_ex.submit(_call, mod.prepare, cache=cache, how=how, scale=scale, data=data, **options) if side else None
+            job = side_ex.submit(_call, mod.prepare, cache=cache, how=how, scale=scale, data=data, seeds=seeds, table=name,
+                                 **options) if side else None
             while now:
                 run_round(name, now, how, len(done) + 1, len(done) + len(now))
                 done |= {e.name for e in now}
                 exps = plan()                                             # a plan may grow with what ran (Table 2)
                 now = todo(exps, how, done)
             if job is not None: print(job.result() or f"{name}: prepared", flush=True)
-    written = _call(mod.write, runs=how.runs, results=how.results, scale=scale, data=data, table=name, **options)
+    written = _call(mod.write, runs=how.runs, results=how.results, data_root=how.data_root, scale=scale, data=data,
+                    seeds=seeds, table=name, **options)
     reused = sorted({e.name for e in exps} - done)
     return dict(written, ran=sorted(done), reused=reused, wall_s=round(time.perf_counter() - t0, 1))
 
