@@ -23,7 +23,7 @@ from .metrics import top1_accuracy, mean_average_precision, fold_accuracy
 from .paper import PAPER_TABLE4, PAPER_TABLE5     # Tables 4 and 5 as printed
 from .train import TrainConfig, fit, param_groups, resolve_device, read_log
 from .labelled import TASK_LAYOUTS, write_labelled
-from .retrieval import view_features
+from .references import view_features
 
 # %% auto #0
 __all__ = ['TASKS', 'PAPER_RECIPES', 'TRANSFER_VIDEOS', 'TransferTask', 'check_task', 'paper_number', 'TransferRecipe',

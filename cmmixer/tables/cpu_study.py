@@ -17,8 +17,8 @@ from ..cache import Cache
 from ..mae import CMMixerMAE
 from ..train import read_log
 from ..pretrain import ensure_cache, pretrain, load_pretrained, scale_config
-from ..retrieval import Retriever, finetune, finetune_config, evaluate, reference_points
-from ..experiment import full_resolution_cache
+from ..retrieval import Retriever, finetune, finetune_config, evaluate
+from ..references import reference_points, full_resolution_cache
 from .pretraining import summarize_run
 
 # %% auto #0

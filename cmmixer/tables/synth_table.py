@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..core import project_path
-from ..synth import generate, write_floor_ceiling
+from ..synth import generate
+from ..references import write_floor_ceiling
 
 # %% auto #0
 __all__ = ['DEFAULT', 'plan', 'ensure_data', 'write', 'lines']
