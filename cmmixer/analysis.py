@@ -469,7 +469,8 @@ def _fig6_rows(model:str, res:dict) -> list:
     p, s = res['params'], res['summary']
     out = []
     for q in ('M + M_a', 'M - M_a'):
-        a, ch = s[s['query'] == q].iloc[0], s[s['query'] == q].iloc[1]        # the excerpt at the level, then a random one
+        # the excerpt at the level, then a random one
+        a, ch = s[s['query'] == q].iloc[0], s[s['query'] == q].iloc[1]
         out.append(dict(figure='Fig. 6', model=model, what=f"{q}, {p['level']} {p['factor']}: share of top-{p['top']} lists "
                         f"of {p['target']}s moved {a.intended}", n=a.queries, value=a.share, chance=ch.share))
     return out
@@ -523,7 +524,8 @@ def write_analysis(pretrained, random_init, out='results/analysis', cache=None, 
     _save(mixer_figure(mixer_cache if mixer_cache is not None else c, seed=seed), out / 'fig2_mixers.png')
     _save(tsne_figure(parts['points'], parts['scores']), out / 'fig5_tsne.png')
     for (factor, level, name), res in parts['zero_shot'].items():
-        if name == 'pre-trained': _save(zero_shot_figure(c, res), out / f'fig6_zero_shot_{factor}.png', dpi=72)   # many noisy tiles: small
+        # many noisy tiles: small
+        if name == 'pre-trained': _save(zero_shot_figure(c, res), out / f'fig6_zero_shot_{factor}.png', dpi=72)
     _save(parts['fig7'], out / 'fig7_spectrograms.png')
     _save(parts['fig8'], out / 'fig8_frames.png')
     t6 = pd.concat([PAPER_TABLE6.assign(source='paper'), table6(study_csv).assign(source='ours (val split)')], ignore_index=True)

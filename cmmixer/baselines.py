@@ -296,7 +296,8 @@ class CVMVAE(Baseline):
         zv = mv + (0.5 * lv).exp() * torch.randn_like(mv)                     # reparameterised samples
         za = ma + (0.5 * la).exp() * torch.randn_like(ma)
         xv, xa = video.mean(1), audio.mean(1)
-        nll = lambda pred, x: 0.5 * ((pred - x) ** 2).sum(-1).mean()           # unit-variance Gaussian, up to a constant
+        # unit-variance Gaussian, up to a constant
+        nll = lambda pred, x: 0.5 * ((pred - x) ** 2).sum(-1).mean()
         recon = nll(self.video_decoder(zv), xv) + nll(self.music_decoder(za), xa)
         cross = nll(self.music_decoder(zv), xa) + nll(self.video_decoder(za), xv)
         kl = gaussian_kl(mv, lv).mean() + gaussian_kl(ma, la).mean()

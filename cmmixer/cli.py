@@ -15,7 +15,8 @@ def _interrupted_while_starting(signum, frame):
     "Ctrl-C before `main` runs (while the command's modules import): the same line as later, exit 130."
     os._exit(_interrupted(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith('-') else ''))
 
-if os.path.basename(sys.argv[0] or '') == 'cmmixer': signal.signal(signal.SIGINT, _interrupted_while_starting)   # the console script only
+# the console script only
+if os.path.basename(sys.argv[0] or '') == 'cmmixer': signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import ast, inspect, re
 from pathlib import Path

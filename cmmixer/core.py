@@ -120,7 +120,8 @@ def worker_init(parent:int):
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    if os.getppid() != parent: os._exit(0)            # the parent died while this worker started: nothing will ever come
+    # the parent died while this worker started: nothing will ever come
+    if os.getppid() != parent: os._exit(0)
 
 def importable(fn, module:str|None=None):
     "`fn`, or when it was defined in a notebook (`__main__`) the same-named function of `module`, so spawned workers can load it."
@@ -169,7 +170,8 @@ def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done
         ex = worker_pool(workers, len(jobs))
         try:
             f = importable(fn, module)
-            with quiet_children(): futs = {ex.submit(f, *job): i for i, job in enumerate(jobs)}   # the workers start here
+            # the workers start here
+            with quiet_children(): futs = {ex.submit(f, *job): i for i, job in enumerate(jobs)}
             for fut in as_completed(futs): finish(futs[fut], fut.result())
         finally: ex.shutdown(wait=True, cancel_futures=True)
     return res

@@ -35,9 +35,12 @@ __all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU
 
 # %% ../nbs/04b_experiment.ipynb #bf8e3ad5
 TABLES = ('table1', 'table2', 'transfer')
-TABLE_MODULES = {'table2': 'cmmixer.baselines', 'transfer': 'cmmixer.transfer'}   # the chapter whose import registers a table's runners (`register`)
-INITS = ('pretrained', 'random')      # the towers start from the pre-trained encoder, or from its random initial weights
-TRANSFER_INITS = INITS + ('single-mae',)   # transfer also starts from a single-modality MAE (Table 2's ablation) of its view
+# the chapter whose import registers a table's runners (`register`)
+TABLE_MODULES = {'table2': 'cmmixer.baselines', 'transfer': 'cmmixer.transfer'}
+# the towers start from the pre-trained encoder, or from its random initial weights
+INITS = ('pretrained', 'random')
+# transfer also starts from a single-modality MAE (Table 2's ablation) of its view
+TRANSFER_INITS = INITS + ('single-mae',)
 DEVICES = ('auto', 'cpu', 'cuda')
 
 def own_share(scale:str) -> float:
@@ -56,8 +59,10 @@ class Experiment:
     method: str = 'cmmixer'           # the registered method (`register`); Table 1: 'cmmixer'
     decoder: str = 'solo'             # pre-training decoder: 'solo' or 'duet'
     mixer: str = 'cutmix'             # pre-training mixer: 'cutmix', 'pixel_mixup' or 'mixup'
-    init: str = 'pretrained'          # 'pretrained', or 'random' (no pre-training: the same fine-tuning from random weights)
-    scale: str = 'cpu'                # 'smoke', 'cpu', 'gpu-small' ('gpu-tiny') or 'paper': every recipe (data size, model, pre-training, fine-tuning)
+    # 'pretrained', or 'random' (no pre-training: the same fine-tuning from random weights)
+    init: str = 'pretrained'
+    # 'smoke', 'cpu', 'gpu-small' ('gpu-tiny') or 'paper': every recipe (data size, model, pre-training, fine-tuning)
+    scale: str = 'cpu'
     data: str = 'synth'               # 'synth' (SynthM2M, generated) or a dataset folder
     seed: int = 0                     # training seed (pre-training and fine-tuning); the data stay the same
     fraction: float|None = None       # share of the train pairs to fine-tune on (None: the scale's own)
@@ -65,7 +70,8 @@ class Experiment:
     epochs: int|None = None           # pre-training epochs (None: the scale's)
     finetune_epochs: int|None = None  # fine-tuning epochs (None: the scale's)
     pool_size: int = POOL_SIZE       # N, candidates per query (all test items when fewer)
-    lr_scale: float = 1.0             # the recipe's training lr (and its floor) times this: the knob Table 2's budget searches
+    # the recipe's training lr (and its floor) times this: the knob Table 2's budget searches
+    lr_scale: float = 1.0
 
     def __post_init__(self):
         check_experiment(self)
@@ -231,7 +237,8 @@ def run_cmmixer(exp:Experiment, where:Where) -> dict:
     t = time.perf_counter()
     finetune(model, cache, tcfg, **how)
     times['finetune_s'] = time.perf_counter() - t
-    log = read_log(ft_dir / 'log.jsonl')                                 # the whole run, also when it was resumed or reused
+    # the whole run, also when it was resumed or reused
+    log = read_log(ft_dir / 'log.jsonl')
     t = time.perf_counter()
     res, val = evaluate_splits(model, cache, exp, where)
     times['evaluate_s'] = time.perf_counter() - t   # every rank alike
@@ -287,7 +294,8 @@ def plot_record(rec:dict, smooth:int=20):
 
 # %% ../nbs/04b_experiment.ipynb #1211dcd8
 LR_FACTORS = (0.5, 1.0, 2.0)   # the budget: three learning rates per row, the recipe's in the middle
-VAL_SCORE = 'val split: mean of V→M and M→V R@10 (%); ties: mean val MedR, then the factor nearest 1'   # how `tune_lr` chooses
+# how `tune_lr` chooses
+VAL_SCORE = 'val split: mean of V→M and M→V R@10 (%); ties: mean val MedR, then the factor nearest 1'
 
 def scaled_lr(cfg:TrainConfig, lr_scale:float=1.0) -> TrainConfig:
     "`cfg` with its learning rate and cosine floor times `lr_scale` (itself at 1)."
@@ -471,6 +479,7 @@ def main(argv=None) -> int:
     return 0
 
 # %% ../nbs/04b_experiment.ipynb #a408bdc2
-if __name__ == '__main__' and '__file__' in globals():   # run as the package's module, so runners registered by other chapters are seen
+# run as the package's module, so runners registered by other chapters are seen
+if __name__ == '__main__' and '__file__' in globals():
     from cmmixer.experiment import main as _main
     sys.exit(_main())

@@ -19,8 +19,10 @@ __all__ = ['TASK_LAYOUTS', 'SPLIT_FILES', 'AUDIOSET_FILES', 'WRITERS', 'picture_
            'write_yt8m', 'write_labelled']
 
 # %% ../nbs/01d_labelled.ipynb #d6111eac
-TASK_LAYOUTS = {'k400': 'kinetics', 'audioset20k': 'audioset', 'esc50': 'esc50',   # task -> the layout written (a `cmmixer.data` reader)
-                'yt8m': 'yt8m'}              # not a transfer task: Table 2's YouTube-8M column (videos paired with their own sound)
+# task -> the layout written (a `cmmixer.data` reader)
+TASK_LAYOUTS = {'k400': 'kinetics', 'audioset20k': 'audioset', 'esc50': 'esc50',
+                # not a transfer task: Table 2's YouTube-8M column (videos paired with their own sound)
+                'yt8m': 'yt8m'}
 
 def picture_class(v:dict) -> str:
     "Kinetics stand-in: what the video shows, its objects' shape and arrangement ('circle row', ...; 12 classes)."
@@ -55,7 +57,8 @@ def assign_folds(videos:dict, folds:int=5, seed:int=0) -> dict:
     groups = {}
     for n, v in videos.items(): groups.setdefault(group_of(n, v), []).append(n)
     order = np.random.default_rng(seed).permutation(sorted(groups))
-    order = sorted(order, key=lambda g: -len(groups[g]))            # big groups first (stable: the seeded order within a size)
+    # big groups first (stable: the seeded order within a size)
+    order = sorted(order, key=lambda g: -len(groups[g]))
     size, out = [0] * folds, {}
     for g in order:
         f = int(np.argmin(size))

@@ -150,9 +150,11 @@ def check_noise(noise, batch: int, length: int, generator=None):
 
 def random_masking(batch: int, length: int, mask_ratio: float,
                    generator: torch.Generator|None = None, # default: torch's global RNG
-                   device=None,                            # where ids and mask live (default: the generator's/noise's device)
+                   # where ids and mask live (default: the generator's/noise's device)
+                   device=None,
                    noise: torch.Tensor|None = None,        # [B, L] float noise instead of a generator (torch.compile)
-                  ) -> tuple[torch.Tensor, torch.Tensor]:  # ids_keep [B, keep] sorted int64, mask [B, L] float (1 = masked)
+                  # ids_keep [B, keep] sorted int64, mask [B, L] float (1 = masked)
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     "Per-sample random masking: keep round(length*(1-mask_ratio)) tokens chosen by argsort of uniform noise."
     check_mask_ratio(mask_ratio, low_inclusive=True)
     check_noise(noise, batch, length, generator)

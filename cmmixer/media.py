@@ -68,7 +68,8 @@ def _add_video(container, codec, frames, fps, pts, crf, gop):
     if codec in ('libx264', 'h264', 'libx265'): s.options = {'crf': str(crf), 'preset': 'veryfast', 'x264-params': 'mbtree=0'}  # mbtree off: byte-identical encodes
     elif codec in ('libvpx-vp9', 'libvpx'):  # constant quality (VP9's crf scale runs to 63), fast realtime mode
         s.options = {'crf': str(min(crf + 8, 63)), 'b': '0', 'deadline': 'realtime', 'cpu-used': '8'}
-    elif codec == 'mpeg4': s.bit_rate = max(200_000, 4 * w * h * int(math.ceil(fps)))  # ~4 bits per pixel and frame: near-lossless
+    # ~4 bits per pixel and frame: near-lossless
+    elif codec == 'mpeg4': s.bit_rate = max(200_000, 4 * w * h * int(math.ceil(fps)))
     if gop is not None: s.codec_context.gop_size = int(gop)
     return s, tb
 
@@ -79,7 +80,8 @@ def _add_audio(container, codec, audio, sample_rate):
     if rates and rate not in rates: rate = min(rates, key=lambda r: (abs(r - rate), -r))
     s = container.add_stream(codec, rate=rate)
     s.layout = _LAYOUTS[audio.shape[0]]
-    if codec == 'aac': s.options = {'aac_coder': 'fast'}   # 2.5x faster than the default two-loop search: SynthM2M's largest cost
+    # 2.5x faster than the default two-loop search: SynthM2M's largest cost
+    if codec == 'aac': s.options = {'aac_coder': 'fast'}
     return s
 
 # %% ../nbs/00_media.ipynb #465aea2a
@@ -197,7 +199,8 @@ def _check_file(path):
     if not head: raise MediaError(p, "empty file")
     return head
 
-_MAGIC = (b'\x1a\x45\xdf\xa3', b'RIFF', b'OggS', b'ID3', b'fLaC', b'\xff\xfb', b'\xff\xf3')  # mkv/webm, avi/wav, ogg, mp3, flac
+# mkv/webm, avi/wav, ogg, mp3, flac
+_MAGIC = (b'\x1a\x45\xdf\xa3', b'RIFF', b'OggS', b'ID3', b'fLaC', b'\xff\xfb', b'\xff\xf3')
 
 def _looks_like_media(head):
     "Does the file start like an MP4/MOV box or a known container? (Then a failure to open means damage.)"
@@ -573,7 +576,8 @@ def _cut(frames, st, window_s, sample_rate, n):
     if i is None: return out, 0
     j = next((k for k in range(i, len(frames)) if frames[k][1] >= t1), len(frames) - 1)
     rate = frames[i][3]
-    n0 = int(round(frames[i][0] * rate))                                   # sample index of the first frame's first sample
+    # sample index of the first frame's first sample
+    n0 = int(round(frames[i][0] * rate))
     a, b = max(int(math.floor(t0 * rate)), n0), int(math.ceil(t1 * rate))
     parts = [fr[2] for fr in frames[i:j + 1]]
     if len({p.shape[0] for p in parts}) == 1: x = np.concatenate(parts, axis=1)[:, a - n0:b - n0].mean(0)
@@ -633,7 +637,8 @@ def log_mel_fbank(waves, cfg: MediaConfig = MediaConfig()) -> torch.Tensor:
 class Clips:
     "K clips of one source: what the mixer and the encoders consume."
     frames: torch.Tensor        # uint8 [K,3,S,S]: mid-frame of each clip (zeros when has_video is False)
-    fbank: torch.Tensor         # float32 [K,num_mel_bins,T]: log-mel of the window around each mid-point (zeros without audio)
+    # float32 [K,num_mel_bins,T]: log-mel of the window around each mid-point (zeros without audio)
+    fbank: torch.Tensor
     times: np.ndarray           # float64 [K]: clip mid-points, seconds on the video timeline
     path: str                   # the video (visual) source
     audio_path: str             # the audio source

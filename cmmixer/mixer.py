@@ -299,7 +299,8 @@ def _log_gamma(src, n: int, a: float, salt) -> torch.Tensor:
 
 # %% ../nbs/02_mixer.ipynb #91691cfa
 def log_gamma_sample(shape: tuple, a: float,
-                     generator,    # a torch.Generator, or per-sample seeds (int64 [S], S dividing the number of samples)
+                     # a torch.Generator, or per-sample seeds (int64 [S], S dividing the number of samples)
+                     generator,
                      device=None) -> torch.Tensor:
     "log of Gamma(`a`, 1) samples (float32, on the source's device unless `device`), Marsaglia-Tsang with boost."
     _check_shape_param(a)
@@ -308,7 +309,8 @@ def log_gamma_sample(shape: tuple, a: float,
     return _log_gamma(_source(generator, n), n, a, 'gamma').view(shape).to(dev)
 
 def beta_sample(shape: tuple, a: float, b: float,
-                generator,         # a torch.Generator, or per-sample seeds (int64 [S], S dividing the number of samples)
+                # a torch.Generator, or per-sample seeds (int64 [S], S dividing the number of samples)
+                generator,
                 device=None, dtype=torch.float32) -> torch.Tensor:
     "Beta(`a`, `b`) samples: G1 / (G1 + G2), computed as sigmoid(log G1 - log G2) in `dtype`."
     gdev, dev = _devices(generator, device)

@@ -28,7 +28,8 @@ __all__ = ['SCALES', 'DECODER_LR', 'CPU_FINETUNE', 'CPU_PRETRAIN', 'GPU_SMALL_FI
 
 # %% ../nbs/03b_pretrain.ipynb #bda0b3f7
 SCALES = ('smoke', 'cpu', 'gpu-small', 'gpu-tiny', 'paper')
-DECODER_LR = {'solo': 2e-4, 'duet': 1e-4}          # Sec. 4.3: the learning rate of each decoder type (the ratio: see `Scale.decoder_lr_ratio`)
+# Sec. 4.3: the learning rate of each decoder type (the ratio: see `Scale.decoder_lr_ratio`)
+DECODER_LR = {'solo': 2e-4, 'duet': 1e-4}
 
 def check_decoder(decoder):
     if decoder not in DECODERS: raise ValueError(f"decoder: expected one of {DECODERS}, got {decoder!r}")
@@ -50,7 +51,8 @@ class Scale:
     train: TrainConfig   # the recipe (epochs are passes over the repeated dataset)
     synth: dict          # keyword arguments of cmmixer.synth.generate for data='synth'
     repeats: int = 2     # r: repeated sampling, fresh augmentations of each video per epoch
-    decoder_lr_ratio: bool = True  # Duet at the paper's Duet:Solo lr ratio (1e-4 : 2e-4); False: one lr for both decoders
+    # Duet at the paper's Duet:Solo lr ratio (1e-4 : 2e-4); False: one lr for both decoders
+    decoder_lr_ratio: bool = True
     finetune: TrainConfig|None = None   # the retrieval fine-tuning recipe (chapter 04_retrieval's `finetune_config`)
     finetune_pairs: float = 1.0         # the share of the training pairs fine-tuned on
     retriever: dict = field(default_factory=dict)   # RetrieverConfig fields of this scale (paper: Eq. 2 as printed)
@@ -154,7 +156,8 @@ def _check_scale(scale) -> Scale:
     return scale
 
 SYNTH_DATA = ('synth', 'synth-yt8m')   # generated datasets: SynthM2M (M2M layout) and its YouTube-8M-style variant
-YT8M_NATURAL_SHARE = 0.8                # the YouTube-8M-style SynthM2M: mostly natural sound, each video with its own sound
+# the YouTube-8M-style SynthM2M: mostly natural sound, each video with its own sound
+YT8M_NATURAL_SHARE = 0.8
 
 def check_data(data) -> str:
     "`data` is a generated dataset (`SYNTH_DATA`) or an existing dataset folder (ValueError naming `data` otherwise)."
@@ -220,14 +223,16 @@ def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModa
     if not isinstance(generator, StepGenerator): raise ValueError(f"generator: expected the engine's StepGenerator, got {type(generator).__name__}")
     video, audio = batch['video'], batch['audio']
     cfg = unwrap(model).cfg
-    mixed, m = mixer(video, audio, seeds=generator.seeds(video.device), return_mask=True)   # vectorised, per-sample seeds
+    # vectorised, per-sample seeds
+    mixed, m = mixer(video, audio, seeds=generator.seeds(video.device), return_mask=True)
     noise = generator.rand_per_sample(video.shape[1] * cfg.num_patches, device=video.device)
     out = model(mixed, video, audio, noise=noise)
     return dict(loss=out['loss'], loss_video=out['loss_video'], loss_audio=out['loss_audio'], video_share=m.mean())
 
 # %% ../nbs/03b_pretrain.ipynb #15d7fd67
 EXECUTION_ONLY = ('progress', 'num_workers', 'pin_memory', 'log_every', 'ckpt_every_epochs', 'ckpt_every_steps',
-                  'out_dir', 'compile', 'device', 'find_unused_parameters')   # TrainConfig fields that do not change the result
+                  # TrainConfig fields that do not change the result
+                  'out_dir', 'compile', 'device', 'find_unused_parameters')
 
 def run_name(data, scale, decoder: str, mixer, seed: int) -> str:
     "`<data>_<scale>_<decoder>_<mixer>_seed<seed>`: the run's folder name under runs/ and results/."
@@ -313,7 +318,8 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
     torch.manual_seed(derive_seed(seed, 'init'))                        # initial weights: a function of the seed
     model = CMMixerMAE(scale.mae)
     fit(model, dataset, train, step_fn=partial(step_fn or pretrain_step, mixer=CrossModalMixer(mixer)), resume=resume, desc='pre-train')
-    if main:                                                            # mark the checkpoint finished, with its settings
+    # mark the checkpoint finished, with its settings
+    if main:
         write_json(out / 'checkpoint' / 'config.json', dict(read_checkpoint(out / 'checkpoint'), pretrain=spec))
     barrier()                                                           # every process reads the finished checkpoint
     return out

@@ -176,7 +176,8 @@ def _old_rows(out:Path, settings:dict) -> dict:
     rows, keys = {}, old.meta.get('keys', {})
     for f, a, n in zip(old.files, old.file_start, np.diff(np.r_[old.file_start, len(old.items)])):
         if f in keys: rows[keys[f]] = (np.asarray(old.vectors[a:a + n]), old.items.iloc[a:a + n])
-    for r in old.rejects.to_dict('records'):                          # a file that failed then fails again: keep its reason
+    # a file that failed then fails again: keep its reason
+    for r in old.rejects.to_dict('records'):
         if r['file'] in keys: rows[keys[r['file']]] = r
     return rows
 
@@ -528,8 +529,10 @@ def search(self:Index, q, top:int=10, approx:bool=False, nprobe:int|None=None, c
         return [df for g in groups for df in self._best_files(exact_scores(self.vectors, q[g], chunk), top)]
     ann = self.ann()
     check(ann is not None, 'approx', f"{self.root} has no approximate index: build it with ann=True (or build_ann)")
-    if nprobe is None and ann.nprobe >= ann.nlist: return self.search(q, top, chunk=chunk)   # tuning found no shortcut: exact is faster
-    rows, vals = ann.search(q, min(len(self.items), top * max(1, self.max_excerpts)), nprobe)   # enough rows for `top` files
+    # tuning found no shortcut: exact is faster
+    if nprobe is None and ann.nprobe >= ann.nlist: return self.search(q, top, chunk=chunk)
+    # enough rows for `top` files
+    rows, vals = ann.search(q, min(len(self.items), top * max(1, self.max_excerpts)), nprobe)
     out = []
     for r, v in zip(rows, vals):
         ok = r >= 0
@@ -581,7 +584,8 @@ def recommend(video,                  # the query: a video for a music index (a 
               nprobe:int|None=None,   # IVF lists scanned per query when approx (default: the index's measured one)
               device='auto',
               model:Retriever|None=None,
-              modality:str|None=None) -> pd.DataFrame:   # the kind of index expected ('audio': music, 'video'); None: any
+              # the kind of index expected ('audio': music, 'video'); None: any
+              modality:str|None=None) -> pd.DataFrame:
     "The `top` files of `index` for `video` (columns rank, file, score, start_s, end_s of the best excerpt, path)."
     check_int('top', top)
     check_int('nprobe', nprobe, none=True)

@@ -271,7 +271,8 @@ def reference_points(cache, split:str='test', train_split:str='train', pool_size
     t0 = time.perf_counter()
     memo = {} if memo is None else memo                                 # shared by the splits of `write_references`
     def fitted(kind, feats):                                            # feats(rows) -> (V, A) of a cache's records
-        key = (kind, method, str(c.root), train_split)                  # the training features are extracted and fitted once
+        # the training features are extracted and fitted once
+        key = (kind, method, str(c.root), train_split)
         if key not in memo: memo[key] = FeatureBaseline(method).fit(*feats(train.rows))
         return evaluate_scores(memo[key].scores(*feats(test.rows)), test.group_index, pool_size, seed)
     out = dict(baseline=fitted('cache', lambda rows: cache_features(c, rows)),

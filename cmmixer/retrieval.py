@@ -41,7 +41,8 @@ class RetrieverConfig:
     proj_dim: int = 128              # d: width of the projection head, the embedding of one clip
     tau: float = 0.3                 # InfoNCE temperature of Eq. 2
     symmetric: bool = True           # loss = mean of V->M and M->V InfoNCE; False: V->M only
-    score: str = 'clip'              # 'clip': mean over aligned clips of cosine; 'mean': cosine of mean-pooled embeddings
+    # 'clip': mean over aligned clips of cosine; 'mean': cosine of mean-pooled embeddings
+    score: str = 'clip'
     shared_negatives: bool = True    # True: Eq. 2 as written (videos of the same track are negatives too)
     inputs: dict = field(default_factory=dict)  # preprocessing of new media (set by `finetune` from the cache)
 
@@ -314,7 +315,8 @@ def chance_best_of(n_pool:int, positives, ks=(1, 5, 10)) -> dict:
     return out
 
 # %% ../nbs/04_retrieval.ipynb #273574fe
-def evaluate_scores(scores,           # [N, N] score of item i's video against item j's music, or a function (rows_q, rows_c) -> [Q, C]
+# [N, N] score of item i's video against item j's music, or a function (rows_q, rows_c) -> [Q, C]
+def evaluate_scores(scores,
                     group,            # [N] pairing group of each item (int or str): items of one group share a track
                     pool_size:int=POOL_SIZE, seed:int=0, ks=(1, 5, 10),
                     track_score:str='best', # a track's score from its test excerpts: 'best' or 'mean' (the whole track)
@@ -331,7 +333,8 @@ def evaluate_scores(scores,           # [N, N] score of item i's video against i
     # V -> M: candidates are the pool's tracks; a track scores by its best test excerpt
     tracks = pools['tracks']
     col = {t: i for i, t in enumerate(tracks.tolist())}
-    items = np.flatnonzero(np.isin(group, tracks))                   # the pooled tracks' videos (queries) = their excerpts
+    # the pooled tracks' videos (queries) = their excerpts
+    items = np.flatnonzero(np.isin(group, tracks))
     owner = np.array([col[t] for t in group[items].tolist()], dtype=np.int64)
     s = best_of(scores(items, items), owner, len(tracks), track_score)
     v2m = retrieval_metrics(s, owner, ks)
@@ -343,7 +346,8 @@ def evaluate_scores(scores,           # [N, N] score of item i's video against i
     s = best_of(scores(vids, exc), [row[t] for t in group[exc].tolist()], len(qtracks), track_score).T
     correct = torch.as_tensor(group[vids][None] == qtracks[:, None])  # [Q, N] every correct video of each track
     truth = torch.where(correct, s, torch.tensor(float('-inf'))).argmax(1)  # its best-ranked correct video
-    others = correct & (torch.arange(len(vids))[None] != truth[:, None])   # the other correct videos do not rank above it
+    # the other correct videos do not rank above it
+    others = correct & (torch.arange(len(vids))[None] != truth[:, None])
     m2v = retrieval_metrics(torch.where(others, s.min() - 1, s), truth, ks)
     npos = correct.sum(1).numpy()
     return dict(v2m=v2m, m2v=m2v, chance_v2m=chance_metrics(len(tracks), ks), chance_m2v=chance_metrics(len(vids), ks),

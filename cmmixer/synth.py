@@ -36,7 +36,8 @@ TEXTURES = ('flat', 'gradient', 'clouds', 'checker')        # distractor: backgr
 HUE_RANGES = ((0.0, 0.15), (0.52, 0.72))  # palette per mode (warm for major, cool for minor); key moves the hue inside
 ENERGY_BRIGHTNESS = (0.45, 0.70, 0.95)     # object brightness (HSV value) per energy level
 ENERGY_OBJECTS = (2, 4, 6)                 # number of objects per energy level
-REGISTER_Y = (0.68, 0.32)                  # vertical centre of the objects (fraction of the height; high notes sit high)
+# vertical centre of the objects (fraction of the height; high notes sit high)
+REGISTER_Y = (0.68, 0.32)
 ENERGY_GAIN = (0.35, 0.6, 1.0)             # loudness of a section per energy level
 SPLITS = ('train', 'val', 'test')
 
@@ -65,7 +66,8 @@ def sample_latent(rng:np.random.Generator, duration:float) -> dict:
     while t < duration - 1e-6:
         bars = max(1, int(round(float(rng.uniform(3.0, 6.0)) / bar)))
         end = min(round(t + bars * bar, 4), duration)
-        energy = int(rng.integers(3)) if energy is None else int((energy + rng.integers(1, 3)) % 3)  # a new section changes energy
+        # a new section changes energy
+        energy = int(rng.integers(3)) if energy is None else int((energy + rng.integers(1, 3)) % 3)
         sections.append([round(t, 4), round(end, 4), energy, int(rng.integers(2))])
         t = end
     return dict(tempo=tempo, bpm=bpm, mode=int(rng.integers(2)), key=int(rng.integers(12)), timbre=int(rng.integers(4)),
@@ -128,7 +130,8 @@ def sample_distractors(rng:np.random.Generator, difficulty:float) -> dict:
 # %% ../nbs/01b_synth.ipynb #a2db80f8
 _SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10))
 _PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 2, 6))  # I-V-vi-IV (major), i-VI-III-VII (minor), one chord per bar
-_RHYTHM_ONSETS = ((0, 1, 2, 3), (0, 0.75, 1.5, 2.5, 3.25), (0, 2/3, 1, 5/3, 2, 8/3, 3, 11/3))  # melody onsets (beats) in a bar
+# melody onsets (beats) in a bar
+_RHYTHM_ONSETS = ((0, 1, 2, 3), (0, 0.75, 1.5, 2.5, 3.25), (0, 2/3, 1, 5/3, 2, 8/3, 3, 11/3))
 _TIMBRE_SPECS = (  # partial ratios, amplitudes, attack (s), decay time constant (s; None: sustained)
     dict(ratios=(1, 2, 3), amps=(1, .25, .08), attack=.04, decay=None),
     dict(ratios=(1, 3, 5, 7, 9), amps=(1, .45, .25, .15, .08), attack=.02, decay=None),

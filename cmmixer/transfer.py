@@ -66,7 +66,8 @@ class TransferRecipe:
     layer_decay: float = 0.75       # block i's lr x decay^(depth - i); 1: one lr for all
     mixup: float = 0.0              # Beta(α, α) mixing of inputs and targets per batch; 0: off
     label_smoothing: float = 0.0    # single-label targets: 1 - ε on the class, ε spread over all classes
-    spec_mask: float = 0.0          # audio view: width of one frequency band and one time band zeroed, as a share of the image
+    # audio view: width of one frequency band and one time band zeroed, as a share of the image
+    spec_mask: float = 0.0
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
@@ -254,7 +255,8 @@ def handcrafted_score(task:TransferTask, X_train, y_train, X_test, y_test) -> fl
 def reference_scores(cache, task:TransferTask, num_classes:int) -> dict:
     "Chance and the hand-crafted baseline on every scored split: `{split: {'chance': .., 'hand-crafted': ..}}`."
     c, out = as_cache(cache), {}
-    rows = c.indices([*eval_splits(task), *train_splits(task, eval_splits(task)[0])])   # every item scored or trained on
+    # every item scored or trained on
+    rows = c.indices([*eval_splits(task), *train_splits(task, eval_splits(task)[0])])
     feats = dict(zip(rows.tolist(), pooled_view_features(c, rows, task.modality)))    # once each, not once per fold
     X = lambda idx: np.stack([feats[int(r)] for r in idx])
     for sp in eval_splits(task):
@@ -264,7 +266,8 @@ def reference_scores(cache, task:TransferTask, num_classes:int) -> dict:
     return out
 
 # %% ../nbs/06_transfer.ipynb #89140d32
-TRANSFER_VIDEOS = 1200          # the stand-ins' SynthM2M size (below the paper scale): a transfer set, not a second pre-training set
+# the stand-ins' SynthM2M size (below the paper scale): a transfer set, not a second pre-training set
+TRANSFER_VIDEOS = 1200
 
 def transfer_data(task:str, scale:str='cpu', root='data', workers:int=2, progress:bool=False, seed:int=1) -> Path:
     "The prepared cache of `task`'s SynthM2M stand-in at `scale`: SynthM2M (seed 1: not the pre-training data) -> the task's layout -> prepare."
@@ -317,7 +320,8 @@ def run_transfer(exp, where) -> dict:
     t = time.perf_counter()
     recipe = transfer_recipe(task.name, exp.scale, exp.finetune_epochs, exp.seed, device=where.device, progress=where.progress)
     recipe = replace(recipe, train=scaled_lr(recipe.train, exp.lr_scale))   # Experiment.lr_scale: 1 keeps the recipe
-    key = digest(dict(recipe=asdict(recipe), start=origin, cache=cache.meta['fingerprint']), 10)   # another recipe or start: a fresh run
+    # another recipe or start: a fresh run
+    key = digest(dict(recipe=asdict(recipe), start=origin, cache=cache.meta['fingerprint']), 10)
     run_dir = project_path(where.runs) / 'transfer' / f"{exp.name}_{key}"
     per_split, steps = {}, 0
     for sp in eval_splits(task):

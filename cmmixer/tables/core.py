@@ -101,7 +101,8 @@ def run_one(exp:Experiment, how:TableRun) -> dict:
 
 # %% ../../nbs/09_tables.ipynb #7a28f512
 HOOKS = ('plan', 'prepare', 'ensure_data', 'write')    # a table module's functions that take options
-COMMON = ('scale', 'data', 'seeds', 'table', 'how', 'cache', 'runs', 'results', 'data_root')   # given by `run_table`, not options
+# given by `run_table`, not options
+COMMON = ('scale', 'data', 'seeds', 'table', 'how', 'cache', 'runs', 'results', 'data_root')
 
 def option_names(mod) -> list:
     "The options a table module takes: every parameter of its hooks, less the common ones."

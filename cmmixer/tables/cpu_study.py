@@ -37,7 +37,8 @@ STUDY = {  # name: overrides of BASE (most promising levers first); chosen on va
     'smoke': {},
     'smoke-normpix-enc.25': dict(norm_pix_loss=True, enc_lr_scale=0.25, probe=True),
     'smoke-pt32': dict(pt_epochs=32, probe=True),
-    'smoke-pt32-aa': dict(pt_epochs=32, probe=True),      # fine-tuned on antialiased spectrogram images (pre-training reused)
+    # fine-tuned on antialiased spectrogram images (pre-training reused)
+    'smoke-pt32-aa': dict(pt_epochs=32, probe=True),
     '6k-q': dict(videos=6000, tracks=2400, ft_fraction=0.25, probe=True),
     '6k-q-pt4': dict(videos=6000, tracks=2400, ft_fraction=0.25, pt_epochs=4),
 }

@@ -54,7 +54,8 @@ def gather_table2(runs='runs', data='synth', scale='cpu', column:str|None=None, 
                           for m, v in PAPER_TABLE2[column].items()])
     t = gather(df, ['method'], paper, [(m,) for m in TABLE2_ORDER])
     refs = gather_references(records_dir('table1', runs), data, scale, split, lr_scales=sel)
-    lr_of = lambda m: sel.get(m, 1.0) if m in TABLE2_TUNED else float('nan')   # the trained rows' factors; none for CCA etc.
+    # the trained rows' factors; none for CCA etc.
+    lr_of = lambda m: sel.get(m, 1.0) if m in TABLE2_TUNED else float('nan')
     t['lr_scale'], refs['lr_scale'] = t.method.map(lr_of), refs.method.map(lr_of)
     return pd.concat([t.assign(kind='method'), refs.assign(kind='reference')], ignore_index=True)
 
@@ -116,7 +117,8 @@ TABLE2_TUNED = {'CBVMR': dict(table='table2', method='cbvmr'), 'CMMVR': dict(tab
                 'CVMVAE': dict(table='table2', method='cvmvae'), 'MVPt': dict(table='table2', method='mvpt'),
                 TABLE2_NAMES[SINGLE_MAE]: dict(table='table2', method=SINGLE_MAE),
                 'CMMixer-Solo': dict(table='table1', decoder='solo'), 'CMMixer-Duet': dict(table='table1', decoder='duet'),
-                'no pre-training': dict(table='table1', init='random')}   # every trained row: the rows and the random-init reference
+                # every trained row: the rows and the random-init reference
+                'no pre-training': dict(table='table1', init='random')}
 
 def table2_experiment(row:str, data='synth', scale='cpu', seed:int=0, **kw) -> Experiment:
     "The `Experiment` of a row of Table 2 (a key of `TABLE2_TUNED`) at `seed`; `kw` sets other fields (lr_scale, epochs...)."
