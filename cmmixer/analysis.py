@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .core import check, check_int, check_number, check_choice, is_int, derive_seed, project_path
 from .cache import as_cache, RetrievalDataset
 from .mixer import MIXERS, MixerConfig, CrossModalMixer
-from .mae import reconstruct, check_mask_ratio, _display
+from .mae import reconstruct, check_mask_ratio, display_image
 from .train import read_checkpoint
 from .paper import PAPER_TABLE6, PAPER_TABLE6_SOURCE
 from .pretrain import load_pretrained, scale_config
@@ -55,7 +55,7 @@ def mixer_figure(cache, item:int=0, split:str='test', clip:int=0, seed:int=0) ->
     fig = Figure(figsize=(2.1 * len(cols), 4.4), layout='constrained')
     axes = fig.subplots(2, len(cols))
     for j, (title, img, m) in enumerate(cols):
-        axes[0, j].imshow(_display(img, img))
+        axes[0, j].imshow(display_image(img, img))
         axes[0, j].set_title(title, fontsize=9)
         if m is not None:
             axes[1, j].imshow(m.numpy(), cmap='gray', vmin=0, vmax=1)
@@ -372,7 +372,7 @@ def reconstruction_panel(r:dict, mixed, original, target:str, clip:int=0, title:
         imgs = [(torch.where(hidden, torch.full_like(m, float('nan')), m), m), (r[f'{target}_out'][b, clip], o),
                 (r[f'{target}_rec'][b, clip], o), (o, o)]
         for j, (img, ref) in enumerate(imgs):
-            x = _display(img, ref)
+            x = display_image(img, ref)
             axes[b, j].imshow(np.where(np.isnan(x), 0.5, x))
             axes[b, j].set_xticks([])
             axes[b, j].set_yticks([])

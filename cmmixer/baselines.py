@@ -27,7 +27,7 @@ from .core import (check, check_int, check_number, check_choice, is_int, is_numb
                           project_path)
 
 from .features import *
-from .features import _check_fbank
+from .features import check_fbank
 from .metrics import POOL_SIZE
 
 # %% auto #0

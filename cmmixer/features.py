@@ -28,7 +28,7 @@ from .core import (check, check_int, check_number, check_choice, is_int, is_numb
 
 # %% auto #0
 __all__ = ['AUDIO_DESCRIPTORS', 'MODALITIES', 'MODALITY_NAMES', 'SYNTH_TAGS', 'FEATURE_BLOCKS', 'TAG_SOURCES', 'mel_scale',
-           'mel_filters', 'mfcc', 'pitch_class_map', 'chroma', 'spectral_stats', 'audio_descriptors',
+           'mel_filters', 'check_fbank', 'mfcc', 'pitch_class_map', 'chroma', 'spectral_stats', 'audio_descriptors',
            'audio_handcrafted', 'video_handcrafted', 'SingleModalMAE', 'single_modal_step', 'single_modal_run_name',
            'single_modal_spec', 'json_normal', 'pretrain_single_modal', 'load_single_modal', 'single_modal_retriever',
            'FeatureSet', 'FeatureDataset', 'latent_feature_set', 'synth_tags', 'cache_tags', 'encoder_features',
@@ -53,14 +53,14 @@ def mel_filters(num_bins:int=128, sample_rate:int=16000, low_freq:float=20.0, st
     w = torch.minimum((m - left) / d, (left + 2 * d - m) / d).clamp_min(0.0)
     return w, f, 700.0 * torch.expm1((left[:, 0] + d) / 1127.0)
 
-def _check_fbank(fbank) -> torch.Tensor:
+def check_fbank(fbank) -> torch.Tensor:
     x = torch.as_tensor(fbank).float()
     check(x.ndim >= 2 and x.shape[-2] >= 2 and x.shape[-1] >= 1, 'fbank', f"expected [..., bins, T], got {list(x.shape)}")
     return x
 
 def mfcc(fbank, n_mfcc:int=20) -> torch.Tensor:
     "Log-mel fbank [..., bins, T] -> MFCC [..., n_mfcc, T]: the orthonormal DCT-II over the bins."
-    x = _check_fbank(fbank)
+    x = check_fbank(fbank)
     check(is_int(n_mfcc, 1) and n_mfcc <= x.shape[-2], 'n_mfcc', f"must be an int in [1, {x.shape[-2]}], got {n_mfcc!r}")
     dct = torchaudio.functional.create_dct(n_mfcc, x.shape[-2], norm='ortho')        # [bins, n_mfcc]
     return torch.einsum('...bt,bc->...ct', x, dct)
@@ -78,13 +78,13 @@ def pitch_class_map(num_bins:int=128, sample_rate:int=16000, band:tuple=(400.0, 
 
 def chroma(fbank, sample_rate:int=16000, band:tuple=(400.0, 5000.0)) -> torch.Tensor:
     "Log-mel fbank [..., bins, T] -> pitch-class profile [..., 12, T], each frame divided by its maximum (0 in silence)."
-    x = _check_fbank(fbank)
+    x = check_fbank(fbank)
     c = torch.einsum('...bt,bp->...pt', x.double().exp(), pitch_class_map(x.shape[-2], sample_rate, tuple(band)).double())
     return (c / c.amax(-2, keepdim=True).clamp_min(1e-12)).float()
 
 def spectral_stats(fbank, sample_rate:int=16000) -> torch.Tensor:
     "Log-mel fbank [..., bins, T] -> [..., 4, T]: centroid and bandwidth (kHz) of the mel power, onset flux, log energy."
-    x = _check_fbank(fbank)
+    x = check_fbank(fbank)
     c = mel_filters(x.shape[-2], sample_rate)[2].float().to(x.device)[:, None] / 1000.0   # [bins, 1] kHz
     p = x.softmax(-2)                                                            # mel power shares per frame
     centroid = (p * c).sum(-2)
@@ -97,7 +97,7 @@ AUDIO_DESCRIPTORS = 20 + 20 + 12 + 4      # MFCC, delta MFCC, chroma, spectral s
 
 def audio_descriptors(fbank, sample_rate:int=16000, n_mfcc:int=20) -> torch.Tensor:
     "Log-mel fbank [..., bins, T] -> the frame descriptors [..., 2*n_mfcc + 16, T]: MFCC, their deltas, chroma, spectral statistics."
-    x = _check_fbank(fbank)
+    x = check_fbank(fbank)
     m = mfcc(x, n_mfcc)
     d = torchaudio.functional.compute_deltas(m, win_length=5) if x.shape[-1] > 1 else torch.zeros_like(m)
     return torch.cat([m, d, chroma(x, sample_rate), spectral_stats(x, sample_rate)], -2)

@@ -23,7 +23,7 @@ from .core import check, check_int, check_number, check_choice
 __all__ = ['DECODERS', 'check_mask_ratio', 'MAEConfig', 'check_mae_config', 'patchify', 'unpatchify', 'sincos_1d',
            'sincos_pos_embed', 'check_noise', 'random_masking', 'init_mae_weights', 'vit_blocks', 'check_images',
            'CMMixerEncoder', 'clip_embeddings', 'DecoderStack', 'SoloDecoder', 'DuetDecoder', 'patch_targets',
-           'masked_mse', 'CMMixerMAE', 'param_breakdown', 'meta_model', 'count_flops', 'reconstruct',
+           'masked_mse', 'CMMixerMAE', 'param_breakdown', 'meta_model', 'count_flops', 'reconstruct', 'display_image',
            'reconstruction_figure']
 
 # %% ../nbs/03_mae.ipynb #62d7f62b
@@ -403,7 +403,7 @@ def reconstruct(model: CMMixerMAE, mixed, video, audio, generator: torch.Generat
                 mask=mask_img, loss=out['loss'].item())
 
 # %% ../nbs/03_mae.ipynb #bef3540e
-def _display(img, ref):
+def display_image(img, ref):
     "CHW -> HWC in [0, 1], scaled by the range of the reference images `ref`."
     lo, hi = ref.min(), ref.max()
     return ((img - lo) / (hi - lo + 1e-8)).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
@@ -428,7 +428,7 @@ def reconstruction_figure(model: CMMixerMAE, mixed, video, audio, generator: tor
     axes = fig.subplots(len(rows), n, squeeze=False)
     for i, (label, imgs, ref) in enumerate(rows):
         for k in range(n):
-            img = _display(imgs[k], ref)
+            img = display_image(imgs[k], ref)
             axes[i, k].imshow(np.where(np.isnan(img), 0.5, img))
             axes[i, k].set_xticks([])
             axes[i, k].set_yticks([])
