@@ -60,7 +60,8 @@ def mixer_figure(cache, item:int=0, split:str='test', clip:int=0, seed:int=0) ->
         if m is not None:
             axes[1, j].imshow(m.numpy(), cmap='gray', vmin=0, vmax=1)
             axes[1, j].set_title(f'M, video share {m.mean().item():.2f}', fontsize=8)
-        for ax in axes[:, j]: ax.axis('off')
+        for ax in axes[:, j]:
+            ax.axis('off')
     fig.suptitle(f"Eq. 1 on item {item} of {split!r}, clip {k + 1} ({v.shape[-1]} px)", fontsize=10)
     return fig
 
@@ -140,7 +141,8 @@ def factor_labels(cache, rows, factors=('mode', 'tempo'), view:str='observed') -
     return np.array([', '.join(names[f][it[view][f]] for f in factors) for it in items])
 
 # %% ../nbs/07_analysis.ipynb #ec8b9ffc
-def _song_name(group:str) -> str: return Path(group.removeprefix('track:')).stem
+def _song_name(group:str) -> str:
+    return Path(group.removeprefix('track:')).stem
 
 def song_excerpts(group, groups, n_songs:int=10, min_excerpts:int=2) -> tuple:
     """(indices, song names) of the items of the `n_songs` pairing groups with the most items (at least
@@ -174,7 +176,8 @@ def _embedding(model, cache, split:str, device) -> dict:
         check(np.array_equal(model.get('rows'), RetrievalDataset(cache, split).rows), 'model',
               f"the embeddings given are not those of split {split!r} of this cache")
         return model
-    check(isinstance(model, Retriever), 'model', f"expected a Retriever or its embed_split dict, got {type(model).__name__}")
+    check(isinstance(model, Retriever), 'model',
+          f"expected a Retriever or its embed_split dict, got {type(model).__name__}")
     return embed_split(model, cache, split, device=device)
 
 def clustering(models:dict, cache, split:str='test', n_songs:int=10, factors=('mode', 'tempo'), n_classes:int=10,
@@ -219,14 +222,16 @@ def tsne_figure(points:pd.DataFrame, scores:pd.DataFrame) -> 'matplotlib.figure.
         for j, name in enumerate(names):
             d, ax = points[(points.panel == panel) & (points.model == name)], axes[i, j]
             s = scores[(scores.panel == panel) & (scores.model == name)].iloc[0]
-            sns.scatterplot(data=d, x='x', y='y', hue='label', hue_order=labels, palette=pal, s=22, ax=ax, legend=j == len(names) - 1)
+            sns.scatterplot(data=d, x='x', y='y', hue='label', hue_order=labels, palette=pal, s=22, ax=ax,
+                            legend=j == len(names) - 1)
             ax.set_title(f"{name}: {panel}\n{s.k}-NN acc. {s.knn:.2f} (chance {s.chance_knn:.2f}), "
                          f"silhouette {s.silhouette:.2f} ({s.chance_silhouette:.2f})", fontsize=8.5)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_xlabel('')
             ax.set_ylabel('')
-            if j == len(names) - 1: sns.move_legend(ax, 'upper left', bbox_to_anchor=(1, 1), fontsize=7, title=None, frameon=False)
+            if j == len(names) - 1:
+                sns.move_legend(ax, 'upper left', bbox_to_anchor=(1, 1), fontsize=7, title=None, frameon=False)
     return fig
 
 # %% ../nbs/07_analysis.ipynb #7b56656f
@@ -236,9 +241,12 @@ def flexible_query(m:torch.Tensor, plus=(), minus=()) -> torch.Tensor:
     check(isinstance(m, torch.Tensor) and m.ndim >= 2 and m.is_floating_point(), 'm',
           f"expected float clip embeddings [..., K, d], got {type(m).__name__}")
     def fits(a):
-        if not (isinstance(a, torch.Tensor) and a.ndim >= 2 and a.shape[-2:] == m.shape[-2:]): return False
-        try: return torch.broadcast_shapes(a.shape, m.shape) == m.shape
-        except RuntimeError: return False
+        if not (isinstance(a, torch.Tensor) and a.ndim >= 2 and a.shape[-2:] == m.shape[-2:]):
+            return False
+        try:
+            return torch.broadcast_shapes(a.shape, m.shape) == m.shape
+        except RuntimeError:
+            return False
     out = m
     for name, adj, sign in (('plus', plus, 1.0), ('minus', minus, -1.0)):
         adj = [adj] if isinstance(adj, torch.Tensor) else list(adj)
@@ -257,8 +265,10 @@ def factor_share(cache, rows, factor:str='energy', level='high', view:str='truth
     meta, items = _synth_items(cache, rows)
     names = _level_names(meta, factor)
     lv = names.index(level) if level in names else level
-    check(is_int(lv, 0) and lv < len(names), 'level', f"expected one of {names} or an index below {len(names)}, got {level!r}")
-    if factor in CLIP_FACTORS: return np.array([np.mean(np.asarray(it[view]['clips'][factor]) == lv) for it in items])
+    check(is_int(lv, 0) and lv < len(names), 'level',
+          f"expected one of {names} or an index below {len(names)}, got {level!r}")
+    if factor in CLIP_FACTORS:
+        return np.array([np.mean(np.asarray(it[view]['clips'][factor]) == lv) for it in items])
     return np.array([float(it[view][factor] == lv) for it in items])
 
 # %% ../nbs/07_analysis.ipynb #593f5a71
@@ -267,7 +277,8 @@ def _other(rng, pool:np.ndarray, group:np.ndarray) -> np.ndarray:
     out = np.full(len(group), -1)
     for i in range(len(group)):
         ok = pool[group[pool] != group[i]]
-        if len(ok): out[i] = rng.choice(ok)
+        if len(ok):
+            out[i] = rng.choice(ok)
     return out
 
 def _top(q, cand, cand_group, q_group, a_group, top:int, score:str) -> np.ndarray:
@@ -276,7 +287,8 @@ def _top(q, cand, cand_group, q_group, a_group, top:int, score:str) -> np.ndarra
     cg = torch.as_tensor(cand_group)[None]
     s[(cg == torch.as_tensor(q_group)[:, None]) | (cg == torch.as_tensor(a_group)[:, None])] = float('-inf')
     val, idx = s.topk(top, dim=1)
-    check(bool(torch.isfinite(val).all()), 'top', f"{top} is more than the candidates left once the query's and the excerpt's groups are out")
+    check(bool(torch.isfinite(val).all()), 'top',
+          f"{top} is more than the candidates left once the query's and the excerpt's groups are out")
     return idx.numpy()
 
 # %% ../nbs/07_analysis.ipynb #7919fe06
@@ -317,15 +329,20 @@ def zero_shot_queries(model, cache, split:str='test', factor:str='energy', level
             nq, moved, change = _moves(qdf[kind + 'before'].to_numpy(), qdf[kind + op].to_numpy(), intended)
             rows.append(dict(query='M + M_a' if op == 'plus' else 'M - M_a', adjuvant=what, intended=intended,
                              queries=nq, moved=moved, share=moved / max(nq, 1), mean_change=change))
-    return dict(summary=pd.DataFrame(rows), queries=qdf, top={k: v for k, v in lists.items() if not k.startswith('random')},
-                rows=emb['rows'], share=share, params=dict(factor=factor, level=level, target=target, top=top, split=split, seed=seed))
+    return dict(summary=pd.DataFrame(rows), queries=qdf, top={k: v for k,
+                                                              v in lists.items() if not k.startswith('random')},
+                rows=emb['rows'], share=share, params=dict(factor=factor, level=level, target=target, top=top,
+                                                           split=split, seed=seed))
 
 # %% ../nbs/07_analysis.ipynb #d925575b
 def _show_item(ax, cache, kind:str, row:int, clip:int):
     "Clip `clip` of a cache row: the frame ('video') or the log-mel fbank ('music', low frequencies at the bottom)."
     c = as_cache(cache)
-    if kind == 'video': ax.imshow(np.asarray(c.frames[int(row), clip]).transpose(1, 2, 0), interpolation='nearest')
-    else: ax.imshow(np.asarray(c.fbank[int(row), clip], dtype=np.float32), origin='lower', aspect='auto', cmap='magma', interpolation='nearest')
+    if kind == 'video':
+        ax.imshow(np.asarray(c.frames[int(row), clip]).transpose(1, 2, 0), interpolation='nearest')
+    else:
+        ax.imshow(np.asarray(c.fbank[int(row), clip], dtype=np.float32), origin='lower', aspect='auto', cmap='magma',
+                  interpolation='nearest')
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -362,7 +379,8 @@ def reconstruction_panel(r:dict, mixed, original, target:str, clip:int=0, title:
     check(original.shape == mixed.shape == r[f'{target}_out'].shape, 'original',
           f"expected the shape of mixed {tuple(mixed.shape)}, got {tuple(original.shape)}")
     clip = _pick('clip', clip, mixed.shape[1])
-    cols = ['model saw: mixture,\nhidden patches grey', 'output\n(every patch)', 'output in hidden +\nORIGINAL visible pasted',
+    cols = ['model saw: mixture,\nhidden patches grey', 'output\n(every patch)',
+            'output in hidden +\nORIGINAL visible pasted',
             'original']
     fig = Figure(figsize=(1.9 * len(cols), 1.9 * len(mixed) + 0.6), layout='constrained')
     axes = fig.subplots(len(mixed), len(cols), squeeze=False)
@@ -376,7 +394,8 @@ def reconstruction_panel(r:dict, mixed, original, target:str, clip:int=0, title:
             axes[b, j].imshow(np.where(np.isnan(x), 0.5, x))
             axes[b, j].set_xticks([])
             axes[b, j].set_yticks([])
-            if b == 0: axes[b, j].set_title(cols[j], fontsize=8)
+            if b == 0:
+                axes[b, j].set_title(cols[j], fontsize=8)
         axes[b, 0].set_ylabel(f'video {b + 1}, clip {clip + 1}', fontsize=8)
     fig.suptitle(title, fontsize=9)
     return fig
@@ -400,7 +419,8 @@ def reconstruction_figures(run_dir, cache, n:int=3, mask_ratio:float=0.5, clip:i
     check(isinstance(mixer, MixerConfig), 'mixer', f"expected a mixer name or MixerConfig, got {type(mixer).__name__}")
     mixed, video, audio, split = heldout_batch(cache, mixer, n=n, seed=seed, image_size=model.cfg.image_size)
     clip = _pick('clip', clip, mixed.shape[1])
-    r = reconstruct(model, mixed, video, audio, torch.Generator().manual_seed(derive_seed(seed, 'figure', 'mask')), mask_ratio)
+    r = reconstruct(model, mixed, video, audio, torch.Generator().manual_seed(derive_seed(seed, 'figure', 'mask')),
+                    mask_ratio)
     head = f"CMMixer-{model.cfg.decoder.title()} ({mixer.name}), {len(mixed)} {split} videos, mask {mask_ratio}, loss {r['loss']:.3f}"
     return (reconstruction_panel(r, mixed, audio, 'audio', clip, f"Fig. 7: spectrogram images. {head}"),
             reconstruction_panel(r, mixed, video, 'video', clip, f"Fig. 8: frames. {head}"), r['loss'])
@@ -408,7 +428,8 @@ def reconstruction_figures(run_dir, cache, n:int=3, mask_ratio:float=0.5, clip:i
 # %% ../nbs/07_analysis.ipynb #4e0bb3ba
 def _pair(s) -> tuple:
     "'33 / 36' -> (33.0, 36.0); empty -> (nan, nan)."
-    if not isinstance(s, str) or '/' not in s: return (np.nan, np.nan)
+    if not isinstance(s, str) or '/' not in s:
+        return (np.nan, np.nan)
     a, b = s.split('/')
     return float(a), float(b)
 
@@ -457,7 +478,8 @@ def runs_of_record(record) -> dict:
     check(rec.get('finetune_run'), 'record', f"{p} names no finetune_run (not a Table 1 record)")
     pt = None if not rec.get('pretrain_run') else project_path(rec['pretrain_run'])
     cache = None
-    if pt is not None and (pt / 'run.json').is_file(): cache = project_path(json.loads((pt / 'run.json').read_text())['cache'])
+    if pt is not None and (pt / 'run.json').is_file():
+        cache = project_path(json.loads((pt / 'run.json').read_text())['cache'])
     return dict(name=p.stem, pretrain_run=pt, finetune_run=project_path(rec['finetune_run']), cache=cache)
 
 def _fig5_rows(scs:pd.DataFrame) -> list:
@@ -471,14 +493,16 @@ def _fig6_rows(model:str, res:dict) -> list:
     for q in ('M + M_a', 'M - M_a'):
         # the excerpt at the level, then a random one
         a, ch = s[s['query'] == q].iloc[0], s[s['query'] == q].iloc[1]
-        out.append(dict(figure='Fig. 6', model=model, what=f"{q}, {p['level']} {p['factor']}: share of top-{p['top']} lists "
+        out.append(dict(figure='Fig. 6', model=model,
+                        what=f"{q}, {p['level']} {p['factor']}: share of top-{p['top']} lists "
                         f"of {p['target']}s moved {a.intended}", n=a.queries, value=a.share, chance=ch.share))
     return out
 
 # %% ../nbs/07_analysis.ipynb #d7e4972c
 CLUSTERING_KW = ('n_songs', 'factors', 'n_classes', 'per_class', 'k', 'perplexity', 'score')
 
-def analysis_numbers(pretrained, random_init, cache=None, split:str='test', zero_shot=(('energy', 'high'), ('register', 'high')),
+def analysis_numbers(pretrained, random_init, cache=None, split:str='test', zero_shot=(('energy', 'high'),
+                                                                                       ('register', 'high')),
                      seed:int=0, device='cpu', **kw) -> tuple:
     """Figs. 5-6 and the loss of Figs. 7-8 for two Table 1 records (pre-trained and random-init towers): (numbers, parts),
     parts holding what the figures draw. `kw`: `clustering`'s n_songs, factors, n_classes, per_class, k, perplexity, score."""
@@ -486,7 +510,8 @@ def analysis_numbers(pretrained, random_init, cache=None, split:str='test', zero
     check(not bad, bad[0] if bad else 'kw', f"not a parameter of clustering ({CLUSTERING_KW})")
     a, b = runs_of_record(pretrained), runs_of_record(random_init)
     check(a['pretrain_run'] is not None, 'pretrained', f"{a['name']} has no pre-training run (a random-init record?)")
-    check(cache is not None or a['cache'] is not None, 'cache', f"{a['name']}'s pre-training run names no cache: pass cache=")
+    check(cache is not None or a['cache'] is not None, 'cache',
+          f"{a['name']}'s pre-training run names no cache: pass cache=")
     cache = as_cache(cache if cache is not None else a['cache'])
     embs = {'pre-trained': embed_split(load_retriever(a['finetune_run']), cache, split, device=device),
             'random init': embed_split(load_retriever(b['finetune_run']), cache, split, device=device)}
@@ -497,7 +522,8 @@ def analysis_numbers(pretrained, random_init, cache=None, split:str='test', zero
             zs[factor, level, name] = zero_shot_queries(e, cache, split, factor, level, seed=seed)
             rows += _fig6_rows(name, zs[factor, level, name])
     f7, f8, loss = reconstruction_figures(a['pretrain_run'], cache, seed=seed)
-    rows.append(dict(figure='Figs. 7-8', model='pre-trained', what='MAE loss on the shown held-out videos, mask 0.5', n=3, value=loss))
+    rows.append(dict(figure='Figs. 7-8', model='pre-trained', what='MAE loss on the shown held-out videos, mask 0.5',
+                     n=3, value=loss))
     df = pd.DataFrame(rows).assign(pretrained=a['name'], random_init=b['name'], cache=cache.root.name)
     return df, dict(cache=cache, points=pts, scores=scs, zero_shot=zs, fig7=f7, fig8=f8)
 
@@ -525,12 +551,15 @@ def write_analysis(pretrained, random_init, out='results/analysis', cache=None, 
     _save(tsne_figure(parts['points'], parts['scores']), out / 'fig5_tsne.png')
     for (factor, level, name), res in parts['zero_shot'].items():
         # many noisy tiles: small
-        if name == 'pre-trained': _save(zero_shot_figure(c, res), out / f'fig6_zero_shot_{factor}.png', dpi=72)
+        if name == 'pre-trained':
+            _save(zero_shot_figure(c, res), out / f'fig6_zero_shot_{factor}.png', dpi=72)
     _save(parts['fig7'], out / 'fig7_spectrograms.png')
     _save(parts['fig8'], out / 'fig8_frames.png')
-    t6 = pd.concat([PAPER_TABLE6.assign(source='paper'), table6(study_csv).assign(source='ours (val split)')], ignore_index=True)
+    t6 = pd.concat([PAPER_TABLE6.assign(source='paper'), table6(study_csv).assign(source='ours (val split)')],
+                   ignore_index=True)
     t6.round(3).to_csv(out / 'table6.csv', index=False)
     df = pd.concat([df, *more], ignore_index=True)
     df.round(4).to_csv(out / 'analysis.csv', index=False)
-    if more: summarize_numbers(df).round(4).to_csv(out / 'analysis_summary.csv', index=False)
+    if more:
+        summarize_numbers(df).round(4).to_csv(out / 'analysis_summary.csv', index=False)
     return df

@@ -20,10 +20,13 @@ from torch.utils.data import Dataset, DataLoader
 from .cache import RetrievalDataset, PretrainDataset, as_cache, group_overlap
 from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, init_mae_weights, check_images,
                          check_mask_ratio, patch_targets, masked_mse, clip_embeddings)
-from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier, env_world,
+from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier,
+                           env_world,
                            all_gather_cat, main_first, resolve_device, read_log, unwrap, distributed)
-from .retrieval import (Retriever, info_nce, evaluate_embeddings, pair_subset, synth_root, finetune_config, finetune)
-from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest, write_json,
+from .retrieval import (Retriever, info_nce, evaluate_embeddings, pair_subset, synth_root, finetune_config,
+                               finetune)
+from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest,
+                          write_json,
                           project_path)
 
 from .features import *
@@ -48,22 +51,29 @@ class Baseline(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         name = self.config_class.__name__
-        check(isinstance(cfg, self.config_class), 'cfg', f"expected {'an' if name[0] in 'AEIMOU' else 'a'} {name}, got {type(cfg).__name__}")
+        check(isinstance(cfg, self.config_class), 'cfg',
+              f"expected {'an' if name[0] in 'AEIMOU' else 'a'} {name}, got {type(cfg).__name__}")
         self.cfg = cfg
 
-    def loss(self, video:torch.Tensor, audio:torch.Tensor, tags:torch.Tensor|None=None, group:torch.Tensor|None=None) -> dict:
+    def loss(self, video:torch.Tensor, audio:torch.Tensor, tags:torch.Tensor|None=None,
+             group:torch.Tensor|None=None) -> dict:
         raise NotImplementedError
-    def forward(self, video, audio, tags=None, group=None) -> dict: return self.loss(video, audio, tags, group)
-    def embed_video(self, video:torch.Tensor, tags:torch.Tensor|None=None) -> torch.Tensor: raise NotImplementedError
-    def embed_audio(self, audio:torch.Tensor) -> torch.Tensor: raise NotImplementedError
+    def forward(self, video, audio, tags=None, group=None) -> dict:
+        return self.loss(video, audio, tags, group)
+    def embed_video(self, video:torch.Tensor, tags:torch.Tensor|None=None) -> torch.Tensor:
+        raise NotImplementedError
+    def embed_audio(self, audio:torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 def _check_inputs(cfg, video, audio, tags=None):
     "Shapes of a batch against a baseline's config (ValueError naming the input)."
-    check(video.ndim == 3 and video.shape[-1] == cfg.video_dim, 'video', f"expected [B, K, {cfg.video_dim}], got {list(video.shape)}")
+    check(video.ndim == 3 and video.shape[-1] == cfg.video_dim, 'video',
+          f"expected [B, K, {cfg.video_dim}], got {list(video.shape)}")
     check(audio.ndim == 3 and audio.shape[-1] == cfg.audio_dim and audio.shape[:2] == video.shape[:2], 'audio',
           f"expected [B, K, {cfg.audio_dim}] with the video's B, K, got {list(audio.shape)}")
     if tags is not None and tags.numel():
-        check(tags.shape == (len(video), getattr(cfg, 'tag_dim', 0)), 'tags', f"expected [B, {getattr(cfg, 'tag_dim', 0)}], got {list(tags.shape)}")
+        check(tags.shape == (len(video), getattr(cfg, 'tag_dim', 0)), 'tags',
+              f"expected [B, {getattr(cfg, 'tag_dim', 0)}], got {list(tags.shape)}")
 
 def _gather(*xs) -> list:
     "Concatenate tensors [B, d_i] along the features, gather them from every DDP rank in ONE call, split them back."
@@ -73,7 +83,8 @@ def _gather(*xs) -> list:
 def _gather_groups(group, n:int, *xs) -> list:
     "`_gather` of `xs` and of the batch's group ids (each item its own group when None): the global batch under DDP."
     g = torch.arange(n, device=xs[0].device) if group is None else torch.as_tensor(group, device=xs[0].device)
-    if not distributed(): return [*xs, g]
+    if not distributed():
+        return [*xs, g]
     *out, gg = _gather(*xs, g.float()[:, None])                          # ids < 2^24: exact in float32
     return [*out, gg[:, 0].round().long()]
 
@@ -82,7 +93,8 @@ def mlp(dims:list, dropout:float=0.0) -> nn.Sequential:
     layers = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         layers.append(nn.Linear(a, b))
-        if i < len(dims) - 2: layers += [nn.ReLU(), nn.Dropout(dropout)]
+        if i < len(dims) - 2:
+            layers += [nn.ReLU(), nn.Dropout(dropout)]
     return nn.Sequential(*layers)
 
 def check_dropout(p):
@@ -92,7 +104,8 @@ def check_dropout(p):
 # %% ../nbs/05_baselines.ipynb #4b14e56e
 def _pos_neg(S:torch.Tensor, group:torch.Tensor|None) -> torch.Tensor:
     "Boolean [B, B]: True where anchor i and candidate j are a positive pair (the same item, or the same group)."
-    if group is None: return torch.eye(S.shape[0], dtype=torch.bool, device=S.device)
+    if group is None:
+        return torch.eye(S.shape[0], dtype=torch.bool, device=S.device)
     return group[:, None] == group[None, :]
 
 def inter_modal_ranking_loss(x:torch.Tensor, y:torch.Tensor, margin:float=0.1, top_k:int=100,
@@ -113,7 +126,8 @@ def soft_intra_modal_structure_loss(low:torch.Tensor, embed:torch.Tensor) -> tor
     """VM-NET's soft intra-modal structure loss: with distances -cosine of the inputs `low` [B, D] and of the unit
     embeddings `embed` [B, d], for every anchor i and neighbouring candidates (j, j+1), (sign(dl_ij - dl_ij+1) -
     sign(de_ij - de_ij+1)) * (de_ij+1 - de_ij): positive where the embedding reverses the inputs' order. Mean."""
-    check(low.ndim == 2 and embed.ndim == 2 and len(low) == len(embed), 'embed', f"expected [B, d] beside low {list(low.shape)}")
+    check(low.ndim == 2 and embed.ndim == 2 and len(low) == len(embed), 'embed',
+          f"expected [B, d] beside low {list(low.shape)}")
     l = F.normalize(low.float(), dim=-1)
     dl, de = -(l @ l.T), -(embed @ embed.T)
     coeff = torch.sign(dl[:, :-1] - dl[:, 1:]) - torch.sign(de[:, :-1] - de[:, 1:])
@@ -138,10 +152,13 @@ class CBVMRConfig:
 
     def __post_init__(self):
         self.video_hidden, self.audio_hidden = tuple(self.video_hidden), tuple(self.audio_hidden)
-        for f in ('video_dim', 'audio_dim', 'embed_dim', 'top_k'): check_int(f, getattr(self, f))
-        for f in ('video_hidden', 'audio_hidden'): check(all(is_int(h, 1) for h in getattr(self, f)), f, f"must be ints >= 1, got {getattr(self, f)!r}")
+        for f in ('video_dim', 'audio_dim', 'embed_dim', 'top_k'):
+            check_int(f, getattr(self, f))
+        for f in ('video_hidden', 'audio_hidden'):
+            check(all(is_int(h, 1) for h in getattr(self, f)), f, f"must be ints >= 1, got {getattr(self, f)!r}")
         check_dropout(self.dropout)
-        for f in ('margin', 'w_m2v', 'w_v2m', 'w_struct_video', 'w_struct_audio'): check_number(f, getattr(self, f), inclusive=True)
+        for f in ('margin', 'w_m2v', 'w_v2m', 'w_struct_video', 'w_struct_audio'):
+            check_number(f, getattr(self, f), inclusive=True)
 
 # %% ../nbs/05_baselines.ipynb #ceaa3572
 def _branch(d_in:int, hidden:tuple, d_out:int, dropout:float) -> nn.Sequential:
@@ -155,10 +172,14 @@ class CBVMR(Baseline):
         super().__init__(cfg)
         self.video_branch = _branch(cfg.video_dim, cfg.video_hidden, cfg.embed_dim, cfg.dropout)
         self.audio_branch = _branch(cfg.audio_dim, cfg.audio_hidden, cfg.embed_dim, cfg.dropout)
-    def _video(self, video): return F.normalize(self.video_branch(video.mean(1)), dim=-1)
-    def _audio(self, audio): return F.normalize(self.audio_branch(audio.mean(1)), dim=-1)
-    def embed_video(self, video, tags=None): return self._video(video)[:, None]
-    def embed_audio(self, audio): return self._audio(audio)[:, None]
+    def _video(self, video):
+        return F.normalize(self.video_branch(video.mean(1)), dim=-1)
+    def _audio(self, audio):
+        return F.normalize(self.audio_branch(audio.mean(1)), dim=-1)
+    def embed_video(self, video, tags=None):
+        return self._video(video)[:, None]
+    def embed_audio(self, audio):
+        return self._audio(audio)[:, None]
 
     def loss(self, video, audio, tags=None, group=None) -> dict:
         c = self.cfg
@@ -190,10 +211,12 @@ class CMMVRConfig:
     w_v2m: float = 1.0
 
     def __post_init__(self):
-        for f in ('video_dim', 'audio_dim', 'hidden', 'embed_dim', 'top_k'): check_int(f, getattr(self, f))
+        for f in ('video_dim', 'audio_dim', 'hidden', 'embed_dim', 'top_k'):
+            check_int(f, getattr(self, f))
         check_choice('aggregation', self.aggregation, AGGREGATIONS)
         check_dropout(self.dropout)
-        for f in ('margin', 'w_m2v', 'w_v2m'): check_number(f, getattr(self, f), inclusive=True)
+        for f in ('margin', 'w_m2v', 'w_v2m'):
+            check_number(f, getattr(self, f), inclusive=True)
 
 class TemporalAggregation(nn.Module):
     "Pool [B, K, D] segment features over K: mean, max, or softmax attention weights from a linear score."
@@ -202,8 +225,10 @@ class TemporalAggregation(nn.Module):
         check_choice('aggregation', how, AGGREGATIONS)
         self.how, self.score = how, nn.Linear(dim, 1) if how == 'attention' else None
     def forward(self, x):
-        if self.how == 'mean': return x.mean(1)
-        if self.how == 'max': return x.amax(1)
+        if self.how == 'mean':
+            return x.mean(1)
+        if self.how == 'max':
+            return x.amax(1)
         return (self.score(x).softmax(1) * x).sum(1)
 
 # %% ../nbs/05_baselines.ipynb #3b932eab
@@ -213,19 +238,25 @@ class CMMVR(Baseline):
     def __init__(self, cfg:CMMVRConfig):
         super().__init__(cfg)
         def tower(d_in):
-            return nn.ModuleDict(dict(segment=nn.Sequential(mlp([d_in, cfg.hidden, cfg.hidden], cfg.dropout), nn.ReLU()),
+            return nn.ModuleDict(dict(segment=nn.Sequential(mlp([d_in, cfg.hidden, cfg.hidden], cfg.dropout),
+                                                            nn.ReLU()),
                                       pool=TemporalAggregation(cfg.hidden, cfg.aggregation),
-                                      embed=nn.Sequential(nn.Linear(cfg.hidden, cfg.embed_dim), nn.BatchNorm1d(cfg.embed_dim, eps=1e-3))))
+                                      embed=nn.Sequential(nn.Linear(cfg.hidden, cfg.embed_dim),
+                                                          nn.BatchNorm1d(cfg.embed_dim, eps=1e-3))))
         self.video_tower, self.audio_tower = tower(cfg.video_dim), tower(cfg.audio_dim)
     @staticmethod
-    def _run(t, x): return F.normalize(t['embed'](t['pool'](t['segment'](x))), dim=-1)
-    def embed_video(self, video, tags=None): return self._run(self.video_tower, video)[:, None]
-    def embed_audio(self, audio): return self._run(self.audio_tower, audio)[:, None]
+    def _run(t, x):
+        return F.normalize(t['embed'](t['pool'](t['segment'](x))), dim=-1)
+    def embed_video(self, video, tags=None):
+        return self._run(self.video_tower, video)[:, None]
+    def embed_audio(self, audio):
+        return self._run(self.audio_tower, audio)[:, None]
 
     def loss(self, video, audio, tags=None, group=None) -> dict:
         c = self.cfg
         _check_inputs(c, video, audio)
-        ev, ea, gg = _gather_groups(group, len(video), self._run(self.video_tower, video), self._run(self.audio_tower, audio))
+        ev, ea, gg = _gather_groups(group, len(video), self._run(self.video_tower, video),
+                                    self._run(self.audio_tower, audio))
         r_m2v = inter_modal_ranking_loss(ea, ev, c.margin, c.top_k, gg)
         r_v2m = inter_modal_ranking_loss(ev, ea, c.margin, c.top_k, gg)
         return dict(loss=c.w_m2v * r_m2v + c.w_v2m * r_v2m, triplet_m2v=r_m2v.detach(), triplet_v2m=r_v2m.detach())
@@ -257,9 +288,11 @@ class CVMVAEConfig:
     align_weight: float = 0.1        # weight of the symmetric KL between paired posteriors
 
     def __post_init__(self):
-        for f in ('video_dim', 'audio_dim', 'hidden', 'latent_dim'): check_int(f, getattr(self, f))
+        for f in ('video_dim', 'audio_dim', 'hidden', 'latent_dim'):
+            check_int(f, getattr(self, f))
         check_int('tag_dim', self.tag_dim, lo=0)
-        for f in ('beta', 'cross_weight', 'align_weight'): check_number(f, getattr(self, f), inclusive=True)
+        for f in ('beta', 'cross_weight', 'align_weight'):
+            check_number(f, getattr(self, f), inclusive=True)
 
 # %% ../nbs/05_baselines.ipynb #f0d55d3a
 class CVMVAE(Baseline):
@@ -286,8 +319,10 @@ class CVMVAE(Baseline):
     def posterior_audio(self, audio) -> tuple:
         mu, lv = self.music_encoder(audio.mean(1)).chunk(2, -1)
         return mu, lv.clamp(-8, 8)
-    def embed_video(self, video, tags=None): return F.normalize(self.posterior_video(video, tags)[0], dim=-1)[:, None]
-    def embed_audio(self, audio): return F.normalize(self.posterior_audio(audio)[0], dim=-1)[:, None]
+    def embed_video(self, video, tags=None):
+        return F.normalize(self.posterior_video(video, tags)[0], dim=-1)[:, None]
+    def embed_audio(self, audio):
+        return F.normalize(self.posterior_audio(audio)[0], dim=-1)[:, None]
 
     def loss(self, video, audio, tags=None, group=None) -> dict:
         c = self.cfg
@@ -303,7 +338,8 @@ class CVMVAE(Baseline):
         kl = gaussian_kl(mv, lv).mean() + gaussian_kl(ma, la).mean()
         align = 0.5 * (gaussian_kl(mv, lv, ma, la) + gaussian_kl(ma, la, mv, lv)).mean()
         loss = recon + c.cross_weight * cross + c.beta * kl + c.align_weight * align
-        return dict(loss=loss, reconstruction=recon.detach(), cross_generation=cross.detach(), kl=kl.detach(), alignment=align.detach())
+        return dict(loss=loss, reconstruction=recon.detach(), cross_generation=cross.detach(), kl=kl.detach(),
+                    alignment=align.detach())
 
 # %% ../nbs/05_baselines.ipynb #9477223e
 @dataclass
@@ -322,8 +358,10 @@ class MVPtConfig:
     symmetric: bool = True           # V->M and M->V averaged
 
     def __post_init__(self):
-        for f in ('video_dim', 'audio_dim', 'clips', 'd_model', 'depth', 'num_heads', 'embed_dim'): check_int(f, getattr(self, f))
-        check(self.d_model % self.num_heads == 0, 'd_model', f"{self.d_model} is not divisible by num_heads {self.num_heads}")
+        for f in ('video_dim', 'audio_dim', 'clips', 'd_model', 'depth', 'num_heads', 'embed_dim'):
+            check_int(f, getattr(self, f))
+        check(self.d_model % self.num_heads == 0, 'd_model',
+              f"{self.d_model} is not divisible by num_heads {self.num_heads}")
         check_number('mlp_ratio', self.mlp_ratio)
         check_number('tau', self.tau)
         check_dropout(self.dropout)
@@ -339,10 +377,12 @@ class SegmentTransformer(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
         layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.num_heads, int(cfg.d_model * cfg.mlp_ratio), cfg.dropout,
                                            activation='gelu', batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, cfg.depth, norm=nn.LayerNorm(cfg.d_model), enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(layer, cfg.depth, norm=nn.LayerNorm(cfg.d_model),
+                                             enable_nested_tensor=False)
         self.head = nn.Linear(cfg.d_model, cfg.embed_dim)
     def forward(self, x):
-        check(x.shape[1] <= self.pos.shape[1], 'clips', f"{x.shape[1]} clips, the model has positions for {self.pos.shape[1]}")
+        check(x.shape[1] <= self.pos.shape[1], 'clips',
+              f"{x.shape[1]} clips, the model has positions for {self.pos.shape[1]}")
         return F.normalize(self.head(self.encoder(self.proj(x) + self.pos[:, :x.shape[1]])), dim=-1)
 
 class MVPt(Baseline):
@@ -351,13 +391,17 @@ class MVPt(Baseline):
     config_class = MVPtConfig
     def __init__(self, cfg:MVPtConfig):
         super().__init__(cfg)
-        self.video_transformer, self.audio_transformer = SegmentTransformer(cfg.video_dim, cfg), SegmentTransformer(cfg.audio_dim, cfg)
-    def embed_video(self, video, tags=None): return self.video_transformer(video)
-    def embed_audio(self, audio): return self.audio_transformer(audio)
+        self.video_transformer, self.audio_transformer = SegmentTransformer(cfg.video_dim,
+                                                                            cfg), SegmentTransformer(cfg.audio_dim, cfg)
+    def embed_video(self, video, tags=None):
+        return self.video_transformer(video)
+    def embed_audio(self, audio):
+        return self.audio_transformer(audio)
     def loss(self, video, audio, tags=None, group=None) -> dict:
         _check_inputs(self.cfg, video, audio)
         out = info_nce(self.embed_video(video), self.embed_audio(audio), self.cfg.tau, self.cfg.symmetric)
-        return dict(loss=out['loss'], info_nce_v2m=out['loss_v2m'], info_nce_m2v=out['loss_m2v'], batch_r1=out['batch_r1'])
+        return dict(loss=out['loss'], info_nce_v2m=out['loss_v2m'], info_nce_m2v=out['loss_m2v'],
+                    batch_r1=out['batch_r1'])
 
 # %% ../nbs/05_baselines.ipynb #51476101
 BASELINES = ('cbvmr', 'cmmvr', 'cvmvae', 'mvpt')
@@ -393,7 +437,8 @@ def load_baseline(path) -> Baseline:
 # %% ../nbs/05_baselines.ipynb #3fd1ca49
 BASELINE_OPTIM = dict(lr=1e-3, weight_decay=1e-4, betas=(0.9, 0.999))   # ours: AdamW for small MLP/Transformer heads
 
-def baseline_train_config(scale:str='cpu', epochs:int|None=None, seed:int=0, out_dir='runs/baselines/run', **overrides) -> TrainConfig:
+def baseline_train_config(scale:str='cpu', epochs:int|None=None, seed:int=0, out_dir='runs/baselines/run',
+                          **overrides) -> TrainConfig:
     """The baselines' starting recipe at `scale`: CMMixer's fine-tuning recipe of that scale (epochs, batch size,
     warm-up, cosine floor, loader: the same budget) with `BASELINE_OPTIM`; then `epochs`, `seed`, `out_dir`, `overrides`."""
     from cmmixer.pretrain import SCALES, scale_config
@@ -401,7 +446,8 @@ def baseline_train_config(scale:str='cpu', epochs:int|None=None, seed:int=0, out
     check_int('finetune_epochs', epochs, none=True)
     check_int('seed', seed, lo=0)
     base = {**scale_config(scale).finetune.to_dict(), **BASELINE_OPTIM, 'progress': False}
-    if epochs is not None: base.update(epochs=epochs, warmup_epochs=min(base['warmup_epochs'], epochs / 2))
+    if epochs is not None:
+        base.update(epochs=epochs, warmup_epochs=min(base['warmup_epochs'], epochs / 2))
     return TrainConfig(**{**base, 'seed': seed, 'out_dir': str(out_dir), **overrides})
 
 def baseline_step(model, batch:dict, generator:torch.Generator) -> dict:
@@ -415,7 +461,8 @@ def train_baseline(method, data:FeatureSet, train:TrainConfig, seed:int=0, resum
     `train` (its out_dir receives checkpoint/, log.jsonl, state.pt; a finished run there is reused); `cfg`: config fields."""
     check(isinstance(data, FeatureSet), 'data', f"expected a FeatureSet, got {type(data).__name__}")
     check(isinstance(train, TrainConfig), 'train', f"expected a TrainConfig, got {type(train).__name__}")
-    if isinstance(method, Baseline): model = method
+    if isinstance(method, Baseline):
+        model = method
     else:
         check_choice('method', method, BASELINES)
         check_int('seed', seed, lo=0)
@@ -436,7 +483,8 @@ def embed_features(model:Baseline, data:FeatureSet, batch_size:int=512, device='
             t = None if data.tags is None else data.tags[i:i + batch_size].to(device)
             vs.append(model.embed_video(data.video[i:i + batch_size].to(device), t).float().cpu())
             ms.append(model.embed_audio(data.audio[i:i + batch_size].to(device)).float().cpu())
-    finally: model.train(was)
+    finally:
+        model.train(was)
     return torch.cat(vs), torch.cat(ms)
 
 def evaluate_baseline(model:Baseline, data:FeatureSet, pool_size:int=POOL_SIZE, seed:int=0, split:str='test',
@@ -459,8 +507,10 @@ def single_modal_start(exp, sc, cache, where) -> tuple:
     from cmmixer import pretrain as pt
     maes, dirs = {}, {}
     for m in MODALITIES:
-        out = project_path(where.runs) / 'pretrain' / single_modal_run_name(pt.dataset_name(cache), sc.name, m, exp.seed)
-        dirs[m] = pretrain_single_modal(cache, m, sc, seed=exp.seed, epochs=exp.epochs, out_dir=out, progress=where.progress,
+        out = project_path(where.runs) / 'pretrain' / single_modal_run_name(pt.dataset_name(cache), sc.name, m,
+                                                                            exp.seed)
+        dirs[m] = pretrain_single_modal(cache, m, sc, seed=exp.seed, epochs=exp.epochs, out_dir=out,
+                                        progress=where.progress,
                                         device=where.device)
         maes[m] = load_single_modal(dirs[m])
     return maes, dirs
@@ -472,7 +522,8 @@ def feature_bank(cache, maes:dict, dirs:dict, where, tags:str='auto') -> dict:
                       maes={m: read_checkpoint(Path(d) / 'checkpoint').get('pretrain') for m, d in dirs.items()}), 12)
     path = project_path(where.runs) / 'baselines' / 'features' / f"{c.root.name}_{key}.pt"
     def make():
-        if path.is_file(): return
+        if path.is_file():
+            return
         dev = resolve_device(where.device, env_world()[2])
         bank = extract_features(c, maes['video'].encoder, maes['audio'].encoder, tags, device=dev)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -490,7 +541,8 @@ def run_baseline(exp, where) -> dict:
     times, t_all = {}, time.perf_counter()
     sc = pt.scale_config(exp.scale)
     t = time.perf_counter()
-    cache_dir = main_first(pt.ensure_cache, exp.data, sc, root=project_path(where.data_root), workers=where.workers, progress=where.progress)
+    cache_dir = main_first(pt.ensure_cache, exp.data, sc, root=project_path(where.data_root), workers=where.workers,
+                           progress=where.progress)
     cache = as_cache(cache_dir)
     times['cache_s'] = time.perf_counter() - t
     t = time.perf_counter()
@@ -503,8 +555,10 @@ def run_baseline(exp, where) -> dict:
     data = {s: select_features(bank, s, spec['video'], spec['audio'], spec['tags']) for s in bank}
     keep = pair_subset(cache.indices('train'), exp.share, exp.seed)        # the pairs CMMixer fine-tunes on
     train = data['train'].subset(np.isin(data['train'].rows, keep))
-    tcfg = scaled_lr(baseline_train_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress, device=where.device), exp.lr_scale)
-    key = digest(dict(features=FEATURES_VERSION, maes={m: read_checkpoint(Path(d) / 'checkpoint').get('pretrain') for m, d in dirs.items()},
+    tcfg = scaled_lr(baseline_train_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress,
+                                           device=where.device), exp.lr_scale)
+    key = digest(dict(features=FEATURES_VERSION,
+                      maes={m: read_checkpoint(Path(d) / 'checkpoint').get('pretrain') for m, d in dirs.items()},
                       inputs=spec, train=tcfg.to_dict(), pairs=len(train), fraction=exp.share), 10)
     out = project_path(where.runs) / 'baselines' / f"{exp.name}_{key}"
     tcfg = replace(tcfg, out_dir=str(out))
@@ -516,20 +570,25 @@ def run_baseline(exp, where) -> dict:
     dev = resolve_device(where.device, env_world()[2])
     res = {}
     for s in ('test', 'val'):
-        if s not in data: continue
+        if s not in data:
+            continue
         leak = group_overlap(cache, 'train', s)
         check(not leak, 'split', f"{len(leak)} pairing groups of {s!r} also occur in 'train' (e.g. {sorted(leak)[:3]})")
         res[s] = evaluate_baseline(model, data[s], exp.pool_size, exp.seed, split=s, device=dev)
     times['evaluate_s'] = time.perf_counter() - t
     times['total_s'] = time.perf_counter() - t_all
     check('test' in res, 'cache', f"{cache.root} has no test split")
-    val = None if 'val' not in res else {k: res['val'][k] for k in ('v2m', 'm2v', 'chance_v2m', 'chance_m2v', 'chance_best_of_m2v', 'pool', 'whole_track')}
+    val = None if 'val' not in res else {k: res['val'][k] for k in ('v2m', 'm2v', 'chance_v2m', 'chance_m2v',
+                                                                    'chance_best_of_m2v', 'pool', 'whole_track')}
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method')}
-    return dict(params=dict(params, fraction=exp.share), **res['test'], val=val, times={k: round(v, 2) for k, v in times.items()},
+    return dict(params=dict(params, fraction=exp.share), **res['test'], val=val, times={k: round(v, 2) for k,
+                                                                                        v in times.items()},
                 pretrain_run=None, pretrain_runs={m: str(d) for m, d in dirs.items()}, finetune_run=str(out),
                 finetune_steps=int(log.step.max() + 1) if len(log) else 0, final_loss=float(log.loss.iloc[-1]) if len(log) else None,
-                baseline=dict(method=exp.method, config=asdict(model.cfg), inputs=spec), retriever=None, mae=asdict(sc.mae),
-                finetune=tcfg.to_dict(), finetune_data=dict(fraction=exp.share, subset_seed=exp.seed), cache=str(cache_dir),
+                baseline=dict(method=exp.method, config=asdict(model.cfg),
+                              inputs=spec), retriever=None, mae=asdict(sc.mae),
+                finetune=tcfg.to_dict(), finetune_data=dict(fraction=exp.share,
+                                                            subset_seed=exp.seed), cache=str(cache_dir),
                 train_pairs=len(train))
 
 # %% ../nbs/05_baselines.ipynb #15437ecc
@@ -542,7 +601,8 @@ def run_single_modal_mae(exp, where) -> dict:
     times, t_all = {}, time.perf_counter()
     sc = pt.scale_config(exp.scale)
     t = time.perf_counter()
-    cache_dir = main_first(pt.ensure_cache, exp.data, sc, root=project_path(where.data_root), workers=where.workers, progress=where.progress)
+    cache_dir = main_first(pt.ensure_cache, exp.data, sc, root=project_path(where.data_root), workers=where.workers,
+                           progress=where.progress)
     cache = as_cache(cache_dir)
     times['cache_s'] = time.perf_counter() - t
     t = time.perf_counter()
@@ -550,7 +610,8 @@ def run_single_modal_mae(exp, where) -> dict:
     times['pretrain_s'] = time.perf_counter() - t
     model = single_modal_retriever(maes['video'], maes['audio'], seed=exp.seed, **sc.retriever)
     how = dict(fraction=exp.share, subset_seed=exp.seed, encoder_lr_scale=sc.encoder_lr_scale, freeze_encoder=exp.probe)
-    tcfg = scaled_lr(finetune_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress, device=where.device), exp.lr_scale)
+    tcfg = scaled_lr(finetune_config(exp.scale, exp.finetune_epochs, exp.seed, progress=where.progress,
+                                     device=where.device), exp.lr_scale)
     origin = {m: read_checkpoint(Path(d) / 'checkpoint').get('step') for m, d in dirs.items()}
     key = digest(dict(pretrain={m: str(d) for m, d in dirs.items()}, steps=origin, train=tcfg.to_dict(),
                       retriever={k: v for k, v in asdict(model.cfg).items() if k != 'inputs'}, **how), 10)
@@ -565,7 +626,8 @@ def run_single_modal_mae(exp, where) -> dict:
     times['evaluate_s'] = time.perf_counter() - t
     times['total_s'] = time.perf_counter() - t_all
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method')}
-    return dict(params=dict(params, fraction=exp.share), **res, val=val, times={k: round(v, 2) for k, v in times.items()},
+    return dict(params=dict(params, fraction=exp.share), **res, val=val, times={k: round(v, 2) for k,
+                                                                                v in times.items()},
                 pretrain_run=None, pretrain_runs={m: str(d) for m, d in dirs.items()}, finetune_run=str(ft_dir),
                 finetune_steps=int(log.step.max() + 1) if len(log) else 0, final_loss=float(log.loss.iloc[-1]) if len(log) else None,
                 retriever={k: v for k, v in asdict(model.cfg).items() if k != 'mae'}, mae=model.cfg.mae,
@@ -574,5 +636,6 @@ def run_single_modal_mae(exp, where) -> dict:
 
 # %% ../nbs/05_baselines.ipynb #3ea376fe
 from .experiment import register, scaled_lr
-for _m in BASELINES: register('table2', _m)(run_baseline)
+for _m in BASELINES:
+    register('table2', _m)(run_baseline)
 register('table2', SINGLE_MAE)(run_single_modal_mae)

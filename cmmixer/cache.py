@@ -41,7 +41,8 @@ def _cfg_dict(cfg:MediaConfig) -> dict:
 
 def shard_key(rec:Record, cfg:MediaConfig) -> str:
     "Name of `rec`'s shard: a hash of its decoding inputs, the media config and the cache version (shards of older decoders are not reused)."
-    return digest([CACHE_VERSION, rec.id, rec.video, rec.audio, float(rec.audio_offset), list(rec.need), _cfg_dict(cfg)])[:24]
+    return digest([CACHE_VERSION, rec.id, rec.video, rec.audio, float(rec.audio_offset), list(rec.need),
+                   _cfg_dict(cfg)])[:24]
 
 # %% ../nbs/01c_cache.ipynb #29e5d12d
 def _prepare_one(rec:dict, cfg:MediaConfig, base:str, fbank_dtype:str='float16') -> dict:
@@ -60,7 +61,8 @@ def _prepare_one(rec:dict, cfg:MediaConfig, base:str, fbank_dtype:str='float16')
     fb_stats = np.array([fb.sum(), np.square(fb).sum(), fb.size])
     x = frames.astype(np.float64) / 255.0
     n_px = x.size // 3 if c.has_video else 0
-    fr_stats = np.stack([x.sum((0, 2, 3)), np.square(x).sum((0, 2, 3)), np.full(3, n_px)]) if c.has_video else np.zeros((3, 3))
+    fr_stats = np.stack([x.sum((0, 2, 3)), np.square(x).sum((0, 2, 3)), np.full(3,
+                                                                                n_px)]) if c.has_video else np.zeros((3, 3))
     info = dict(ok=True, duration=float(c.duration), has_video=bool(c.has_video), has_audio=bool(c.has_audio),
                 flags=dict(c.flags), times=[float(t) for t in np.asarray(c.times)])
     buf = io.BytesIO()
@@ -74,13 +76,18 @@ def _check_prepare_args(source, out, cfg, workers, kind, fractions, fbank_dtype,
     "Every parameter of `prepare`, checked before any work (ValueError naming the parameter)."
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers: must be an int >= 1, got {workers!r}")
-    if kind != 'auto' and kind not in READERS: raise ValueError(f"kind: {kind!r} is not 'auto' or one of {list(READERS)}")
-    if cfg is not None and not isinstance(cfg, MediaConfig): raise ValueError(f"cfg: expected a MediaConfig, got {type(cfg).__name__}")
+    if kind != 'auto' and kind not in READERS:
+        raise ValueError(f"kind: {kind!r} is not 'auto' or one of {list(READERS)}")
+    if cfg is not None and not isinstance(cfg, MediaConfig):
+        raise ValueError(f"cfg: expected a MediaConfig, got {type(cfg).__name__}")
     check_fractions(fractions)
-    if fbank_dtype not in FBANK_DTYPES: raise ValueError(f"fbank_dtype: {fbank_dtype!r} is not one of {FBANK_DTYPES}")
-    if out is None or (Path(out).exists() and not Path(out).is_dir()): raise ValueError(f"out: {out!r} is not a folder")
+    if fbank_dtype not in FBANK_DTYPES:
+        raise ValueError(f"fbank_dtype: {fbank_dtype!r} is not one of {FBANK_DTYPES}")
+    if out is None or (Path(out).exists() and not Path(out).is_dir()):
+        raise ValueError(f"out: {out!r} is not a folder")
     if isinstance(source, (str, os.PathLike)):
-        if not Path(source).is_dir(): raise ValueError(f"source: {str(source)!r} is not a folder")
+        if not Path(source).is_dir():
+            raise ValueError(f"source: {str(source)!r} is not a folder")
     elif not (isinstance(source, (list, tuple)) and all(isinstance(r, Record) for r in source)):
         raise ValueError(f"source: expected a dataset folder or a list of Records, got {type(source).__name__}")
     check(isinstance(rebuild, bool), 'rebuild', f"must be True or False, got {rebuild!r}")
@@ -88,36 +95,45 @@ def _check_prepare_args(source, out, cfg, workers, kind, fractions, fbank_dtype,
 def _source_records(source, kind) -> RecordSet:
     recs = read_source(source, kind) if isinstance(source, (str, os.PathLike)) else (
         source if isinstance(source, RecordSet) else RecordSet(source, kind='records'))
-    if not recs: raise ValueError(f"source: no records found in {source if isinstance(source, (str, os.PathLike)) else 'the list'}")
+    if not recs:
+        raise ValueError(f"source: no records found in {source if isinstance(source, (str, os.PathLike)) else 'the list'}")
     ids = pd.Series([r.id for r in recs])
     dup = ids[ids.duplicated()].unique().tolist()
-    if dup: raise ValueError(f"source: duplicate record ids {dup[:5]}")
+    if dup:
+        raise ValueError(f"source: duplicate record ids {dup[:5]}")
     return recs
 
 # %% ../nbs/01c_cache.ipynb #fb15c89a
 def _finished(out:Path, fingerprint:str) -> dict | None:
     "The meta of the finished cache in `out` when it was built from the same records and config, else None."
-    try: meta = json.loads((out / 'meta.json').read_text())
-    except (OSError, ValueError): return None
+    try:
+        meta = json.loads((out / 'meta.json').read_text())
+    except (OSError, ValueError):
+        return None
     ok = meta.get('fingerprint') == fingerprint and all((out / f).is_file() for f in CACHE_FILES)
     return meta if ok else None
 
 def _clean_tmp(out:Path):
-    for p in list(out.glob('*.tmp')) + list(out.glob('*.tmp.npy')) + list((out / 'shards').glob('*.tmp')): p.unlink(missing_ok=True)
+    for p in list(out.glob('*.tmp')) + list(out.glob('*.tmp.npy')) + list((out / 'shards').glob('*.tmp')):
+        p.unlink(missing_ok=True)
 
 def _run_decoders(jobs:list, workers:int, progress:bool) -> list:
     "Run `_prepare_one` on every job (in this process when workers == 1), with a progress bar and a log line each."
     def done(i, info):
         rec = jobs[i][0]
-        if info['ok']: _log.info(f"ok     {rec['id']} ({info['duration']:.2f} s{', ' + str(info['flags']) if info['flags'] else ''})")
-        else: _log.info(f"reject {rec['id']}: {info['file']}: {info['reason']}")
+        if info['ok']:
+            _log.info(f"ok     {rec['id']} ({info['duration']:.2f} s{', ' + str(info['flags']) if info['flags'] else ''})")
+        else:
+            _log.info(f"reject {rec['id']}: {info['file']}: {info['reason']}")
     return run_pool(_prepare_one, jobs, workers, 'prepare', progress, done, module='cmmixer.cache', unit='file')
 
 def _read_info(path:Path) -> dict | None:
     "The info stored in a shard, or None when the file is not a readable shard."
     try:
-        with np.load(path) as z: return json.loads(str(z['info']))
-    except Exception: return None
+        with np.load(path) as z:
+            return json.loads(str(z['info']))
+    except Exception:
+        return None
 
 # %% ../nbs/01c_cache.ipynb #e0615b5f
 def _collect_shards(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fbank_dtype:str) -> tuple:
@@ -141,7 +157,8 @@ def _collect_shards(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fba
 
 def _mean_std(s:float, s2:float, n:float, default) -> tuple:
     "Mean and standard deviation from a sum, a sum of squares and a count (`default` when the count is 0)."
-    if n <= 0: return default
+    if n <= 0:
+        return default
     m = s / n
     return m, math.sqrt(max(s2 / n - m * m, 0.0))
 
@@ -184,7 +201,8 @@ def _assemble(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fbank_dty
     bm.flush()
     del fm, bm
     rejects = pd.DataFrame([dict(id=records[i].id, file=info['file'], reason=info['reason'], split=records[i].split,
-                                 group=records[i].group) for i, info in rej], columns=['id', 'file', 'reason', 'split', 'group'])
+                                 group=records[i].group) for i, info in rej], columns=['id', 'file', 'reason',
+                                                                                       'split', 'group'])
     split = stats_split if any(records[i].split == stats_split for i, _ in ok) else 'all'
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS), rejects, _cache_stats(fb_acc, fr_acc, split, len(use))
 
@@ -193,19 +211,24 @@ LAYOUT_FILES = ('.csv', '.json', '.tsv')   # index and metadata files a layout's
 
 def skipped_files(source, records:RecordSet) -> pd.DataFrame:
     "The files under the dataset folder `source` that are no record's media, each with the reason (file, reason)."
-    if not isinstance(source, (str, os.PathLike)): return pd.DataFrame(columns=['file', 'reason'])
+    if not isinstance(source, (str, os.PathLike)):
+        return pd.DataFrame(columns=['file', 'reason'])
     root = Path(source).resolve()
     used = {str(Path(p).resolve()) for r in records for p in (r.video, r.audio) if p}
     rows = []
     for p in sorted(root.rglob('*')):
         rel = p.relative_to(root)
-        if not p.is_file() or any(part.startswith('.') for part in rel.parts) or str(p.resolve()) in used: continue
+        if not p.is_file() or any(part.startswith('.') for part in rel.parts) or str(p.resolve()) in used:
+            continue
         ext = p.suffix.lower()
-        if ext in LAYOUT_FILES: why = f"layout file of the {records.kind} layout (read, not decoded)"
-        elif ext not in VIDEO_EXTS + AUDIO_EXTS: why = f"not a media file extension ({ext or 'none'})"
+        if ext in LAYOUT_FILES:
+            why = f"layout file of the {records.kind} layout (read, not decoded)"
+        elif ext not in VIDEO_EXTS + AUDIO_EXTS:
+            why = f"not a media file extension ({ext or 'none'})"
         elif records.kind == 'yt8m' and ext in AUDIO_EXTS:
             why = "audio-only file: a folder of videos pairs each video with its own sound (pair music in pairs.csv, M2M layout)"
-        else: why = f"not listed by the {records.kind} layout's index"
+        else:
+            why = f"not listed by the {records.kind} layout's index"
         rows.append(dict(file=str(rel), reason=why))
     return pd.DataFrame(rows, columns=['file', 'reason'])
 
@@ -234,12 +257,14 @@ def _logging_to(path:Path):
     handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
     _log.addHandler(handler)
     _log.setLevel(logging.INFO)
-    try: yield
+    try:
+        yield
     finally:
         _log.removeHandler(handler)
         handler.close()
 
-def _cache_meta(fp:str, records:RecordSet, cfg:MediaConfig, fbank_dtype:str, fractions, stats_split:str, n:int, summary:dict) -> dict:
+def _cache_meta(fp:str, records:RecordSet, cfg:MediaConfig, fbank_dtype:str, fractions, stats_split:str, n:int,
+                summary:dict) -> dict:
     "`meta.json`: the fingerprint the cache was built for, its kind and classes, config, array shapes and summary."
     return dict(version=CACHE_VERSION, fingerprint=fp, kind=records.kind, classes=records.classes,
                 multilabel=records.multilabel, cfg=asdict(cfg), fbank_dtype=fbank_dtype, fractions=list(fractions),
@@ -248,20 +273,25 @@ def _cache_meta(fp:str, records:RecordSet, cfg:MediaConfig, fbank_dtype:str, fra
                             fbank=[n, cfg.clips, cfg.num_mel_bins, cfg.n_fbank_frames]),
                 summary=summary, created=time.strftime('%Y-%m-%dT%H:%M:%S'))
 
-def _decode_missing(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fbank_dtype:str, workers:int, progress:bool) -> int:
+def _decode_missing(out:Path, records:RecordSet, keys:list, cfg:MediaConfig, fbank_dtype:str, workers:int,
+                    progress:bool) -> int:
     "Decode the records that have neither a shard nor a reject note yet; returns how many."
     todo = [i for i, k in enumerate(keys)
             if not ((out / 'shards' / f"{k}.npz").exists() or (out / 'shards' / f"{k}.reject.json").exists())]
     _log.info(f"{len(records) - len(todo)} records already decoded, {len(todo)} to decode")
-    _run_decoders([(asdict(records[i]), cfg, str(out / 'shards' / keys[i]), fbank_dtype) for i in todo], workers, progress)
+    _run_decoders([(asdict(records[i]), cfg, str(out / 'shards' / keys[i]), fbank_dtype) for i in todo], workers,
+                  progress)
     return len(todo)
 
 # %% ../nbs/01c_cache.ipynb #c315a7ee
 def _refuse_other_settings(out:Path, fp:str, cfg, fbank_dtype, fractions, stats_split, rebuild:bool):
     "A ValueError naming the differences when `out` holds a finished cache of other settings (unless `rebuild`)."
-    try: meta = json.loads((out / 'meta.json').read_text())
-    except (OSError, ValueError): return
-    if meta.get('fingerprint') == fp or rebuild: return
+    try:
+        meta = json.loads((out / 'meta.json').read_text())
+    except (OSError, ValueError):
+        return
+    if meta.get('fingerprint') == fp or rebuild:
+        return
     diff = settings_difference(meta, cfg, fbank_dtype, fractions, stats_split)
     check(not diff, 'out', f"{out} holds a cache built with other settings ({'; '.join(diff)}); "
           "rebuild=True replaces it, or choose another folder")
@@ -285,7 +315,8 @@ def prepare(source, out, cfg:MediaConfig|None=None, workers:int=1, kind:str='aut
     with _logging_to(out / 'prepare.log'):
         meta = _finished(out, fp)
         if meta is not None:
-            if not keep_shards and (out / 'shards').exists(): shutil.rmtree(out / 'shards')
+            if not keep_shards and (out / 'shards').exists():
+                shutil.rmtree(out / 'shards')
             atomic_write(out / 'skipped.csv', skipped.to_csv(index=False).encode())
             _log.info(f"up to date: {out} already holds this cache of {src}; nothing to do")
             return dict(meta['summary'], status='up to date', decoded=0, reused=meta['summary']['records'],
@@ -327,34 +358,44 @@ class Cache:
         self._frames = self._fbank = None
 
     @classmethod
-    def open(cls, out) -> 'Cache': return cls(out)
+    def open(cls, out) -> 'Cache':
+        return cls(out)
     @property
     def frames(self) -> np.ndarray:
         "uint8 [N,K,3,S,S], memory-mapped read-only."
-        if self._frames is None: self._frames = np.load(self.root / 'frames.npy', mmap_mode='r')
+        if self._frames is None:
+            self._frames = np.load(self.root / 'frames.npy', mmap_mode='r')
         return self._frames
     @property
     def fbank(self) -> np.ndarray:
         "float16/float32 [N,K,128,T], memory-mapped read-only."
-        if self._fbank is None: self._fbank = np.load(self.root / 'fbank.npy', mmap_mode='r')
+        if self._fbank is None:
+            self._fbank = np.load(self.root / 'fbank.npy', mmap_mode='r')
         return self._fbank
     @property
-    def cfg(self) -> MediaConfig: return MediaConfig(**self.meta['cfg'])
+    def cfg(self) -> MediaConfig:
+        return MediaConfig(**self.meta['cfg'])
     @property
-    def classes(self) -> list: return self.meta['classes']
+    def classes(self) -> list:
+        return self.meta['classes']
     @property
-    def multilabel(self) -> bool: return bool(self.meta['multilabel'])
-    def __len__(self): return len(self.manifest)
+    def multilabel(self) -> bool:
+        return bool(self.meta['multilabel'])
+    def __len__(self):
+        return len(self.manifest)
     def __repr__(self):
         return f"Cache({str(self.root)!r}, kind={self.meta['kind']}, n={len(self)}, rejected={len(self.rejects)}, splits={self.meta['summary']['splits']})"
-    def __getstate__(self): return {'root': str(self.root)}
-    def __setstate__(self, state): self.__init__(state['root'])
+    def __getstate__(self):
+        return {'root': str(self.root)}
+    def __setstate__(self, state):
+        self.__init__(state['root'])
 
 # %% ../nbs/01c_cache.ipynb #a3965f1d
 @patch
 def indices(self:Cache, split=None) -> np.ndarray:
     "Rows (array indices) of the records in `split`: a name, a list of names, or None for all."
-    if split is None: return self.manifest['index'].to_numpy(np.int64)
+    if split is None:
+        return self.manifest['index'].to_numpy(np.int64)
     names = [split] if isinstance(split, str) else list(split)
     return self.manifest.loc[self.manifest['split'].isin(names), 'index'].to_numpy(np.int64)
 
@@ -367,9 +408,11 @@ def labels(self:Cache, row:int) -> list:
 # %% ../nbs/01c_cache.ipynb #73193172
 def as_cache(cache) -> Cache:
     "`cache` itself, or the prepared cache in the folder `cache` (a ValueError naming `cache` when there is none)."
-    if isinstance(cache, Cache): return cache
+    if isinstance(cache, Cache):
+        return cache
     check(isinstance(cache, (str, os.PathLike)), 'cache', f"expected a Cache or its folder, got {type(cache).__name__}")
-    check((Path(cache) / 'meta.json').is_file(), 'cache', f"{str(cache)!r} is not a prepared cache (no meta.json; see `prepare`)")
+    check((Path(cache) / 'meta.json').is_file(), 'cache',
+          f"{str(cache)!r} is not a prepared cache (no meta.json; see `prepare`)")
     return Cache(cache)
 
 def pool_groups(cache, split='test') -> list:
@@ -407,10 +450,12 @@ class SplitInputs:
         rows = np.asarray(rows)
         frames = torch.from_numpy(np.array(cache.frames[rows]))
         spec = torch.empty(len(rows), cache.fbank.shape[1], image_size, image_size)
-        for i, r in enumerate(rows): spec[i] = record_spectrogram(cache, r, image_size)[:, 0]
+        for i, r in enumerate(rows):
+            spec[i] = record_spectrogram(cache, r, image_size)[:, 0]
         return cls(rows, frames, spec)
 
-    def position(self, row:int) -> int: return self._pos[int(row)]
+    def position(self, row:int) -> int:
+        return self._pos[int(row)]
 
     def spectrogram_image(self, row:int) -> torch.Tensor:
         "float32 [K,3,S,S]: the record's spectrogram image, as `spectrogram_image` makes it."
@@ -422,9 +467,11 @@ def split_inputs(self:Cache, split, image_size:int, budget_mb:float=PRELOAD_MB) 
     "The inputs of `split` at `image_size` held in memory (loaded once per `Cache` object), or None over `budget_mb`."
     memo = self.__dict__.setdefault('_inputs', {})
     key = (repr(split), int(image_size))
-    if key in memo: return memo[key]                     # already held: sharing it costs nothing more
+    if key in memo:
+        return memo[key]                     # already held: sharing it costs nothing more
     rows = self.indices(split)
-    if SplitInputs.nbytes(self, len(rows), image_size) > budget_mb * 2 ** 20: return None
+    if SplitInputs.nbytes(self, len(rows), image_size) > budget_mb * 2 ** 20:
+        return None
     memo[key] = SplitInputs.load(self, rows, image_size)
     return memo[key]
 
@@ -439,8 +486,10 @@ class _CacheDataset(torch.utils.data.Dataset):
             raise ValueError(f"split: no records in {split!r} (cache splits: {self.cache.meta['summary']['splits']})")
         self.split = split
         self.image_size = int(image_size or self.cache.meta['cfg']['image_size'])
-        if self.image_size < 1: raise ValueError(f"image_size: must be positive, got {image_size}")
-        if frame_norm not in ('imagenet', 'cache'): raise ValueError(f"frame_norm: {frame_norm!r} is not 'imagenet' or 'cache'")
+        if self.image_size < 1:
+            raise ValueError(f"image_size: must be positive, got {image_size}")
+        if frame_norm not in ('imagenet', 'cache'):
+            raise ValueError(f"frame_norm: {frame_norm!r} is not 'imagenet' or 'cache'")
         st = self.cache.stats
         self.frame_mean, self.frame_std = ((IMAGENET_MEAN, IMAGENET_STD) if frame_norm == 'imagenet'
                                           else (tuple(st['frame_mean']), tuple(st['frame_std'])))
@@ -451,7 +500,8 @@ class _CacheDataset(torch.utils.data.Dataset):
 
     def inputs(self) -> SplitInputs|None:
         "The split's inputs held in memory (shared by the datasets of this `Cache` object), or None over `preload_mb`."
-        if self.preload_mb is None: return None
+        if self.preload_mb is None:
+            return None
         return self.cache.split_inputs(self.split, self.image_size, self.preload_mb)
 
     def preload(self) -> _CacheDataset:
@@ -466,9 +516,11 @@ class _CacheDataset(torch.utils.data.Dataset):
     def _generator(self, row, repeat=0):
         return torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, row, repeat))
 
-    def __len__(self): return len(self.rows)
+    def __len__(self):
+        return len(self.rows)
     def _row(self, i):
-        if not -len(self) <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} items")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
         return int(self.rows[i % len(self.rows)])
 
 # %% ../nbs/01c_cache.ipynb #d5e30433
@@ -477,17 +529,20 @@ def video(self:_CacheDataset, row:int, generator=None) -> torch.Tensor:
     "float32 [K,3,S,S]: the record's frames, augmented when `generator` is given, resized, normalised."
     mem = self.inputs()
     fr = mem.frames[mem.position(row)] if mem is not None else torch.from_numpy(np.array(self.cache.frames[row]))
-    if generator is not None: fr = augment_frames(fr, generator, scale=self.scale, flip_p=self.flip_p)
+    if generator is not None:
+        fr = augment_frames(fr, generator, scale=self.scale, flip_p=self.flip_p)
     x = frames_to_float(fr, mean=self.frame_mean, std=self.frame_std)
     if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-        x = F.interpolate(x, size=(self.image_size, self.image_size), mode='bilinear', align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(self.image_size, self.image_size), mode='bilinear', align_corners=False,
+                          antialias=True)
     return x
 
 @patch
 def audio(self:_CacheDataset, row:int) -> torch.Tensor:
     "float32 [K,3,S,S]: the record's spectrograms as images, normalised with the cache's statistics."
     mem = self.inputs()
-    if mem is not None: return mem.spectrogram_image(row)
+    if mem is not None:
+        return mem.spectrogram_image(row)
     return record_spectrogram(self.cache, row, self.image_size)
 
 # %% ../nbs/01c_cache.ipynb #ce374af9
@@ -499,9 +554,11 @@ class PretrainDataset(_CacheDataset):
             raise ValueError(f"repeats: must be an int >= 1, got {repeats!r}")
         super().__init__(cache, split, image_size, frame_norm, augment, seed, scale, flip_p, preload_mb)
         self.repeats = int(repeats)
-    def __len__(self): return self.repeats * len(self.rows)
+    def __len__(self):
+        return self.repeats * len(self.rows)
     def __getitem__(self, i):
-        if not -len(self) <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} items")
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} items")
         i %= len(self)
         row, rep = int(self.rows[i // self.repeats]), i % self.repeats
         g = self._generator(row, rep) if self.augment else None
@@ -517,7 +574,8 @@ class RetrievalDataset(_CacheDataset):
         self.group_index = np.array([gi[g] for g in self.cache.manifest['group'].to_numpy()[self.rows]], dtype=np.int64)
     def __getitem__(self, i):
         row = self._row(i)
-        return dict(video=self.video(row), audio=self.audio(row), group=int(self.group_index[i % len(self.rows)]), index=row)
+        return dict(video=self.video(row), audio=self.audio(row), group=int(self.group_index[i % len(self.rows)]),
+                    index=row)
 
 # %% ../nbs/01c_cache.ipynb #d62009c7
 MODALITIES = ('video', 'audio', 'both')
@@ -526,10 +584,12 @@ class ClassificationDataset(_CacheDataset):
     "Fine-tuning items: `video`, `audio` or both, and `label` (int; multi-hot float [C] for multi-label data)."
     def __init__(self, cache, split='train', modality:str='both', image_size=None, augment:bool=False, seed:int=0,
                  scale=(0.5, 1.0), flip_p=0.5, frame_norm='imagenet', preload_mb:float|None=PRELOAD_MB):
-        if modality not in MODALITIES: raise ValueError(f"modality: {modality!r} is not one of {MODALITIES}")
+        if modality not in MODALITIES:
+            raise ValueError(f"modality: {modality!r} is not one of {MODALITIES}")
         super().__init__(cache, split, image_size, frame_norm, augment, seed, scale, flip_p, preload_mb)
         c = self.cache
-        if not c.classes: raise ValueError(f"cache: {c.root} holds no classes (kind {c.meta['kind']})")
+        if not c.classes:
+            raise ValueError(f"cache: {c.root} holds no classes (kind {c.meta['kind']})")
         m = c.manifest.iloc[self.rows]
         if modality != 'audio' and not m['has_video'].astype(str).eq('True').any():
             raise ValueError(f"modality: {modality!r} needs frames, but split {split!r} of this cache is audio-only")
@@ -538,13 +598,16 @@ class ClassificationDataset(_CacheDataset):
         self.modality, self.num_classes, self.multilabel = modality, len(c.classes), c.multilabel
     def label(self, row:int):
         lab = self.cache.labels(row)
-        if not self.multilabel: return lab[0]
+        if not self.multilabel:
+            return lab[0]
         y = torch.zeros(self.num_classes)
         y[lab] = 1.0
         return y
     def __getitem__(self, i):
         row = self._row(i)
         out = dict(label=self.label(row), index=row)
-        if self.modality != 'audio': out['video'] = self.video(row, self._generator(row) if self.augment else None)
-        if self.modality != 'video': out['audio'] = self.audio(row)
+        if self.modality != 'audio':
+            out['video'] = self.video(row, self._generator(row) if self.augment else None)
+        if self.modality != 'video':
+            out['audio'] = self.audio(row)
         return out

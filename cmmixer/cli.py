@@ -16,7 +16,8 @@ def _interrupted_while_starting(signum, frame):
     os._exit(_interrupted(sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith('-') else ''))
 
 # the console script only
-if os.path.basename(sys.argv[0] or '') == 'cmmixer': signal.signal(signal.SIGINT, _interrupted_while_starting)
+if os.path.basename(sys.argv[0] or '') == 'cmmixer':
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import ast, inspect, re
 from pathlib import Path
@@ -30,7 +31,8 @@ __all__ = ['COMMANDS', 'ALIASES', 'synth', 'prepare', 'index', 'recommend', 'run
 
 # %% ../nbs/10_cli.ipynb #dd61c32f
 @call_parse
-def synth(out:Param("folder to write the benchmark into (M2M-style layout: videos/, music/, pairs.csv, synth.json)", str),
+def synth(out:Param("folder to write the benchmark into (M2M-style layout: videos/, music/, pairs.csv, synth.json)",
+                    str),
           videos:Param("number of videos", int)=160,
           tracks:Param("number of music tracks (several videos share one track)", int)=64,
           seed:Param("random seed: the same seed writes the same benchmark", int)=0,
@@ -46,9 +48,11 @@ def synth(out:Param("folder to write the benchmark into (M2M-style layout: video
     "Generate SynthM2M, the embedded music-video retrieval benchmark (real H.264/AAC mp4 files and a pairing CSV)."
     from cmmixer.synth import generate
     from cmmixer.labelled import WRITERS, write_labelled
-    if task is not None and task not in WRITERS: raise ValueError(f"task: expected one of {list(WRITERS)}, got {task!r}")
+    if task is not None and task not in WRITERS:
+        raise ValueError(f"task: expected one of {list(WRITERS)}, got {task!r}")
     bench = out if task is None else str(Path(out).with_name(Path(out).name + '.synthm2m'))
-    summary = generate(bench, videos=videos, tracks=tracks, seed=seed, difficulty=difficulty, natural_share=natural_share,
+    summary = generate(bench, videos=videos, tracks=tracks, seed=seed, difficulty=difficulty,
+                       natural_share=natural_share,
                        duration=duration, image_size=size, fps=fps, workers=workers, progress=not quiet)
     print(f"SynthM2M written to {bench}: {summary}")
     if task is not None:
@@ -82,18 +86,22 @@ def prepare(source:Param("dataset folder: M2M-style, YouTube-8M-style, Kinetics-
 def index(music_dir:Param("folder of tracks (any audio or video format; searched recursively), or of videos with --modality video", str),
           checkpoint:Param("fine-tuned retriever: a run folder or its checkpoint/ folder (required)", str)=None,
           out:Param("index folder to write (an interrupted build resumes; a finished one is updated)", str)=None,
-          modality:Param("audio: index the sound of each file (music); video: index the pictures of videos", str)='audio',
+          modality:Param("audio: index the sound of each file (music); video: index the pictures of videos",
+                         str)='audio',
           span_s:Param("excerpt length in seconds (default: the checkpoint's training span)", float)=None,
           hop_s:Param("excerpt hop in seconds (default: half the span)", float)=None,
           batch_size:Param("excerpts per forward pass", int)=16,
           device:Param("auto, cpu or cuda", str)='auto',
-          ann:Param("also build the approximate index (faiss IVF, nprobe measured for recall@10 >= 0.95)", store_true)=False,
+          ann:Param("also build the approximate index (faiss IVF, nprobe measured for recall@10 >= 0.95)",
+                    store_true)=False,
           nlist:Param("IVF lists of the approximate index (default: sqrt(rows))", int)=None,
           rebuild:Param("replace an index of other settings in OUT", store_true)=False,
           quiet:Param("no progress bar", store_true)=False):
     "Embed a music library (or a video library) into an index for `cmmixer recommend`."
-    if checkpoint is None: raise ValueError("checkpoint: required (the fine-tuned retriever's run or checkpoint folder)")
-    if out is None: raise ValueError("out: required (the index folder to write)")
+    if checkpoint is None:
+        raise ValueError("checkpoint: required (the fine-tuned retriever's run or checkpoint folder)")
+    if out is None:
+        raise ValueError("out: required (the index folder to write)")
     from cmmixer.recommend import build_index
     s = build_index(music_dir, checkpoint, out, modality=modality, span_s=span_s, hop_s=hop_s, batch_size=batch_size,
                     device=device, ann=ann, nlist=nlist, rebuild=rebuild, progress=not quiet)
@@ -114,7 +122,8 @@ def recommend(query:Param("a video (with --index, a music index) or a track (wit
               nprobe:Param("IVF lists scanned per query with --approx (default: the index's measured one)", int)=None,
               device:Param("auto, cpu or cuda", str)='auto'):
     "Print the best tracks for a video (or the best videos for a track) with their scores."
-    if (index is None) == (video_index is None): raise ValueError("index: give exactly one of --index and --video_index")
+    if (index is None) == (video_index is None):
+        raise ValueError("index: give exactly one of --index and --video_index")
     from cmmixer.recommend import recommend as rank
     df = rank(query, index or video_index, top=top, plus=plus or (), minus=minus or (), checkpoint=checkpoint,
               approx=approx, nprobe=nprobe, device=device, modality='audio' if index is not None else 'video')
@@ -167,9 +176,12 @@ def table_option_values(items) -> dict:
     out = {}
     for item in items or ():
         name, eq, value = item.partition('=')
-        if not eq or not name.isidentifier(): raise ValueError(f"option: expected NAME=VALUE, got {item!r}")
-        try: out[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError): out[name] = value
+        if not eq or not name.isidentifier():
+            raise ValueError(f"option: expected NAME=VALUE, got {item!r}")
+        try:
+            out[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[name] = value
     return out
 
 # %% ../nbs/10_cli.ipynb #3b37ef26
@@ -179,12 +191,14 @@ ALIASES = dict(recommend=dict(video='query', model='checkpoint'))   # the librar
 def _usage() -> str:
     lines = ["usage: cmmixer COMMAND [options]   (cmmixer COMMAND --help for the options)",
              "       cmmixer --version;  --debug anywhere: show the traceback of a failure", "", "commands:"]
-    for name, f in COMMANDS.items(): lines.append(f"  {name:<10} {(f.__doc__ or '').strip().splitlines()[0]}")
+    for name, f in COMMANDS.items():
+        lines.append(f"  {name:<10} {(f.__doc__ or '').strip().splitlines()[0]}")
     return '\n'.join(lines)
 
 def _underscored(arg:str) -> str:
     "`--video-index=X` -> `--video_index=X`: options may be spelled with `-` or `_`."
-    if not arg.startswith('--'): return arg
+    if not arg.startswith('--'):
+        return arg
     name, eq, val = arg.partition('=')
     return '--' + name[2:].replace('-', '_') + eq + val
 
@@ -193,36 +207,44 @@ def option_name(command:str, name:str) -> str|None:
     "How `cmmixer COMMAND` spells the library argument `name`: `--name`, or the positional's name as `--help` shows it; None when it has no option."
     name = ALIASES.get(command, {}).get(name, name)
     p = inspect.signature(COMMANDS[command]).parameters.get(name)
-    if p is None: return None
+    if p is None:
+        return None
     return name if p.default is inspect.Parameter.empty else f"--{name}"
 
 def cli_message(command:str, msg:str) -> str:
     "A library message in the command line's words: a leading `param:` as its option, `flag=True` as `--flag`."
     head, sep, rest = msg.partition(': ')
-    if sep and re.fullmatch(r'\w+', head) and option_name(command, head): msg = f"{option_name(command, head)}: {rest}"
+    if sep and re.fullmatch(r'\w+', head) and option_name(command, head):
+        msg = f"{option_name(command, head)}: {rest}"
     return re.sub(r'\b(\w+)=(True|\.\.\.)', lambda m: option_name(command, m.group(1)) or m.group(0), msg)
 
 # %% ../nbs/10_cli.ipynb #e1b660a7
-class UsageError(Exception): "The command line itself is wrong (an unknown option, a value of the wrong type)."
+class UsageError(Exception):
+    "The command line itself is wrong (an unknown option, a value of the wrong type)."
 
 def _parser(command:str):
     p = anno_parser(COMMANDS[command], prog=f"cmmixer {command}")
-    def error(message): raise UsageError(message)
+    def error(message):
+        raise UsageError(message)
     p.error = error                                                    # one line instead of argparse's usage block
     return p
 
 def failure_line(command:str, e:BaseException) -> tuple:
     "`(line, exit status)` for a failure: 2 for what the user can fix (options, files, media), 1 for a bug."
     media = sys.modules.get('cmmixer.media')
-    if isinstance(e, UsageError): return f"{e} (cmmixer {command} --help)", 2
-    if isinstance(e, ValueError) or (media is not None and isinstance(e, media.MediaError)): return cli_message(command, str(e)), 2
-    if isinstance(e, OSError): return (f"{e.filename}: {e.strerror}" if e.filename else str(e)), 2
+    if isinstance(e, UsageError):
+        return f"{e} (cmmixer {command} --help)", 2
+    if isinstance(e, ValueError) or (media is not None and isinstance(e, media.MediaError)):
+        return cli_message(command, str(e)), 2
+    if isinstance(e, OSError):
+        return (f"{e.filename}: {e.strerror}" if e.filename else str(e)), 2
     return f"unexpected {type(e).__name__}: {e} (run again with --debug for the traceback, and report it)", 1
 
 # %% ../nbs/10_cli.ipynb #4d1a6f78
 def main(argv:list|None=None) -> int:
     "Entry point of the `cmmixer` console script: `cmmixer COMMAND [options]`."
-    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting: signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv
     argv = [a for a in argv if a != '--debug']
@@ -244,7 +266,8 @@ def main(argv:list|None=None) -> int:
     except KeyboardInterrupt:
         return _interrupted(name)
     except Exception as e:
-        if debug: raise
+        if debug:
+            raise
         line, code = failure_line(name, e)
         print(f"cmmixer {name}: error: {line}", file=sys.stderr)
         return code

@@ -21,7 +21,8 @@ __all__ = ['check', 'is_int', 'is_number', 'check_int', 'check_number', 'check_c
 # %% ../nbs/00_core.ipynb #604fed4c
 def check(ok, name:str, msg:str):
     "Raise `ValueError('<name>: <msg>')` unless `ok`."
-    if not ok: raise ValueError(f"{name}: {msg}")
+    if not ok:
+        raise ValueError(f"{name}: {msg}")
 
 def is_int(v, lo=None) -> bool:
     "True for a Python or numpy integer (not a bool), at least `lo` when given."
@@ -66,17 +67,22 @@ def atomic_write(path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        if callable(data): data(tmp)
-        else: tmp.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
-        with open(tmp, 'rb+') as f: os.fsync(f.fileno())
+        if callable(data):
+            data(tmp)
+        else:
+            tmp.write_bytes(data.encode() if isinstance(data, str) else bytes(data))
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 def jsonable(o):
     "`json.dumps` fallback: numpy and torch scalars/arrays as Python values, anything else as its string."
-    return o.item() if hasattr(o, 'item') and getattr(o, 'ndim', 0) == 0 else o.tolist() if hasattr(o, 'tolist') else str(o)
+    return o.item() if hasattr(o, 'item') and getattr(o, 'ndim',
+                                                      0) == 0 else o.tolist() if hasattr(o, 'tolist') else str(o)
 
 def write_json(path, obj, indent:int=1) -> Path:
     "Write `obj` as JSON to `path` atomically."
@@ -93,7 +99,8 @@ def project_root(start=None) -> Path:
     here = [Path(start).absolute()] if start is not None else [Path(cmmixer.__file__).absolute().parent, Path.cwd()]
     for s in here:
         for d in (s, *s.parents):
-            if _is_root(d): return d
+            if _is_root(d):
+                return d
     return Path.cwd() if start is None else Path(start).absolute()
 
 def project_path(path, root=None) -> Path:
@@ -112,8 +119,10 @@ def progress_bar(iterable=None, desc:str='', total=None, disable:bool=False, uni
 def _die_with_parent():
     "Linux: deliver SIGTERM to this process when its parent exits (prctl PR_SET_PDEATHSIG); elsewhere nothing."
     if sys.platform.startswith('linux'):
-        try: ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)
-        except (OSError, AttributeError): pass
+        try:
+            ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
 
 def worker_init(parent:int):
     "Pool initializer: one torch thread, Ctrl-C left to the parent, die with the parent (pid `parent`)."
@@ -121,18 +130,21 @@ def worker_init(parent:int):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     # the parent died while this worker started: nothing will ever come
-    if os.getppid() != parent: os._exit(0)
+    if os.getppid() != parent:
+        os._exit(0)
 
 def importable(fn, module:str|None=None):
     "`fn`, or when it was defined in a notebook (`__main__`) the same-named function of `module`, so spawned workers can load it."
-    if module and getattr(fn, '__module__', None) == '__main__': return getattr(importlib.import_module(module), fn.__name__)
+    if module and getattr(fn, '__module__', None) == '__main__':
+        return getattr(importlib.import_module(module), fn.__name__)
     return fn
 
 def worker_pool(workers:int, jobs:int|None=None) -> ProcessPoolExecutor:
     "A spawn-started process pool of min(`workers`, `jobs`) workers set up by `worker_init`."
     check_int('workers', workers)
     n = max(1, min(workers, jobs)) if jobs is not None else workers
-    return ProcessPoolExecutor(n, mp_context=mp.get_context('spawn'), initializer=importable(worker_init, 'cmmixer.core'),
+    return ProcessPoolExecutor(n, mp_context=mp.get_context('spawn'), initializer=importable(worker_init,
+                                                                                             'cmmixer.core'),
                                initargs=(os.getpid(),))
 
 # %% ../nbs/00_core.ipynb #efd0296f
@@ -144,7 +156,8 @@ def quiet_children():
         return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try: yield
+    try:
+        yield
     finally:
         signal.signal(signal.SIGINT, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -159,21 +172,27 @@ def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done
         def finish(i, r):
             res[i] = r
             bar.update()
-            if done is not None: done(i, r)
+            if done is not None:
+                done(i, r)
         if workers == 1 or len(jobs) < 2:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                for i, job in enumerate(jobs): finish(i, fn(*job))
-            finally: torch.set_num_threads(threads)
+                for i, job in enumerate(jobs):
+                    finish(i, fn(*job))
+            finally:
+                torch.set_num_threads(threads)
             return res
         ex = worker_pool(workers, len(jobs))
         try:
             f = importable(fn, module)
             # the workers start here
-            with quiet_children(): futs = {ex.submit(f, *job): i for i, job in enumerate(jobs)}
-            for fut in as_completed(futs): finish(futs[fut], fut.result())
-        finally: ex.shutdown(wait=True, cancel_futures=True)
+            with quiet_children():
+                futs = {ex.submit(f, *job): i for i, job in enumerate(jobs)}
+            for fut in as_completed(futs):
+                finish(futs[fut], fut.result())
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
     return res
 
 # %% ../nbs/00_core.ipynb #afca7926
@@ -181,8 +200,11 @@ def to_device(x, device):
     "`x` (a tensor or nested dict/list/tuple of them) on `device`; CPU tensors to a GPU via pinned memory, non-blocking."
     device = torch.device(device)
     if isinstance(x, torch.Tensor):
-        if device.type == 'cuda' and x.device.type == 'cpu': return x.pin_memory().to(device, non_blocking=True)
+        if device.type == 'cuda' and x.device.type == 'cpu':
+            return x.pin_memory().to(device, non_blocking=True)
         return x.to(device)
-    if isinstance(x, dict): return {k: to_device(v, device) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return type(x)(to_device(v, device) for v in x)
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(to_device(v, device) for v in x)
     return x

@@ -33,7 +33,8 @@ class RecordSet(list):
     def __init__(self, records=(), kind:str='', classes=(), multilabel:bool=False, root:str=''):
         super().__init__(records)
         self.kind, self.classes, self.multilabel, self.root = kind, list(classes), bool(multilabel), str(root)
-    def __repr__(self): return f"RecordSet(kind={self.kind!r}, n={len(self)}, classes={len(self.classes)}, multilabel={self.multilabel})"
+    def __repr__(self):
+        return f"RecordSet(kind={self.kind!r}, n={len(self)}, classes={len(self.classes)}, multilabel={self.multilabel})"
 
 # %% ../nbs/01_data.ipynb #8f3ba217
 VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v', '.flv', '.mpg', '.mpeg', '.3gp', '.ts')
@@ -46,7 +47,8 @@ def _norm_split(s) -> str:
 
 def _root(root, name='root') -> Path:
     p = Path(root)
-    if not p.is_dir(): raise ValueError(f"{name}: {str(root)!r} is not a folder")
+    if not p.is_dir():
+        raise ValueError(f"{name}: {str(root)!r} is not a folder")
     return p.absolute()
 
 def _media_files(folder:Path, exts) -> list:
@@ -58,14 +60,16 @@ def _read_csv(path, **kw) -> pd.DataFrame:
 
 def _need_cols(df, cols, path):
     miss = [c for c in cols if c not in df.columns]
-    if miss: raise ValueError(f"root: {path} lacks column(s) {miss} (has {list(df.columns)})")
+    if miss:
+        raise ValueError(f"root: {path} lacks column(s) {miss} (has {list(df.columns)})")
 
 # %% ../nbs/01_data.ipynb #1285e97d
 def read_m2m(root) -> RecordSet:
     "Records of an M2M-style folder: `videos/`, `music/`, `pairs.csv` (video, track, offset[, split])."
     root = _root(root)
     pairs = root / 'pairs.csv'
-    if not pairs.is_file(): raise ValueError(f"root: {root} has no pairs.csv (M2M-style layout)")
+    if not pairs.is_file():
+        raise ValueError(f"root: {root} has no pairs.csv (M2M-style layout)")
     df = _read_csv(pairs)
     _need_cols(df, ['video', 'track'], pairs)
     recs = []
@@ -77,7 +81,8 @@ def read_m2m(root) -> RecordSet:
         if track:
             audio, group = str(root / 'music' / track), 'track:' + track
             offset = float(row.get('offset') or 0.0)
-        else: audio, group, offset = video, rid, 0.0
+        else:
+            audio, group, offset = video, rid, 0.0
         recs.append(Record(rid, video, audio, offset, group, [], _norm_split(row.get('split', ''))))
     return RecordSet(recs, kind='m2m', root=root)
 
@@ -99,8 +104,10 @@ def read_yt8m(root, labels='auto', num_classes:int|None=None) -> RecordSet:
     for p in files:
         rel = p.relative_to(root)
         rid = str(rel.with_suffix(''))
-        if stems[rid] > 1: rid = str(rel)  # clip.mp4 beside clip.mkv: keep the suffix so ids stay unique
-        split = _norm_split(rel.parts[0]) if len(rel.parts) > 1 and _norm_split(rel.parts[0]) in ('train', 'val', 'test') else ''
+        if stems[rid] > 1:
+            rid = str(rel)  # clip.mp4 beside clip.mkv: keep the suffix so ids stay unique
+        split = _norm_split(rel.parts[0]) if len(rel.parts) > 1 and _norm_split(rel.parts[0]) in ('train', 'val',
+                                                                                                  'test') else ''
         recs.append(Record(rid, str(p), str(p), 0.0, rid, lab.get(p.stem, []), split))
     n = num_classes if num_classes is not None else 1 + max((max(l) for l in lab.values() if l), default=-1)
     return RecordSet(recs, kind='yt8m', classes=[str(i) for i in range(n)], multilabel=True, root=root)
@@ -114,14 +121,16 @@ def _csvs(root:Path, depth:int=2) -> list:
 def _kinetics_csvs(root:Path) -> list:
     return [p for p in _csvs(root) if {'youtube_id', 'time_start', 'time_end'} <= set(_read_csv(p, nrows=0).columns)]
 
-def _clip_name(ytid, t0, t1) -> str: return f"{ytid}_{int(float(t0)):06d}_{int(float(t1)):06d}"
+def _clip_name(ytid, t0, t1) -> str:
+    return f"{ytid}_{int(float(t0)):06d}_{int(float(t1)):06d}"
 
 def read_kinetics(root, clips=None, need=('video', 'audio')) -> RecordSet:
     "Records of Kinetics-400: annotation CSV(s) under `root` + clips under `clips` (default: `root`, recursive)."
     root = _root(root)
     folder = _root(clips, 'clips') if clips is not None else root
     csvs = _kinetics_csvs(root)
-    if not csvs: raise ValueError(f"root: {root} has no Kinetics annotation CSV (columns {list(_K400_COLS)}, split)")
+    if not csvs:
+        raise ValueError(f"root: {root} has no Kinetics annotation CSV (columns {list(_K400_COLS)}, split)")
     rows = []
     for p in csvs:
         df = _read_csv(p)
@@ -140,7 +149,8 @@ def read_kinetics(root, clips=None, need=('video', 'audio')) -> RecordSet:
     recs, seen = [], set()
     for label, ytid, t0, t1, split in rows:
         rid = _clip_name(ytid, t0, t1)
-        if rid in seen: continue
+        if rid in seen:
+            continue
         seen.add(rid)
         p = by_name.get(rid) or by_id.get(ytid) or folder / f"{rid}.mp4"
         recs.append(Record(rid, str(p), str(p), 0.0, rid, [cidx[label]] if label else [], split, tuple(need)))
@@ -154,7 +164,8 @@ def read_audioset_segments(path) -> list:
     rows = []
     with open(path, newline='') as f:
         for r in csv.reader((l for l in f if l.strip() and not l.lstrip().startswith('#')), skipinitialspace=True):
-            if len(r) < 4: raise ValueError(f"root: {path}: malformed segment line {r}")
+            if len(r) < 4:
+                raise ValueError(f"root: {path}: malformed segment line {r}")
             rows.append((r[0].strip(), r[1].strip(), r[2].strip(), [m.strip() for m in r[3].split(',') if m.strip()]))
     return rows
 
@@ -169,29 +180,35 @@ def read_audioset(root, clips=None, need=None) -> RecordSet:
     root = _root(root)
     folder = _root(clips, 'clips') if clips is not None else root
     idx_csv = next(iter(sorted(root.rglob('class_labels_indices.csv'))), None)
-    if idx_csv is None: raise ValueError(f"root: {root} has no class_labels_indices.csv (AudioSet layout)")
+    if idx_csv is None:
+        raise ValueError(f"root: {root} has no class_labels_indices.csv (AudioSet layout)")
     ci = _read_csv(idx_csv)
     _need_cols(ci, ['index', 'mid', 'display_name'], idx_csv)
     mid2i = {r['mid']: int(r['index']) for r in ci.to_dict('records')}
     classes = [n for _, n in sorted((int(r['index']), r['display_name']) for r in ci.to_dict('records'))]
     seg_csvs = sorted(p for p in root.rglob('*segments*.csv'))
-    if not seg_csvs: raise ValueError(f"root: {root} has no *_segments.csv (AudioSet layout)")
+    if not seg_csvs:
+        raise ValueError(f"root: {root} has no *_segments.csv (AudioSet layout)")
     files = {p.stem: p for p in reversed(_media_files(folder, VIDEO_EXTS + AUDIO_EXTS))}
     recs, seen = [], set()
     for sp in seg_csvs:
         split = AUDIOSET_SPLITS.get(sp.stem.replace('_segments', ''), _norm_split(sp.stem.replace('_segments', '')))
         for ytid, t0, t1, mids in read_audioset_segments(sp):
             rid = f"{ytid}_{float(t0):g}"
-            if rid in seen: continue
+            if rid in seen:
+                continue
             seen.add(rid)
             keys = [f"{ytid}_{a}" for a in _num_variants(t0)]
             keys += [f"{k}_{b}" for k in keys for b in _num_variants(t1)] + [ytid, 'Y' + ytid]
             p = next((files[k] for k in keys if k in files), None)
             unknown = [m for m in mids if m not in mid2i]
-            if unknown: raise ValueError(f"root: {sp}: label mid(s) {unknown} not in {idx_csv.name}")
+            if unknown:
+                raise ValueError(f"root: {sp}: label mid(s) {unknown} not in {idx_csv.name}")
             label = sorted({mid2i[m] for m in mids})
-            if p is None: p, is_audio = folder / f"{ytid}_{t0}", True  # missing: becomes a "file not found" reject
-            else: is_audio = p.suffix.lower() in AUDIO_EXTS
+            if p is None:
+                p, is_audio = folder / f"{ytid}_{t0}", True  # missing: becomes a "file not found" reject
+            else:
+                is_audio = p.suffix.lower() in AUDIO_EXTS
             nd = tuple(need) if need is not None else (('audio',) if is_audio else ('video', 'audio'))
             recs.append(Record(rid, None if 'video' not in nd else str(p), str(p), 0.0, rid, label, split, nd))
     return RecordSet(recs, kind='audioset', classes=classes, multilabel=True, root=root)
@@ -201,7 +218,8 @@ def read_esc50(root) -> RecordSet:
     "Records of ESC-50: `meta/esc50.csv` + `audio/*.wav`; audio-only, splits `fold1`..`fold5`."
     root = _root(root)
     meta = root / 'meta' / 'esc50.csv'
-    if not meta.is_file(): raise ValueError(f"root: {root} has no meta/esc50.csv (ESC-50 layout)")
+    if not meta.is_file():
+        raise ValueError(f"root: {root} has no meta/esc50.csv (ESC-50 layout)")
     df = _read_csv(meta)
     _need_cols(df, ['filename', 'fold', 'target', 'category'], meta)
     classes = dict(sorted({(int(r['target']), r['category']) for r in df.to_dict('records')}))
@@ -216,17 +234,23 @@ READERS = dict(m2m=read_m2m, yt8m=read_yt8m, kinetics=read_kinetics, audioset=re
 def detect_kind(root) -> str:
     "The layout of the dataset folder `root`: one of `READERS`."
     root = _root(root)
-    if (root / 'pairs.csv').is_file(): return 'm2m'
-    if (root / 'meta' / 'esc50.csv').is_file(): return 'esc50'
-    if any(True for _ in root.rglob('class_labels_indices.csv')): return 'audioset'
-    if _kinetics_csvs(root): return 'kinetics'
-    if any(p.suffix.lower() in VIDEO_EXTS for p in root.rglob('*')): return 'yt8m'
+    if (root / 'pairs.csv').is_file():
+        return 'm2m'
+    if (root / 'meta' / 'esc50.csv').is_file():
+        return 'esc50'
+    if any(True for _ in root.rglob('class_labels_indices.csv')):
+        return 'audioset'
+    if _kinetics_csvs(root):
+        return 'kinetics'
+    if any(p.suffix.lower() in VIDEO_EXTS for p in root.rglob('*')):
+        return 'yt8m'
     raise ValueError(f"root: cannot tell the layout of {root} (no pairs.csv, meta/esc50.csv, class_labels_indices.csv, "
                      "Kinetics CSV or video files)")
 
 def read_source(root, kind:str='auto') -> RecordSet:
     "Records of the dataset folder `root` in layout `kind` ('auto' detects it)."
-    if kind != 'auto' and kind not in READERS: raise ValueError(f"kind: {kind!r} is not 'auto' or one of {list(READERS)}")
+    if kind != 'auto' and kind not in READERS:
+        raise ValueError(f"kind: {kind!r} is not 'auto' or one of {list(READERS)}")
     _root(root)
     return READERS[detect_kind(root) if kind == 'auto' else kind](root)
 
@@ -234,8 +258,10 @@ def read_source(root, kind:str='auto') -> RecordSet:
 SPLITS = ('train', 'val', 'test')
 
 def check_fractions(fractions):
-    try: fr = [float(x) for x in fractions]
-    except (TypeError, ValueError): fr = []
+    try:
+        fr = [float(x) for x in fractions]
+    except (TypeError, ValueError):
+        fr = []
     if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6:
         raise ValueError(f"fractions: expected three non-negative numbers (train, val, test) summing to 1, got {fractions!r}")
     return fr
@@ -250,7 +276,8 @@ def split_of_group(group:str, fractions=(0.8, 0.1, 0.1), salt:str='cmmixer') -> 
     u, acc = group_unit(group, salt), 0.0
     for name, f in zip(SPLITS, fr):
         acc += f
-        if u < acc: return name
+        if u < acc:
+            return name
     return SPLITS[max(i for i, f in enumerate(fr) if f > 0)]
 
 def assign_splits(records, fractions=(0.8, 0.1, 0.1), salt:str='cmmixer'):

@@ -19,11 +19,14 @@ from torch.utils.data import Dataset, DataLoader
 from .cache import RetrievalDataset, PretrainDataset, as_cache, group_overlap
 from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, init_mae_weights, check_images,
                          check_mask_ratio, patch_targets, masked_mse, clip_embeddings)
-from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier, env_world,
+from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier,
+                           env_world,
                            all_gather_cat, main_first, resolve_device, read_log, unwrap, distributed)
-from .retrieval import (Retriever, info_nce, evaluate_embeddings, pair_subset, synth_root, finetune_config, finetune)
+from .retrieval import (Retriever, info_nce, evaluate_embeddings, pair_subset, synth_root, finetune_config,
+                               finetune)
 from .synth import video_name
-from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest, write_json,
+from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest,
+                          write_json,
                           project_path)
 
 # %% auto #0
@@ -55,13 +58,15 @@ def mel_filters(num_bins:int=128, sample_rate:int=16000, low_freq:float=20.0, st
 
 def check_fbank(fbank) -> torch.Tensor:
     x = torch.as_tensor(fbank).float()
-    check(x.ndim >= 2 and x.shape[-2] >= 2 and x.shape[-1] >= 1, 'fbank', f"expected [..., bins, T], got {list(x.shape)}")
+    check(x.ndim >= 2 and x.shape[-2] >= 2 and x.shape[-1] >= 1, 'fbank',
+          f"expected [..., bins, T], got {list(x.shape)}")
     return x
 
 def mfcc(fbank, n_mfcc:int=20) -> torch.Tensor:
     "Log-mel fbank [..., bins, T] -> MFCC [..., n_mfcc, T]: the orthonormal DCT-II over the bins."
     x = check_fbank(fbank)
-    check(is_int(n_mfcc, 1) and n_mfcc <= x.shape[-2], 'n_mfcc', f"must be an int in [1, {x.shape[-2]}], got {n_mfcc!r}")
+    check(is_int(n_mfcc, 1) and n_mfcc <= x.shape[-2], 'n_mfcc',
+          f"must be an int in [1, {x.shape[-2]}], got {n_mfcc!r}")
     dct = torchaudio.functional.create_dct(n_mfcc, x.shape[-2], norm='ortho')        # [bins, n_mfcc]
     return torch.einsum('...bt,bc->...ct', x, dct)
 
@@ -69,7 +74,8 @@ def mfcc(fbank, n_mfcc:int=20) -> torch.Tensor:
 @lru_cache(maxsize=8)
 def pitch_class_map(num_bins:int=128, sample_rate:int=16000, band:tuple=(400.0, 5000.0)) -> torch.Tensor:
     "[num_bins, 12]: the share of each mel filter's triangle inside `band` that falls in each pitch class (C = 0, A = 9)."
-    check(len(band) == 2 and 0 < band[0] < band[1], 'band', f"expected (low, high) Hz with 0 < low < high, got {band!r}")
+    check(len(band) == 2 and 0 < band[0] < band[1], 'band',
+          f"expected (low, high) Hz with 0 < low < high, got {band!r}")
     w, f, _ = mel_filters(num_bins, sample_rate)
     pc = torch.remainder(torch.round(12 * torch.log2(f / 440.0)) + 9, 12).long()
     inside = (f >= band[0]) & (f <= band[1])
@@ -79,7 +85,8 @@ def pitch_class_map(num_bins:int=128, sample_rate:int=16000, band:tuple=(400.0, 
 def chroma(fbank, sample_rate:int=16000, band:tuple=(400.0, 5000.0)) -> torch.Tensor:
     "Log-mel fbank [..., bins, T] -> pitch-class profile [..., 12, T], each frame divided by its maximum (0 in silence)."
     x = check_fbank(fbank)
-    c = torch.einsum('...bt,bp->...pt', x.double().exp(), pitch_class_map(x.shape[-2], sample_rate, tuple(band)).double())
+    c = torch.einsum('...bt,bp->...pt', x.double().exp(), pitch_class_map(x.shape[-2], sample_rate,
+                                                                          tuple(band)).double())
     return (c / c.amax(-2, keepdim=True).clamp_min(1e-12)).float()
 
 def spectral_stats(fbank, sample_rate:int=16000) -> torch.Tensor:
@@ -116,7 +123,8 @@ def video_handcrafted(frames) -> torch.Tensor:
     r, g, b = x.unbind(-3)
     mx, mn = x.amax(-3), x.amin(-3)
     sat, d = (mx - mn) / (mx + 1e-6), mx - mn + 1e-9
-    hue = torch.where(mx == r, torch.remainder((g - b) / d, 6), torch.where(mx == g, (b - r) / d + 2, (r - g) / d + 4)) / 6
+    hue = torch.where(mx == r, torch.remainder((g - b) / d, 6), torch.where(mx == g, (b - r) / d + 2,
+                                                                            (r - g) / d + 4)) / 6
     w = (sat * mx).flatten(-2)
     hb = (hue.flatten(-2) * 12).long().clamp(0, 11)
     hue_hist = torch.zeros(*w.shape[:-1], 12).scatter_add_(-1, hb, w) / w.sum(-1, keepdim=True).clamp_min(1e-9)
@@ -174,7 +182,8 @@ def single_modal_run_name(data_name:str, scale:str, modality:str, seed:int) -> s
 def single_modal_spec(scale, modality:str, train:TrainConfig, cache, n_items:int) -> dict:
     "What makes two single-modality pre-training runs the same run (JSON-normalised)."
     from cmmixer.pretrain import EXECUTION_ONLY
-    spec = dict(kind='single-modal-mae', modality=modality, scale=scale.name, model=asdict(scale.mae), repeats=scale.repeats,
+    spec = dict(kind='single-modal-mae', modality=modality, scale=scale.name, model=asdict(scale.mae),
+                repeats=scale.repeats,
                 train={k: v for k, v in train.to_dict().items() if k not in EXECUTION_ONLY},
                 data=dict(fingerprint=cache.meta['fingerprint'], train_items=n_items,
                           clips=cache.meta['cfg']['clips'], image_size=cache.meta['cfg']['image_size']))
@@ -196,31 +205,38 @@ def pretrain_single_modal(cache, modality:str, scale='smoke', seed:int=0, epochs
     check_choice('resume', resume, (True, False, 'auto'))
     sc = pt.scale_config(scale) if isinstance(scale, str) else scale
     check(isinstance(sc, pt.Scale), 'scale', f"expected a Scale or one of {pt.SCALES}, got {type(scale).__name__}")
-    bad = sorted((set(train_overrides) - {f.name for f in fields(TrainConfig)}) | ({'seed', 'epochs', 'out_dir'} & set(train_overrides)))
-    if bad: raise ValueError(f"{bad[0]}: not a TrainConfig field, or one pretrain_single_modal takes as its own argument")
+    bad = sorted((set(train_overrides) - {f.name for f in fields(TrainConfig)}) | ({'seed', 'epochs',
+                                                                                    'out_dir'} & set(train_overrides)))
+    if bad:
+        raise ValueError(f"{bad[0]}: not a TrainConfig field, or one pretrain_single_modal takes as its own argument")
     cache = as_cache(cache)
     pt.check_cache_fits(cache, sc)
     out = project_path(out_dir if out_dir is not None else
-                       Path('runs') / 'pretrain' / single_modal_run_name(pt.dataset_name(cache), sc.name, modality, seed))
+                       Path('runs') / 'pretrain' / single_modal_run_name(pt.dataset_name(cache), sc.name, modality,
+                                                                         seed))
     ep = sc.train.epochs if epochs is None else epochs
     train = replace(sc.train, epochs=ep, warmup_epochs=sc.train.warmup_epochs * ep / sc.train.epochs, seed=seed,
                     out_dir=str(out), **train_overrides)
     dataset = PretrainDataset(cache, 'train', repeats=sc.repeats, image_size=sc.image_size, augment=True, seed=seed)
     check_plan(train, len(dataset), env_world()[1])
     spec = single_modal_spec(sc, modality, train, cache, len(dataset))
-    if resume is not False and pt.finished_run(out, spec): return out
+    if resume is not False and pt.finished_run(out, spec):
+        return out
     main = env_world()[0] == 0
     saved = json.loads((out / 'run.json').read_text()).get('spec') if (out / 'run.json').is_file() else None
     if saved is not None and saved != spec:
-        check(resume is not True, 'resume', f"{out} holds a run with other settings; use another out_dir or resume='auto'")
+        check(resume is not True, 'resume',
+              f"{out} holds a run with other settings; use another out_dir or resume='auto'")
         resume = False                                                  # another run's folder: start over
     if main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / 'run.json', dict(spec=spec, name=out.name, cache=str(cache.root), train=train.to_dict(), torch=torch.__version__))
+        write_json(out / 'run.json', dict(spec=spec, name=out.name, cache=str(cache.root), train=train.to_dict(),
+                                          torch=torch.__version__))
     torch.manual_seed(derive_seed(seed, 'init', modality))
     model = SingleModalMAE(sc.mae, modality)
     fit(model, dataset, train, step_fn=single_modal_step, resume=resume, desc=f"pre-train {MODALITY_NAMES[modality]}")
-    if main: write_json(out / 'checkpoint' / 'config.json', dict(read_checkpoint(out / 'checkpoint'), pretrain=spec))
+    if main:
+        write_json(out / 'checkpoint' / 'config.json', dict(read_checkpoint(out / 'checkpoint'), pretrain=spec))
     barrier()
     return out
 
@@ -238,11 +254,15 @@ def load_single_modal(run_dir) -> SingleModalMAE:
 def single_modal_retriever(video_mae, audio_mae, seed:int=0, **cfg) -> Retriever:
     """Two towers for the single-modality ablation: f^v copies the frame MAE's encoder, f^a the spectrogram MAE's
     (`video_mae`, `audio_mae`: `SingleModalMAE`s or their encoders); `cfg`: RetrieverConfig fields."""
-    enc = {n: m.encoder if isinstance(m, SingleModalMAE) else m for n, m in (('video_mae', video_mae), ('audio_mae', audio_mae))}
-    for n, e in enc.items(): check(isinstance(e, CMMixerEncoder), n, f"expected a SingleModalMAE or CMMixerEncoder, got {type(e).__name__}")
-    check(asdict(enc['video_mae'].cfg) == asdict(enc['audio_mae'].cfg), 'audio_mae', "its MAEConfig differs from video_mae's")
+    enc = {n: m.encoder if isinstance(m, SingleModalMAE) else m for n, m in (('video_mae', video_mae),
+                                                                             ('audio_mae', audio_mae))}
+    for n, e in enc.items():
+        check(isinstance(e, CMMixerEncoder), n, f"expected a SingleModalMAE or CMMixerEncoder, got {type(e).__name__}")
+    check(asdict(enc['video_mae'].cfg) == asdict(enc['audio_mae'].cfg), 'audio_mae',
+          "its MAEConfig differs from video_mae's")
     for n, m, want in (('video_mae', video_mae, 'video'), ('audio_mae', audio_mae, 'audio')):
-        if isinstance(m, SingleModalMAE): check(m.modality == want, n, f"is a {m.modality} MAE, expected a {want} one")
+        if isinstance(m, SingleModalMAE):
+            check(m.modality == want, n, f"is a {m.modality} MAE, expected a {want} one")
     model = Retriever.from_pretrained(enc['video_mae'], seed=seed, **cfg)
     model.music.encoder = copy.deepcopy(enc['audio_mae'])
     return model
@@ -266,23 +286,32 @@ class FeatureSet:
         check(self.group.shape == (len(self.video),), 'group', f"expected [{len(self.video)}], got {self.group.shape}")
         if self.tags is not None:
             self.tags = torch.as_tensor(self.tags).float()
-            check(self.tags.ndim == 2 and len(self.tags) == len(self.video), 'tags', f"expected [N, T], got {list(self.tags.shape)}")
-        if self.rows is not None: self.rows = np.asarray(self.rows, dtype=np.int64)
+            check(self.tags.ndim == 2 and len(self.tags) == len(self.video), 'tags',
+                  f"expected [N, T], got {list(self.tags.shape)}")
+        if self.rows is not None:
+            self.rows = np.asarray(self.rows, dtype=np.int64)
 
-    def __len__(self): return len(self.video)
+    def __len__(self):
+        return len(self.video)
     @property
-    def clips(self) -> int: return self.video.shape[1]
+    def clips(self) -> int:
+        return self.video.shape[1]
     @property
-    def video_dim(self) -> int: return self.video.shape[2]
+    def video_dim(self) -> int:
+        return self.video.shape[2]
     @property
-    def audio_dim(self) -> int: return self.audio.shape[2]
+    def audio_dim(self) -> int:
+        return self.audio.shape[2]
     @property
-    def tag_dim(self) -> int: return 0 if self.tags is None else self.tags.shape[1]
+    def tag_dim(self) -> int:
+        return 0 if self.tags is None else self.tags.shape[1]
 
     def subset(self, idx) -> FeatureSet:
         "The items `idx` (indices or a boolean mask)."
-        idx = torch.as_tensor(np.flatnonzero(idx) if np.asarray(idx).dtype == bool else np.asarray(idx), dtype=torch.long)
-        return FeatureSet(self.video[idx], self.audio[idx], self.group[idx.numpy()], None if self.tags is None else self.tags[idx],
+        idx = torch.as_tensor(np.flatnonzero(idx) if np.asarray(idx).dtype == bool else np.asarray(idx),
+                              dtype=torch.long)
+        return FeatureSet(self.video[idx], self.audio[idx], self.group[idx.numpy()],
+                          None if self.tags is None else self.tags[idx],
                           None if self.rows is None else self.rows[idx.numpy()])
 
 # %% ../nbs/04c_features.ipynb #e4043bb5
@@ -291,7 +320,8 @@ class FeatureDataset(Dataset):
     def __init__(self, data:FeatureSet):
         check(isinstance(data, FeatureSet), 'data', f"expected a FeatureSet, got {type(data).__name__}")
         self.data, self._none = data, torch.zeros(0)
-    def __len__(self): return len(self.data)
+    def __len__(self):
+        return len(self.data)
     def __getitem__(self, i):
         d = self.data
         return dict(video=d.video[i], audio=d.audio[i], tags=self._none if d.tags is None else d.tags[i],
@@ -302,7 +332,8 @@ def latent_feature_set(n:int=256, clips:int=4, video_dim:int=24, audio_dim:int=2
     """An easy synthetic set: item i has a latent z_i, clip l the latent z_i + drift * u_il; video and audio are fixed
     random linear views (`views` seeds them; default `seed`) of the clip latent plus `noise`; tags: signs of z_i's first
     `tag_dim` coordinates. Every item is its own group."""
-    for k, v in dict(n=n, clips=clips, video_dim=video_dim, audio_dim=audio_dim, latent_dim=latent_dim).items(): check_int(k, v)
+    for k, v in dict(n=n, clips=clips, video_dim=video_dim, audio_dim=audio_dim, latent_dim=latent_dim).items():
+        check_int(k, v)
     check_int('tag_dim', tag_dim, lo=0)
     check(tag_dim <= latent_dim, 'tag_dim', f"must be <= latent_dim {latent_dim}")
     g, gv = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed if views is None else views)
@@ -339,23 +370,27 @@ def cache_tags(cache, rows, source:str='auto') -> torch.Tensor|None:
             check(source == 'auto', 'tags', f"{c.root} was not prepared from a SynthM2M folder")
     if source in ('auto', 'labels') and c.classes:
         y = torch.zeros(len(rows), len(c.classes))
-        for j, r in enumerate(rows): y[j, c.labels(int(r))] = 1.0
+        for j, r in enumerate(rows):
+            y[j, c.labels(int(r))] = 1.0
         return y
     check(source in ('auto', 'none'), 'tags', f"{c.root} has no classes to use as tags")
     return None
 
 # %% ../nbs/04c_features.ipynb #2523db60
 @torch.no_grad()
-def encoder_features(encoder:CMMixerEncoder, cache, split:str, modality:str, batch_size:int=64, device='cpu') -> torch.Tensor:
+def encoder_features(encoder:CMMixerEncoder, cache, split:str, modality:str, batch_size:int=64,
+                     device='cpu') -> torch.Tensor:
     "[N, K, D]: a frozen encoder's clip embeddings of the `modality` images of `split` (the towers' inputs, no augmentation)."
     check_choice('modality', modality, MODALITIES)
     check_int('batch_size', batch_size)
     ds = RetrievalDataset(as_cache(cache), split, image_size=encoder.cfg.image_size)
     was = encoder.training
     encoder.eval().to(device)
-    try: out = [clip_embeddings(encoder(b[modality].to(device)), b[modality].shape[1]).float().cpu()
+    try:
+        out = [clip_embeddings(encoder(b[modality].to(device)), b[modality].shape[1]).float().cpu()
                 for b in DataLoader(ds, batch_size=batch_size, shuffle=False)]
-    finally: encoder.train(was)
+    finally:
+        encoder.train(was)
     return torch.cat(out)
 
 def handcrafted_features(cache, rows, batch_size:int=64) -> tuple:
@@ -370,28 +405,34 @@ def handcrafted_features(cache, rows, batch_size:int=64) -> tuple:
     return torch.cat(V), torch.cat(A)
 
 # %% ../nbs/04c_features.ipynb #29471195
-def extract_features(cache, video_encoder=None, audio_encoder=None, tags:str='auto', batch_size:int=64, device='cpu') -> dict:
+def extract_features(cache, video_encoder=None, audio_encoder=None, tags:str='auto', batch_size:int=64,
+                     device='cpu') -> dict:
     """`{split: {block: [N, K, D], 'tags', 'group', 'rows'}}` for every split of `cache` with items: the FEATURE_BLOCKS
     (the `*_mae` ones when the encoders are given), standardised with the train split's per-feature statistics."""
     c = as_cache(cache)
     check_choice('tags', tags, TAG_SOURCES)
     bank = {}
     for split in ('train', 'val', 'test'):
-        if not len(c.indices(split)): continue
+        if not len(c.indices(split)):
+            continue
         ds = RetrievalDataset(c, split)
         b = dict(group=torch.tensor(ds.group_index), rows=torch.tensor(ds.rows))
         b['video_handcrafted'], b['audio_handcrafted'] = handcrafted_features(c, ds.rows, batch_size)
         for m, enc in (('video', video_encoder), ('audio', audio_encoder)):
-            if enc is not None: b[f'{m}_mae'] = encoder_features(enc, c, split, m, batch_size, device)
+            if enc is not None:
+                b[f'{m}_mae'] = encoder_features(enc, c, split, m, batch_size, device)
         t = cache_tags(c, ds.rows, tags)
-        if t is not None: b['tags'] = t
+        if t is not None:
+            b['tags'] = t
         bank[split] = b
     check('train' in bank, 'cache', f"{c.root} has no train split to standardise with")
     for k in FEATURE_BLOCKS:
-        if k not in bank['train']: continue
+        if k not in bank['train']:
+            continue
         x = bank['train'][k].flatten(0, 1)
         mu, sd = x.mean(0), x.std(0, unbiased=False).clamp_min(1e-6)
-        for b in bank.values(): b[k] = (b[k] - mu) / sd
+        for b in bank.values():
+            b[k] = (b[k] - mu) / sd
     return bank
 
 def select_features(bank:dict, split:str, video=('mae',), audio=('mae',), tags:bool=False) -> FeatureSet:
@@ -400,6 +441,8 @@ def select_features(bank:dict, split:str, video=('mae',), audio=('mae',), tags:b
     b = bank[split]
     parts = {}
     for m, srcs in (('video', video), ('audio', audio)):
-        check(len(srcs) and all(f'{m}_{s}' in b for s in srcs), m, f"expected sources among {[k.split('_', 1)[1] for k in b if k.startswith(m)]}, got {srcs!r}")
+        check(len(srcs) and all(f'{m}_{s}' in b for s in srcs), m,
+              f"expected sources among {[k.split('_', 1)[1] for k in b if k.startswith(m)]}, got {srcs!r}")
         parts[m] = torch.cat([b[f'{m}_{s}'] for s in srcs], -1)
-    return FeatureSet(parts['video'], parts['audio'], b['group'].numpy(), b.get('tags') if tags else None, b['rows'].numpy())
+    return FeatureSet(parts['video'], parts['audio'], b['group'].numpy(), b.get('tags') if tags else None,
+                      b['rows'].numpy())

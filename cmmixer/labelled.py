@@ -41,7 +41,8 @@ def sound_tags(v:dict) -> list:
     "AudioSet stand-in: every tag of the sound (source, rhythm, each energy level heard, music's mode), sorted."
     t = v['truth']
     tags = {sound_source(v), RHYTHMS[t['rhythm']]} | {f"{ENERGIES[e]} energy" for e in t['clips']['energy']}
-    if v['kind'] == 'music': tags.add(MODES[t['mode']])
+    if v['kind'] == 'music':
+        tags.add(MODES[t['mode']])
     return sorted(tags)
 
 def all_tags() -> list:
@@ -49,13 +50,15 @@ def all_tags() -> list:
     return sorted(set(TIMBRES) | set(NATURAL_TEXTURES) | set(RHYTHMS) | {f"{e} energy" for e in ENERGIES} | set(MODES))
 
 # %% ../nbs/01d_labelled.ipynb #140be852
-def group_of(name:str, v:dict) -> str: return v['track'] or name
+def group_of(name:str, v:dict) -> str:
+    return v['track'] or name
 
 def assign_folds(videos:dict, folds:int=5, seed:int=0) -> dict:
     "Video name -> fold (1..`folds`): groups never split, fold sizes as even as whole groups allow."
     check_int('folds', folds, lo=2)
     groups = {}
-    for n, v in videos.items(): groups.setdefault(group_of(n, v), []).append(n)
+    for n, v in videos.items():
+        groups.setdefault(group_of(n, v), []).append(n)
     order = np.random.default_rng(seed).permutation(sorted(groups))
     # big groups first (stable: the seeded order within a size)
     order = sorted(order, key=lambda g: -len(groups[g]))
@@ -73,8 +76,10 @@ _AS_HEADER = "# Segments csv written by cmmixer.labelled from SynthM2M\n# YTID, 
 
 def _link(src:Path, dst:Path):
     dst.parent.mkdir(parents=True, exist_ok=True)
-    try: os.link(src, dst)
-    except OSError: shutil.copy2(src, dst)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 def _wav_of(video, wav, seconds:float):
     "The sound of `video` as a 16 kHz mono WAV file (a worker's job)."
@@ -102,14 +107,16 @@ def write_kinetics(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=F
         rows[v['split']].append([label, n, 0, seconds, v['split']])
         _link(src / 'videos' / v['file'], out / 'clips' / label.replace(' ', '_') / f"{n}_000000_{seconds:06d}.mp4")
     for s, r in rows.items():
-        _write_csv(out / 'annotations' / f"{SPLIT_FILES[s]}.csv", ['label', 'youtube_id', 'time_start', 'time_end', 'split'], r)
+        _write_csv(out / 'annotations' / f"{SPLIT_FILES[s]}.csv", ['label', 'youtube_id', 'time_start', 'time_end',
+                                                                   'split'], r)
     return sorted({picture_class(v) for v in meta['videos'].values()})
 
 def write_audioset(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False) -> list:
     "AudioSet layout: the class index, one segment CSV per split (quoted mids), audio as `<id>_0.000.wav`. Returns the labels."
     tags = all_tags()
     mid = {t: f"/m/synth{i:02d}" for i, t in enumerate(tags)}
-    _write_csv(out / 'class_labels_indices.csv', ['index', 'mid', 'display_name'], [[i, mid[t], t] for i, t in enumerate(tags)])
+    _write_csv(out / 'class_labels_indices.csv', ['index', 'mid', 'display_name'], [[i, mid[t], t] for i,
+                                                                                    t in enumerate(tags)])
     seconds, rows, jobs = meta['params']['duration'], {s: [] for s in AUDIOSET_FILES}, []
     for n, v in meta['videos'].items():
         rows[v['split']].append(f'{n}, 0.000, {seconds:.3f}, "{",".join(mid[t] for t in sound_tags(v))}"\n')
@@ -129,7 +136,8 @@ def write_esc50(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=Fals
         fn = f"{folds[n]}-{n}-A-{target[c]}.wav"
         rows.append([fn, folds[n], target[c], c.replace(' ', '_'), False, group_of(n, v), 'A'])
         jobs.append((src / 'videos' / v['file'], out / 'audio' / fn, meta['params']['duration']))
-    _write_csv(out / 'meta' / 'esc50.csv', ['filename', 'fold', 'target', 'category', 'esc10', 'src_file', 'take'], rows)
+    _write_csv(out / 'meta' / 'esc50.csv', ['filename', 'fold', 'target', 'category', 'esc10', 'src_file', 'take'],
+               rows)
     _wavs(jobs, workers, progress)
     return classes
 
@@ -160,10 +168,13 @@ def write_labelled(src, out, task:str, workers:int=2, progress:bool=True) -> dic
     want = dict(task=task, layout=TASK_LAYOUTS[task], source=str(src.resolve()), params=meta['params'])
     if done.is_file():
         old = json.loads(done.read_text())
-        if {k: old.get(k) for k in want} == json.loads(json.dumps(want)): return old
+        if {k: old.get(k) for k in want} == json.loads(json.dumps(want)):
+            return old
     if out.exists() and any(out.iterdir()):
-        check(done.is_file() or not (out / 'synth.json').exists(), 'out', f"{out} holds a SynthM2M benchmark; choose another folder")
-        stray = sorted(p.name for p in out.iterdir() if p.name not in ('clips', 'annotations', 'audio', 'meta', 'labelled.json',
+        check(done.is_file() or not (out / 'synth.json').exists(), 'out',
+              f"{out} holds a SynthM2M benchmark; choose another folder")
+        stray = sorted(p.name for p in out.iterdir() if p.name not in ('clips', 'annotations', 'audio', 'meta',
+                                                                       'labelled.json',
                                                                         'train', 'val', 'test', 'synth.json')
                        and not p.name.endswith('.csv'))
         check(not stray, 'out', f"{out} holds files that are not a labelled set's ({stray[:3]}); move them away")

@@ -33,7 +33,8 @@ def check_mask_ratio(mask_ratio, low_inclusive=False):
     "Raise a ValueError naming `mask_ratio` unless it lies in (0, 1) (or [0, 1) with `low_inclusive`)."
     ok = isinstance(mask_ratio, (int, float)) and not isinstance(mask_ratio, bool) and math.isfinite(mask_ratio)
     ok = ok and (0 <= mask_ratio < 1 if low_inclusive else 0 < mask_ratio < 1)
-    if not ok: raise ValueError(f"mask_ratio: expected a number in {'[0, 1)' if low_inclusive else '(0, 1)'}, got {mask_ratio!r}")
+    if not ok:
+        raise ValueError(f"mask_ratio: expected a number in {'[0, 1)' if low_inclusive else '(0, 1)'}, got {mask_ratio!r}")
 
 # %% ../nbs/03_mae.ipynb #78ad2664
 @dataclass
@@ -54,23 +55,29 @@ class MAEConfig:
     mask_ratio: float = 0.5        # fraction of the K*N tokens hidden from the encoder
     norm_pix_loss: bool = False    # MAE option: targets normalised per patch (mean 0, variance 1)
 
-    def __post_init__(self): check_mae_config(self)
+    def __post_init__(self):
+        check_mae_config(self)
 
     @property
-    def grid(self) -> int: return self.image_size // self.patch_size       # patches per side, H/p
+    def grid(self) -> int:
+        return self.image_size // self.patch_size       # patches per side, H/p
     @property
-    def num_patches(self) -> int: return self.grid ** 2                     # N, patches per clip image
+    def num_patches(self) -> int:
+        return self.grid ** 2                     # N, patches per clip image
     @property
-    def num_tokens(self) -> int: return self.clips * self.num_patches       # L = K*N
+    def num_tokens(self) -> int:
+        return self.clips * self.num_patches       # L = K*N
     @property
-    def patch_dim(self) -> int: return self.patch_size ** 2 * self.in_chans # pixels of one patch, p*p*3
+    def patch_dim(self) -> int:
+        return self.patch_size ** 2 * self.in_chans # pixels of one patch, p*p*3
 
 # %% ../nbs/03_mae.ipynb #edf69d39
 def check_mae_config(c:MAEConfig):
     "Each field of `c` valid and the widths consistent with the heads and the sin-cos table, else a ValueError naming the field."
     for f in ('image_size', 'patch_size', 'clips', 'in_chans', 'embed_dim', 'depth', 'num_heads',
               'decoder_embed_dim', 'decoder_depth', 'decoder_num_heads'): check_int(f, getattr(c, f))
-    check(c.image_size % c.patch_size == 0, 'image_size', f"{c.image_size} is not divisible by patch_size {c.patch_size}")
+    check(c.image_size % c.patch_size == 0, 'image_size',
+          f"{c.image_size} is not divisible by patch_size {c.patch_size}")
     check_mask_ratio(c.mask_ratio)
     check_choice('decoder', c.decoder, DECODERS)
     check_number('mlp_ratio', c.mlp_ratio)
@@ -97,9 +104,11 @@ def patchify(imgs: torch.Tensor, # [B, K, C, H, W]
              p: int,             # patch size
             ) -> torch.Tensor:   # [B, K*(H/p)*(W/p), p*p*C]
     "Cut K images per sample into p x p patches, clip-major then row-major; each patch flattened as (py, px, c)."
-    if imgs.ndim != 5: raise ValueError(f"imgs: expected [B, K, C, H, W], got shape {tuple(imgs.shape)}")
+    if imgs.ndim != 5:
+        raise ValueError(f"imgs: expected [B, K, C, H, W], got shape {tuple(imgs.shape)}")
     B, K, C, H, W = imgs.shape
-    if H % p or W % p: raise ValueError(f"p: image size {H}x{W} is not divisible by the patch size {p}")
+    if H % p or W % p:
+        raise ValueError(f"p: image size {H}x{W} is not divisible by the patch size {p}")
     h, w = H // p, W // p
     x = imgs.reshape(B, K, C, h, p, w, p).permute(0, 1, 3, 5, 4, 6, 2)
     return x.reshape(B, K * h * w, p * p * C)
@@ -112,18 +121,22 @@ def unpatchify(x: torch.Tensor, # [B, K*h*w, p*p*C]
               ) -> torch.Tensor: # [B, K, C, h*p, w*p]
     "Inverse of `patchify`."
     B, L, D = x.shape
-    if D != p * p * chans: raise ValueError(f"x: last dim {D} is not p*p*chans = {p * p * chans}")
-    if L % clips: raise ValueError(f"clips: {L} tokens do not split into {clips} clips")
+    if D != p * p * chans:
+        raise ValueError(f"x: last dim {D} is not p*p*chans = {p * p * chans}")
+    if L % clips:
+        raise ValueError(f"clips: {L} tokens do not split into {clips} clips")
     n = L // clips
     h, w = grid if grid is not None else (math.isqrt(n), math.isqrt(n))
-    if h * w != n: raise ValueError(f"grid: {n} patches per clip is not a {h}x{w} grid")
+    if h * w != n:
+        raise ValueError(f"grid: {n} patches per clip is not a {h}x{w} grid")
     x = x.reshape(B, clips, h, w, p, p, chans).permute(0, 1, 6, 2, 4, 3, 5)
     return x.reshape(B, clips, chans, h * p, w * p)
 
 # %% ../nbs/03_mae.ipynb #2fa44753
 def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
     "MAE's 1D sin-cos code of integer positions `pos` [n] -> [n, dim]: sin then cos of pos * 10000^(-2i/dim)."
-    if dim % 2: raise ValueError(f"dim: expected an even width, got {dim}")
+    if dim % 2:
+        raise ValueError(f"dim: expected an even width, got {dim}")
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64, device=pos.device) / (dim / 2))
     out = pos.to(torch.float64)[:, None] * omega[None]
     return torch.cat([out.sin(), out.cos()], 1).float()
@@ -133,7 +146,8 @@ def sincos_pos_embed(dim: int,   # width, a multiple of 16
                      grid: int,  # patches per side
                     ) -> torch.Tensor: # [clips*grid*grid, dim], rows in `patchify` order
     "Fixed position table: concat of sin-cos codes of the clip (dim/4), the row (3dim/8) and the column (3dim/8)."
-    if dim % 16: raise ValueError(f"dim: {dim} is not a multiple of 16")
+    if dim % 16:
+        raise ValueError(f"dim: {dim} is not a multiple of 16")
     dc = dim // 4
     ds = (dim - dc) // 2
     k, r, c = torch.meshgrid(torch.arange(clips), torch.arange(grid), torch.arange(grid), indexing='ij')
@@ -142,8 +156,10 @@ def sincos_pos_embed(dim: int,   # width, a multiple of 16
 # %% ../nbs/03_mae.ipynb #6059dbd5
 def check_noise(noise, batch: int, length: int, generator=None):
     "Raise a ValueError naming `noise` unless it is a float [batch, length] tensor (and no generator is given too)."
-    if noise is None: return
-    if generator is not None: raise ValueError("noise: give the masking noise or a generator, not both")
+    if noise is None:
+        return
+    if generator is not None:
+        raise ValueError("noise: give the masking noise or a generator, not both")
     if not isinstance(noise, torch.Tensor) or not noise.is_floating_point() or tuple(noise.shape) != (batch, length):
         raise ValueError(f"noise: expected a float [{batch}, {length}] tensor, got {getattr(noise, 'dtype', type(noise))} "
                          f"{tuple(getattr(noise, 'shape', ()))}")
@@ -163,7 +179,8 @@ def random_masking(batch: int, length: int, mask_ratio: float,
     keep = min(length, max(1, round(length * (1 - mask_ratio))))
     if keep == length:
         return torch.arange(length, device=device).expand(batch, length), torch.zeros(batch, length, device=device)
-    if noise is None: noise = torch.rand(batch, length, generator=generator, device=gdev)
+    if noise is None:
+        noise = torch.rand(batch, length, generator=generator, device=gdev)
     ids_keep = noise.to(device).argsort(1)[:, :keep].sort(1).values
     mask = torch.ones(batch, length, device=device).scatter_(1, ids_keep, 0.0)
     return ids_keep, mask
@@ -174,16 +191,19 @@ def init_mae_weights(module: nn.Module):
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
-            if m.bias is not None: nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, PatchEmbed):
             w = m.proj.weight
             nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-            if m.proj.bias is not None: nn.init.zeros_(m.proj.bias)
+            if m.proj.bias is not None:
+                nn.init.zeros_(m.proj.bias)
     for n, p in module.named_parameters():
-        if n.split('.')[-1] == 'mask_token': nn.init.normal_(p, std=0.02)
+        if n.split('.')[-1] == 'mask_token':
+            nn.init.normal_(p, std=0.02)
 
 def vit_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.ModuleList:
     "`depth` timm ViT blocks as MAE uses them (qkv bias, LayerNorm eps 1e-6)."
@@ -192,10 +212,13 @@ def vit_blocks(dim: int, depth: int, num_heads: int, mlp_ratio: float) -> nn.Mod
 
 def check_images(name: str, x, cfg: MAEConfig):
     "Raise a ValueError naming `name` unless `x` is a float [B, K<=clips, in_chans, image_size, image_size] tensor."
-    if not isinstance(x, torch.Tensor) or x.ndim != 5: raise ValueError(f"{name}: expected a [B, K, C, H, W] tensor, got {getattr(x, 'shape', type(x))}")
+    if not isinstance(x, torch.Tensor) or x.ndim != 5:
+        raise ValueError(f"{name}: expected a [B, K, C, H, W] tensor, got {getattr(x, 'shape', type(x))}")
     B, K, C, H, W = x.shape
-    if not x.is_floating_point(): raise ValueError(f"{name}: expected floating point images, got {x.dtype}")
-    if not 1 <= K <= cfg.clips: raise ValueError(f"{name}: {K} clips, the model has positions for 1..{cfg.clips}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected floating point images, got {x.dtype}")
+    if not 1 <= K <= cfg.clips:
+        raise ValueError(f"{name}: {K} clips, the model has positions for 1..{cfg.clips}")
     if (C, H, W) != (cfg.in_chans, cfg.image_size, cfg.image_size):
         raise ValueError(f"{name}: images {C}x{H}x{W}, the model expects {cfg.in_chans}x{cfg.image_size}x{cfg.image_size}")
 
@@ -212,7 +235,8 @@ class CMMixerEncoder(nn.Module):
         init_mae_weights(self)
 
     @property
-    def num_features(self) -> int: return self.cfg.embed_dim   # the feature width, as timm's models name it
+    def num_features(self) -> int:
+        return self.cfg.embed_dim   # the feature width, as timm's models name it
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         "Patch tokens plus positions: [B, K, C, H, W] -> [B, K*N, D]."
@@ -229,8 +253,10 @@ class CMMixerEncoder(nn.Module):
         t = self.embed(x)
         B, L, D = t.shape
         ids_keep, mask = random_masking(B, L, mask_ratio, generator, t.device, noise)
-        if ids_keep.shape[1] < L: t = t.gather(1, ids_keep[..., None].expand(-1, -1, D))
-        for blk in self.blocks: t = blk(t)
+        if ids_keep.shape[1] < L:
+            t = t.gather(1, ids_keep[..., None].expand(-1, -1, D))
+        for blk in self.blocks:
+            t = blk(t)
         return self.norm(t), ids_keep, mask
 
     def forward(self, x: torch.Tensor,  # [B, K, C, H, W] images (mixed, or one modality)
@@ -247,7 +273,8 @@ def clip_embeddings(tokens: torch.Tensor, # [B, K*N, D] unmasked encoder output
                    ) -> torch.Tensor:     # [B, K, D]
     "Per-clip embeddings: the mean of each clip's N tokens (needs the unmasked token sequence)."
     B, L, D = tokens.shape
-    if L % clips: raise ValueError(f"clips: {L} tokens do not split into {clips} clips (pass unmasked tokens)")
+    if L % clips:
+        raise ValueError(f"clips: {L} tokens do not split into {clips} clips (pass unmasked tokens)")
     return tokens.reshape(B, clips, L // clips, D).mean(2)
 
 # %% ../nbs/03_mae.ipynb #c489c4d9
@@ -268,14 +295,16 @@ class DecoderStack(nn.Module):
         B, _, d = x.shape
         full = self.mask_token.to(x.dtype).expand(B, length, d)
         full = full.scatter(1, ids_keep[..., None].expand(-1, -1, d), x) + pos_embed[:, :length].to(x.dtype)
-        for blk in self.blocks: full = blk(full)
+        for blk in self.blocks:
+            full = blk(full)
         return self.head(self.norm(full))
 
 class _Decoder(nn.Module):
     def __init__(self, cfg: MAEConfig):
         super().__init__()
         self.patch_dim = cfg.patch_dim
-        self.register_buffer('pos_embed', sincos_pos_embed(cfg.decoder_embed_dim, cfg.clips, cfg.grid)[None], persistent=False)
+        self.register_buffer('pos_embed', sincos_pos_embed(cfg.decoder_embed_dim, cfg.clips, cfg.grid)[None],
+                             persistent=False)
 
 # %% ../nbs/03_mae.ipynb #860875e2
 class SoloDecoder(_Decoder):
@@ -294,13 +323,15 @@ class DuetDecoder(_Decoder):
         self.video, self.audio = DecoderStack(cfg, cfg.patch_dim), DecoderStack(cfg, cfg.patch_dim)
         init_mae_weights(self)
     def forward(self, tokens, ids_keep, length) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.video(tokens, ids_keep, length, self.pos_embed), self.audio(tokens, ids_keep, length, self.pos_embed))
+        return (self.video(tokens, ids_keep, length, self.pos_embed), self.audio(tokens, ids_keep, length,
+                                                                                 self.pos_embed))
 
 # %% ../nbs/03_mae.ipynb #dc38d33b
 def patch_targets(imgs: torch.Tensor, p: int, norm_pix: bool = False) -> torch.Tensor:
     "Loss targets: the patches of `imgs` [B, K, C, H, W] -> [B, L, p*p*C], normalised per patch if `norm_pix`."
     t = patchify(imgs, p).float()
-    if norm_pix: t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
+    if norm_pix:
+        t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
     return t
 
 def masked_mse(pred: torch.Tensor,   # [B, L, P]
@@ -316,7 +347,8 @@ class CMMixerMAE(nn.Module):
     "CMMixer pre-training model: ViT encoder on masked mixed images, Solo or Duet decoder reconstructing video and audio."
     def __init__(self, cfg: MAEConfig):
         super().__init__()
-        if not isinstance(cfg, MAEConfig): raise ValueError(f"cfg: expected an MAEConfig, got {type(cfg).__name__}")
+        if not isinstance(cfg, MAEConfig):
+            raise ValueError(f"cfg: expected an MAEConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.encoder = CMMixerEncoder(cfg)
         self.decoder = SoloDecoder(cfg) if cfg.decoder == 'solo' else DuetDecoder(cfg)
@@ -344,7 +376,8 @@ class CMMixerMAE(nn.Module):
                     pred_video=pred_video, pred_audio=pred_audio, mask=mask)
 
 # %% ../nbs/03_mae.ipynb #07aec4ba
-def _numel(m) -> int: return sum(p.numel() for p in m.parameters())
+def _numel(m) -> int:
+    return sum(p.numel() for p in m.parameters())
 
 def param_breakdown(model: CMMixerMAE) -> dict:
     "Parameter counts by part: patch embed, encoder blocks (+ final norm), decoder(s) (+ mask tokens), heads; tables."
@@ -362,7 +395,8 @@ def param_breakdown(model: CMMixerMAE) -> dict:
 # %% ../nbs/03_mae.ipynb #9503d548
 def meta_model(cfg: MAEConfig) -> CMMixerMAE:
     "The model on the `meta` device: shapes only, no memory, instant (for counting)."
-    with torch.device('meta'): return CMMixerMAE(cfg)
+    with torch.device('meta'):
+        return CMMixerMAE(cfg)
 
 def count_flops(cfg: MAEConfig, backward: bool = False, batch: int = 1, device='meta',
                 mask_ratio: float|None = None) -> int:
@@ -372,7 +406,8 @@ def count_flops(cfg: MAEConfig, backward: bool = False, batch: int = 1, device='
         x = torch.randn(batch, cfg.clips, cfg.in_chans, cfg.image_size, cfg.image_size)
     with FlopCounterMode(display=False) as fc:
         out = model(x, x, x, mask_ratio=mask_ratio)
-        if backward: out['loss'].backward()
+        if backward:
+            out['loss'].backward()
     return fc.get_total_flops()
 
 # %% ../nbs/03_mae.ipynb #5fff320e
@@ -385,15 +420,19 @@ def reconstruct(model: CMMixerMAE, mixed, video, audio, generator: torch.Generat
     cfg = model.cfg
     was_training = model.training
     model.eval()
-    try: out = model(mixed, video, audio, generator=generator, mask_ratio=mask_ratio, noise=noise)
-    finally: model.train(was_training)
+    try:
+        out = model(mixed, video, audio, generator=generator, mask_ratio=mask_ratio, noise=noise)
+    finally:
+        model.train(was_training)
     p, K, C = cfg.patch_size, mixed.shape[1], cfg.in_chans
     hidden = out['mask'][..., None].bool()
     def pixels(pred, img):                  # norm_pix targets: back to pixel values with the target patch's statistics
         t = patchify(img, p).float()
-        if cfg.norm_pix_loss: pred = pred * (t.var(-1, keepdim=True) + 1e-6).sqrt() + t.mean(-1, keepdim=True)
+        if cfg.norm_pix_loss:
+            pred = pred * (t.var(-1, keepdim=True) + 1e-6).sqrt() + t.mean(-1, keepdim=True)
         return pred.float(), t
-    def raw(pred, img): return unpatchify(pixels(pred, img)[0], p, K, C)
+    def raw(pred, img):
+        return unpatchify(pixels(pred, img)[0], p, K, C)
     def paste(pred, img):
         pr, t = pixels(pred, img)
         return unpatchify(torch.where(hidden, pr, t), p, K, C)
@@ -419,7 +458,8 @@ def reconstruction_figure(model: CMMixerMAE, mixed, video, audio, generator: tor
     masked = torch.where(hidden, torch.full_like(m, float('nan')), m)
     rows = [('video frame', v, v), ('spectrogram image', a, a), ('model input:\nmixture', m, m),
             (f'model input: mixture,\n{int(hidden[:, 0].float().mean().item() * 100)}% hidden (grey)', masked, m),
-            ('output: video\n(every patch)', r['video_out'][sample], v), ('output: spectrogram\n(every patch)', r['audio_out'][sample], a),
+            ('output: video\n(every patch)', r['video_out'][sample], v), ('output: spectrogram\n(every patch)',
+                                                                          r['audio_out'][sample], a),
             ('video: output in hidden,\noriginal visible pasted', r['video_rec'][sample], v),
             ('spectrogram: output in hidden,\noriginal visible pasted', r['audio_rec'][sample], a)]
     n = min(max_clips, v.shape[0])
@@ -432,7 +472,8 @@ def reconstruction_figure(model: CMMixerMAE, mixed, video, audio, generator: tor
             axes[i, k].imshow(np.where(np.isnan(img), 0.5, img))
             axes[i, k].set_xticks([])
             axes[i, k].set_yticks([])
-            if i == 0: axes[i, k].set_title(f'clip {k + 1}', fontsize=9)
+            if i == 0:
+                axes[i, k].set_title(f'clip {k + 1}', fontsize=9)
         axes[i, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(f"CMMixer-{model.cfg.decoder.title()} reconstruction (loss {r['loss']:.3f})", fontsize=10)
     return fig

@@ -41,19 +41,22 @@ def _check_frames(frames):
 
 def _check_audio(audio):
     audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 1: audio = audio[None]
+    if audio.ndim == 1:
+        audio = audio[None]
     if audio.ndim != 2 or audio.shape[0] not in _LAYOUTS or audio.shape[1] == 0:
         raise ValueError(f"audio: expected float32 [C,n] with C in {sorted(_LAYOUTS)} and n >= 1, got {list(audio.shape)}")
     return np.ascontiguousarray(np.clip(audio, -1.0, 1.0))
 
 def _frame_pts(n, fps, pts, time_base):
     "Integer presentation timestamps (in `time_base` units) for `n` frames."
-    if pts is None: return [int(round(i / (fps * time_base))) for i in range(n)]
+    if pts is None:
+        return [int(round(i / (fps * time_base))) for i in range(n)]
     pts = np.asarray(pts, dtype=np.float64)
     if pts.shape != (n,) or not np.all(np.isfinite(pts)) or pts[0] < 0 or np.any(np.diff(pts) <= 0):
         raise ValueError(f"pts: expected {n} finite, non-negative, strictly increasing seconds")
     ticks = np.round(pts / float(time_base)).astype(np.int64)
-    if np.any(np.diff(ticks) <= 0): raise ValueError("pts: timestamps closer than 1 ms")
+    if np.any(np.diff(ticks) <= 0):
+        raise ValueError("pts: timestamps closer than 1 ms")
     return ticks.tolist()
 
 # %% ../nbs/00_media.ipynb #35b6645a
@@ -65,23 +68,29 @@ def _add_video(container, codec, frames, fps, pts, crf, gop):
     s.pix_fmt = 'yuv420p'
     tb = Fraction(1, 1000) if pts is not None else 1 / rate
     s.time_base = s.codec_context.time_base = tb
-    if codec in ('libx264', 'h264', 'libx265'): s.options = {'crf': str(crf), 'preset': 'veryfast', 'x264-params': 'mbtree=0'}  # mbtree off: byte-identical encodes
+    if codec in ('libx264', 'h264', 'libx265'):
+        # mbtree off: byte-identical encodes
+        s.options = {'crf': str(crf), 'preset': 'veryfast', 'x264-params': 'mbtree=0'}
     elif codec in ('libvpx-vp9', 'libvpx'):  # constant quality (VP9's crf scale runs to 63), fast realtime mode
         s.options = {'crf': str(min(crf + 8, 63)), 'b': '0', 'deadline': 'realtime', 'cpu-used': '8'}
     # ~4 bits per pixel and frame: near-lossless
-    elif codec == 'mpeg4': s.bit_rate = max(200_000, 4 * w * h * int(math.ceil(fps)))
-    if gop is not None: s.codec_context.gop_size = int(gop)
+    elif codec == 'mpeg4':
+        s.bit_rate = max(200_000, 4 * w * h * int(math.ceil(fps)))
+    if gop is not None:
+        s.codec_context.gop_size = int(gop)
     return s, tb
 
 def _add_audio(container, codec, audio, sample_rate):
     c = av.Codec(codec, 'w')
     rate = int(sample_rate)
     rates = c.audio_rates
-    if rates and rate not in rates: rate = min(rates, key=lambda r: (abs(r - rate), -r))
+    if rates and rate not in rates:
+        rate = min(rates, key=lambda r: (abs(r - rate), -r))
     s = container.add_stream(codec, rate=rate)
     s.layout = _LAYOUTS[audio.shape[0]]
     # 2.5x faster than the default two-loop search: SynthM2M's largest cost
-    if codec == 'aac': s.options = {'aac_coder': 'fast'}
+    if codec == 'aac':
+        s.options = {'aac_coder': 'fast'}
     return s
 
 # %% ../nbs/00_media.ipynb #465aea2a
@@ -106,32 +115,43 @@ def _encode_interleaved(container, streams_frames):
         s = min((s for s in heads if heads[s] is not None), key=lambda s: heads[s][0])
         container.mux(s.encode(heads[s][1]))
         heads[s] = next(its[s], None)
-    for s, _ in streams_frames: container.mux(s.encode())
+    for s, _ in streams_frames:
+        container.mux(s.encode())
 
 # %% ../nbs/00_media.ipynb #53e27626
-def write_media(path, frames=None, fps=25.0, audio=None, sample_rate=16000, vcodec=None, acodec=None, pts=None, crf=23, gop=None) -> Path:
+def write_media(path, frames=None, fps=25.0, audio=None, sample_rate=16000, vcodec=None, acodec=None, pts=None,
+                crf=23, gop=None) -> Path:
     """Encode `frames` (uint8 [N,H,W,3]) and/or `audio` (float [C,n] in [-1,1] at `sample_rate`) into `path`.
     Container from the suffix, codecs default per container (table above). `pts`: per-frame seconds (VFR);
     `crf`: quality of libx264/libvpx (lower is better); `gop`: keyframe interval in frames (encoder default if None)."""
     path = Path(path)
     suf = path.suffix.lower()
-    if suf not in _DEFAULT_CODECS: raise ValueError(f"path: unsupported suffix {suf!r}; one of {sorted(_DEFAULT_CODECS)}")
-    if frames is None and audio is None: raise ValueError("frames, audio: give at least one")
+    if suf not in _DEFAULT_CODECS:
+        raise ValueError(f"path: unsupported suffix {suf!r}; one of {sorted(_DEFAULT_CODECS)}")
+    if frames is None and audio is None:
+        raise ValueError("frames, audio: give at least one")
     dv, da = _DEFAULT_CODECS[suf]
     if frames is not None:
-        if dv is None and vcodec is None: raise ValueError(f"frames: {suf} holds no video")
+        if dv is None and vcodec is None:
+            raise ValueError(f"frames: {suf} holds no video")
         frames = _check_frames(frames)
         vcodec = vcodec or dv
-        if vcodec in ('libx264', 'h264', 'libx265', 'libvpx-vp9', 'libvpx', 'mpeg4') and (frames.shape[1] % 2 or frames.shape[2] % 2):
+        if vcodec in ('libx264', 'h264', 'libx265', 'libvpx-vp9', 'libvpx',
+                      'mpeg4') and (frames.shape[1] % 2 or frames.shape[2] % 2):
             raise ValueError(f"frames: {vcodec} with yuv420p needs even height and width, got {frames.shape[1]}x{frames.shape[2]}")
-        if not (fps > 0 and math.isfinite(fps)): raise ValueError(f"fps: must be positive, got {fps}")
-        if pts is not None and suf == '.avi': raise ValueError("pts: .avi cannot hold a variable frame rate")
+        if not (fps > 0 and math.isfinite(fps)):
+            raise ValueError(f"fps: must be positive, got {fps}")
+        if pts is not None and suf == '.avi':
+            raise ValueError("pts: .avi cannot hold a variable frame rate")
     if audio is not None:
         audio = _check_audio(audio)
         acodec = acodec or da
-        if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0): raise ValueError(f"sample_rate: must be a positive int, got {sample_rate}")
-    if not (0 <= crf <= 63): raise ValueError(f"crf: must be in [0, 63], got {crf}")
-    if gop is not None and not (isinstance(gop, (int, np.integer)) and gop >= 1): raise ValueError(f"gop: must be a positive int, got {gop}")
+        if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
+            raise ValueError(f"sample_rate: must be a positive int, got {sample_rate}")
+    if not (0 <= crf <= 63):
+        raise ValueError(f"crf: must be in [0, 63], got {crf}")
+    if gop is not None and not (isinstance(gop, (int, np.integer)) and gop >= 1):
+        raise ValueError(f"gop: must be a positive int, got {gop}")
     path.parent.mkdir(parents=True, exist_ok=True)
     # AVI stores no timestamps (chunk counts): FFmpeg's default shift of the audio encoder's negative priming
     # timestamps would displace the video frames muxed before it, so it is disabled there.
@@ -141,7 +161,8 @@ def write_media(path, frames=None, fps=25.0, audio=None, sample_rate=16000, vcod
         if frames is not None:
             vs, tb = _add_video(container, vcodec, frames, fps, pts, crf, gop)
             ticks = _frame_pts(len(frames), fps, pts, tb)
-        if audio is not None: as_ = _add_audio(container, acodec, audio, sample_rate)
+        if audio is not None:
+            as_ = _add_audio(container, acodec, audio, sample_rate)
         jobs = ([(vs, _video_frames_iter(frames, ticks, tb))] if vs is not None else []) + \
                ([(as_, _audio_frames_iter(audio, sample_rate))] if as_ is not None else [])
         _encode_interleaved(container, jobs)
@@ -170,17 +191,23 @@ class MediaConfig:
     min_duration_s: float = 1.0    # shorter sources are rejected (MediaError 'too short')
     threads: int = 1               # decoder threads (codec_context.thread_count); 0 = FFmpeg's choice
     def __post_init__(self):
-        for n in ('clips', 'image_size', 'sample_rate', 'num_mel_bins'): check_int(n, getattr(self, n))
-        for n in ('window_s', 'frame_length_ms', 'frame_shift_ms'): check_number(n, getattr(self, n))
+        for n in ('clips', 'image_size', 'sample_rate', 'num_mel_bins'):
+            check_int(n, getattr(self, n))
+        for n in ('window_s', 'frame_length_ms', 'frame_shift_ms'):
+            check_number(n, getattr(self, n))
         check_number('min_duration_s', self.min_duration_s, inclusive=True)
         check_int('threads', self.threads, lo=0)
-        if self.n_samples < self.frame_length: raise ValueError(f"window_s: {self.window_s} s is shorter than one fbank frame")
+        if self.n_samples < self.frame_length:
+            raise ValueError(f"window_s: {self.window_s} s is shorter than one fbank frame")
     @property
-    def n_samples(self) -> int: return int(round(self.window_s * self.sample_rate))
+    def n_samples(self) -> int:
+        return int(round(self.window_s * self.sample_rate))
     @property
-    def frame_length(self) -> int: return int(self.sample_rate * self.frame_length_ms * 0.001)  # as Kaldi rounds
+    def frame_length(self) -> int:
+        return int(self.sample_rate * self.frame_length_ms * 0.001)  # as Kaldi rounds
     @property
-    def frame_shift(self) -> int: return int(self.sample_rate * self.frame_shift_ms * 0.001)
+    def frame_shift(self) -> int:
+        return int(self.sample_rate * self.frame_shift_ms * 0.001)
     @property
     def n_fbank_frames(self) -> int:
         "T, the fbank frames per window (Kaldi `snip_edges=True`): 258 at the defaults."
@@ -190,13 +217,19 @@ class MediaConfig:
 def _check_file(path):
     "The first bytes of `path`, or MediaError when the OS says it cannot be read."
     p = Path(path)
-    if not p.exists(): raise MediaError(p, "file not found")
-    if p.is_dir(): raise MediaError(p, "is a directory")
+    if not p.exists():
+        raise MediaError(p, "file not found")
+    if p.is_dir():
+        raise MediaError(p, "is a directory")
     try:
-        with open(p, 'rb') as f: head = f.read(12)
-    except PermissionError: raise MediaError(p, "permission denied") from None
-    except OSError as e: raise MediaError(p, f"unreadable ({e.strerror or e})") from None
-    if not head: raise MediaError(p, "empty file")
+        with open(p, 'rb') as f:
+            head = f.read(12)
+    except PermissionError:
+        raise MediaError(p, "permission denied") from None
+    except OSError as e:
+        raise MediaError(p, f"unreadable ({e.strerror or e})") from None
+    if not head:
+        raise MediaError(p, "empty file")
     return head
 
 # mkv/webm, avi/wav, ogg, mp3, flac
@@ -210,12 +243,14 @@ def _video_stream(c):
     "The first video stream that is not a cover picture (mp3/m4a album art is an 'attached_pic' stream)."
     return next((s for s in c.streams.video if not s.disposition & av.stream.Disposition.attached_pic), None)
 
-def _audio_stream(c): return c.streams.audio[0] if c.streams.audio else None
+def _audio_stream(c):
+    return c.streams.audio[0] if c.streams.audio else None
 
 def _open(path):
     "Open `path` with PyAV, or raise MediaError with the reason."
     head = _check_file(path)
-    try: c = av.open(str(path), 'r')
+    try:
+        c = av.open(str(path), 'r')
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
         raise MediaError(path, "corrupt or truncated media" if _looks_like_media(head) else "not a media file") from None
     if _video_stream(c) is None and _audio_stream(c) is None:
@@ -229,13 +264,15 @@ def _tag_seconds(s):
     try:
         h, m, sec = s.split(':')
         return int(h) * 3600 + int(m) * 60 + float(sec)
-    except (AttributeError, ValueError): return None
+    except (AttributeError, ValueError):
+        return None
 
 def _stream_info(c, s):
     tb = s.time_base
     start = float(s.start_time * tb) if s.start_time is not None else 0.0
     dur = float(s.duration * tb) if s.duration else _tag_seconds(s.metadata.get('DURATION') or s.metadata.get('duration'))
-    if dur is None and c.duration: dur = c.duration / av.time_base - max(start, 0.0)
+    if dur is None and c.duration:
+        dur = c.duration / av.time_base - max(start, 0.0)
     info = dict(codec=s.codec_context.name, start=start, duration=dur)
     if s.type == 'video':
         rate = s.average_rate or s.guessed_rate or s.base_rate
@@ -255,9 +292,12 @@ def _probe(c):
 def probe(path) -> dict:
     "Streams of `path` without decoding: {'path','format','duration','video': {...}|None,'audio': {...}|None}."
     c = _open(path)
-    try: return _probe(c)
-    except (av.error.FFmpegError, OSError) as e: raise MediaError(path, f"decode failed: {e}") from None
-    finally: c.close()
+    try:
+        return _probe(c)
+    except (av.error.FFmpegError, OSError) as e:
+        raise MediaError(path, f"decode failed: {e}") from None
+    finally:
+        c.close()
 
 # %% ../nbs/00_media.ipynb #c9079984
 def clip_times(duration, k) -> np.ndarray:
@@ -273,27 +313,31 @@ def window_starts(centres, window_s, duration):
     check_number('window_s', window_s)
     check_number('duration', duration)
     want = centres - window_s / 2
-    if duration < window_s: return np.zeros_like(want), True, bool(np.any(np.abs(want) > 1e-9))
+    if duration < window_s:
+        return np.zeros_like(want), True, bool(np.any(np.abs(want) > 1e-9))
     starts = np.clip(want, 0.0, duration - window_s)
     return starts, False, bool(np.any(np.abs(starts - want) > 1e-9))
 
 # %% ../nbs/00_media.ipynb #d1ebf216
 def scaled_size(h, w, size):
     "(height, width) with the shorter side equal to `size` and the aspect ratio kept."
-    if h <= w: return size, max(size, int(round(w * size / h)))
+    if h <= w:
+        return size, max(size, int(round(w * size / h)))
     return max(size, int(round(h * size / w))), size
 
 def center_crop(img, size):
     "Centre `size` x `size` crop of an [..., H, W, C] array."
     h, w = img.shape[-3], img.shape[-2]
-    if h < size or w < size: raise ValueError(f"size: {size} is larger than the image {h}x{w}")
+    if h < size or w < size:
+        raise ValueError(f"size: {size} is larger than the image {h}x{w}")
     y, x = (h - size) // 2, (w - size) // 2
     return img[..., y:y + size, x:x + size, :]
 
 def resize_short_side_center_crop(img, size) -> np.ndarray:
     "uint8 [H,W,C] -> uint8 [size,size,C]: shorter side to `size` (bilinear, antialiased), then centre crop."
     img = np.asarray(img)
-    if img.ndim != 3: raise ValueError(f"img: expected [H,W,C], got {list(img.shape)}")
+    if img.ndim != 3:
+        raise ValueError(f"img: expected [H,W,C], got {list(img.shape)}")
     check_int('size', size)
     nh, nw = scaled_size(img.shape[0], img.shape[1], size)
     t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
@@ -313,10 +357,12 @@ def _frame_rgb(frame, size, rf=None):
     k = int(round((frame.rotation or 0) / 90)) % 4
     h, w = (frame.width, frame.height) if k % 2 else (frame.height, frame.width)  # displayed size
     nh, nw = scaled_size(h, w, size)
-    if k % 2: nh, nw = nw, nh                                                     # size before rotating
+    if k % 2:
+        nh, nw = nw, nh                                                     # size before rotating
     kw = dict(width=nw, height=nh, format='rgb24', interpolation='AREA')
     img = (rf.reformat(frame, **kw) if rf is not None else frame.reformat(**kw)).to_ndarray()
-    if k: img = np.rot90(img, k)
+    if k:
+        img = np.rot90(img, k)
     return np.ascontiguousarray(center_crop(img, size))
 
 _BACKOFFS = (0.0, 1.0, 10.0, None)  # seconds to seek before a target when a seek lands after it; None: the start
@@ -324,11 +370,13 @@ _BACKOFFS = (0.0, 1.0, 10.0, None)  # seconds to seek before a target when a see
 def _seek(c, s, t, back):
     "Seek stream `s` to the keyframe at or before `t - back` seconds from its start (`back=None`: its start)."
     start = s.start_time or 0
-    c.seek(start if back is None else int(math.floor(start + max(t - back, 0.0) / s.time_base)), stream=s, backward=True)
+    c.seek(start if back is None else int(math.floor(start + max(t - back, 0.0) / s.time_base)), stream=s,
+           backward=True)
 
 def _only(c, s):
     "Let the demuxer skip the packets of every stream but `s` (an mp4 then reads only that stream's samples)."
-    for x in c.streams: x.discard = av.stream.Discard.default if x is s else av.stream.Discard.all
+    for x in c.streams:
+        x.discard = av.stream.Discard.default if x is s else av.stream.Discard.all
 
 # %% ../nbs/00_media.ipynb #e622d388
 class _Packets:
@@ -351,11 +399,14 @@ class _Packets:
                 self.eof = True
                 break  # (PyAV ends with an empty flush packet)
             ts = pk.dts if pk.dts is not None else pk.pts
-            if ts is not None: self.read = ts
+            if ts is not None:
+                self.read = ts
             if pk.is_keyframe and pk.pts is not None:
-                if self.key is not None and pk.pts > self.key: self.gap = max(self.gap, pk.pts - self.key)
+                if self.key is not None and pk.pts > self.key:
+                    self.gap = max(self.gap, pk.pts - self.key)
                 self.key, self.need_key = pk.pts, False
-            if not self.need_key: return pk
+            if not self.need_key:
+                return pk
         return None
 
     def until(self, T, cap=4096) -> bool:
@@ -387,7 +438,8 @@ def _seek_key(w, t, T):
         _seek(w.c, w.s, t, back)
         w.packets.restart(need_key=back is not None)
         w.restart()
-        if w.packets.until(T) or back is None: return
+        if w.packets.until(T) or back is None:
+            return
 
 # %% ../nbs/00_media.ipynb #823241fe
 class _FrameWalker:
@@ -405,15 +457,18 @@ class _FrameWalker:
     def goto(self, t):
         "Make `best` the last frame with pts <= t seconds from the stream's start (times must not decrease)."
         T, p = self.start + t / self.s.time_base + self.eps, self.packets
-        if _far(p, T): _seek_key(self, t, T)
-        elif p.until(T): self.restart()
+        if _far(p, T):
+            _seek_key(self, t, T)
+        elif p.until(T):
+            self.restart()
         self.target = max((k.pts for k in p.ahead if k.pts is not None and k.pts <= T), default=None)  # its packet
         self.advance(T)
 
     def advance(self, T):
         "Decode on to the last frame with pts <= T ticks; the first later frame stays pending."
         if self.pending is not None:
-            if self.pending[1] > T: return
+            if self.pending[1] > T:
+                return
             self.best, self.pending = self.pending, None
         while self.queue or not self.ended:
             if not self.queue:
@@ -422,7 +477,8 @@ class _FrameWalker:
             f = self.queue.popleft()
             pts = f.pts if f.pts is not None else f.dts
             self.last = pts = pts if pts is not None else (self.last + 1 if self.last is not None else self.start)
-            if self.first is None: self.first = (f, pts)
+            if self.first is None:
+                self.first = (f, pts)
             if pts > T:
                 self.pending = (f, pts)
                 return
@@ -433,7 +489,8 @@ def _decode_next(w):
     "Decode the next packet of `_FrameWalker` `w` into its queue (none left: drain the decoder, the stream has ended)."
     pk = w.packets.pop()
     skip = pk is not None and pk.pts is not None and w.target is not None and pk.pts < w.target
-    if skip != w.skipping: w.s.codec_context.skip_frame, w.skipping = ('NONREF' if skip else 'DEFAULT'), skip
+    if skip != w.skipping:
+        w.s.codec_context.skip_frame, w.skipping = ('NONREF' if skip else 'DEFAULT'), skip
     frames = w.s.decode(pk)
     w.ended = pk is None
     w.stats['decoded'] = w.stats.get('decoded', 0) + len(frames)
@@ -443,12 +500,15 @@ def _decode_next(w):
 def _shown(c, s, w, t):
     "The frame `w` picked for `t`, checked: a time before the first frame takes the first, past the end fails."
     best, ended = w.best, w.pending is None
-    if best is None and w.first is not None: best, ended = w.first, False  # t precedes the first frame
-    if best is None: raise MediaError(c.name, f"decode failed: no video frame at {t:.2f} s")
+    if best is None and w.first is not None:
+        best, ended = w.first, False  # t precedes the first frame
+    if best is None:
+        raise MediaError(c.name, f"decode failed: no video frame at {t:.2f} s")
     f, pts = best
     if ended:  # the stream ended before a later frame: is t inside the last frame's interval (+0.5 s)?
         t_end = float((pts - (s.start_time or 0) + (f.duration or 0)) * s.time_base)
-        if t > t_end + 0.5: raise MediaError(c.name, f"decode failed: video ends at {t_end:.2f} s before {t:.2f} s (truncated?)")
+        if t > t_end + 0.5:
+            raise MediaError(c.name, f"decode failed: video ends at {t_end:.2f} s before {t:.2f} s (truncated?)")
     return f
 
 def _video_frames(c, times, size, threads=1, stats=None):
@@ -467,16 +527,21 @@ def decode_frames(path, times, size=224, threads=1, stats=None) -> np.ndarray:
     """uint8 [K,size,size,3]: for each time (seconds from the video's start) the frame shown then,
     shorter side to `size`, centre-cropped. `stats` (a dict) receives the number of frames decoded."""
     times = np.asarray(times, dtype=np.float64)
-    if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0): raise ValueError("times: expected finite non-negative seconds [K]")
+    if times.ndim != 1 or not np.all(np.isfinite(times)) or np.any(times < 0):
+        raise ValueError("times: expected finite non-negative seconds [K]")
     check_int('size', size)
     check_int('threads', threads, lo=0)
     c = _open(path)
     try:
-        if _video_stream(c) is None: raise MediaError(path, "no video stream")
+        if _video_stream(c) is None:
+            raise MediaError(path, "no video stream")
         return _video_frames(c, times, size, threads, stats)
-    except MediaError: raise
-    except Exception as e: raise MediaError(path, f"decode failed: {e}") from None
-    finally: c.close()
+    except MediaError:
+        raise
+    except Exception as e:
+        raise MediaError(path, f"decode failed: {e}") from None
+    finally:
+        c.close()
 
 # %% ../nbs/00_media.ipynb #8348b474
 def _frames_through(path, times, size=224) -> np.ndarray:
@@ -491,7 +556,8 @@ def _frames_through(path, times, size=224) -> np.ndarray:
                 out[order[j]] = _frame_rgb(prev, size)
                 j += 1
             prev = f
-        for i in order[j:]: out[i] = _frame_rgb(prev, size)
+        for i in order[j:]:
+            out[i] = _frame_rgb(prev, size)
     return out
 
 # %% ../nbs/00_media.ipynb #052544f9
@@ -501,9 +567,12 @@ def _frame_planar(f) -> np.ndarray:
     "A decoded AudioFrame -> float32 [channels, n] in [-1, 1] (the mono mean is taken per window, in `_cut`)."
     a = f.to_ndarray()
     ch = len(f.layout.channels)
-    if not f.format.is_planar: a = a.reshape(-1, ch).T
-    if a.dtype == np.uint8: a = (a.astype(np.float32) - 128.0) / 128.0
-    elif a.dtype in _INT_SCALE: a = a.astype(np.float32) / _INT_SCALE[a.dtype]
+    if not f.format.is_planar:
+        a = a.reshape(-1, ch).T
+    if a.dtype == np.uint8:
+        a = (a.astype(np.float32) - 128.0) / 128.0
+    elif a.dtype in _INT_SCALE:
+        a = a.astype(np.float32) / _INT_SCALE[a.dtype]
     return a.astype(np.float32, copy=False)
 
 # %% ../nbs/00_media.ipynb #9e7dae08
@@ -519,7 +588,8 @@ def _audio_spans(starts, window_s):
         if spans and t0 <= spans[-1][1]:
             spans[-1][1] = max(spans[-1][1], t1)
             spans[-1][2].append(i)
-        else: spans.append([t0, t1, [i]])
+        else:
+            spans.append([t0, t1, [i]])
     return spans
 
 # %% ../nbs/00_media.ipynb #c4981be8
@@ -533,7 +603,8 @@ class _AudioReader:
     def _next(self):
         "The next decoded frame as `last`, (start s, end s, frame); None at the end."
         for f in self.it:
-            if f.pts is None: continue
+            if f.pts is None:
+                continue
             ft = (f.pts - self.start) * self.num / self.den
             self.last = (ft, ft + f.samples / f.sample_rate, f)
             return self.last
@@ -544,15 +615,19 @@ class _AudioReader:
         for back in _BACKOFFS:
             _seek(self.c, self.s, t0 - _PREROLL_S, back)
             self.it, self.last = self.c.decode(self.s), None
-            if self._next() is None or back is None or self.last[0] <= t0 - _PREROLL_S / 2: return
+            if self._next() is None or back is None or self.last[0] <= t0 - _PREROLL_S / 2:
+                return
 
     def span(self, t0, t1):
         "[(start s, end s, float32 [channels, n], rate)] of the frames overlapping [t0, t1) (spans in time order)."
-        if t0 - _PREROLL_S - (self.last[1] if self.last else 0.0) > self.far: self._seek(t0)
+        if t0 - _PREROLL_S - (self.last[1] if self.last else 0.0) > self.far:
+            self._seek(t0)
         out, fr = [], self.last if self.last is not None and self.last[1] > t0 else self._next()
         while fr is not None:
-            if fr[1] > t0: out.append((fr[0], fr[1], _frame_planar(fr[2]), fr[2].sample_rate))
-            if fr[1] >= t1: break
+            if fr[1] > t0:
+                out.append((fr[0], fr[1], _frame_planar(fr[2]), fr[2].sample_rate))
+            if fr[1] >= t1:
+                break
             fr = self._next()
         return out
 
@@ -560,7 +635,8 @@ class _AudioReader:
 def resample(x, rate, new_rate) -> np.ndarray:
     "Mono float32 [n] at `rate` -> at `new_rate`, with FFmpeg's swresample (fresh state, flushed: no delay)."
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if rate == new_rate or len(x) == 0: return x
+    if rate == new_rate or len(x) == 0:
+        return x
     r = av.AudioResampler(format='flt', layout='mono', rate=int(new_rate))
     f = av.AudioFrame.from_ndarray(x[None], format='flt', layout='mono')
     f.sample_rate, f.pts = int(rate), 0
@@ -573,19 +649,23 @@ def _cut(frames, st, window_s, sample_rate, n):
     The native samples are cut on the stream's sample grid, not at frame boundaries, which differ after a seek."""
     t0, t1, out = st - _MARGIN_S, st + window_s + _MARGIN_S, np.zeros(n, np.float32)
     i = next((k for k, fr in enumerate(frames) if fr[1] > t0), None)
-    if i is None: return out, 0
+    if i is None:
+        return out, 0
     j = next((k for k in range(i, len(frames)) if frames[k][1] >= t1), len(frames) - 1)
     rate = frames[i][3]
     # sample index of the first frame's first sample
     n0 = int(round(frames[i][0] * rate))
     a, b = max(int(math.floor(t0 * rate)), n0), int(math.ceil(t1 * rate))
     parts = [fr[2] for fr in frames[i:j + 1]]
-    if len({p.shape[0] for p in parts}) == 1: x = np.concatenate(parts, axis=1)[:, a - n0:b - n0].mean(0)
-    else: x = np.concatenate([p.mean(0) for p in parts])[a - n0:b - n0]  # the channel count changed mid-stream
+    if len({p.shape[0] for p in parts}) == 1:
+        x = np.concatenate(parts, axis=1)[:, a - n0:b - n0].mean(0)
+    else:
+        x = np.concatenate([p.mean(0) for p in parts])[a - n0:b - n0]  # the channel count changed mid-stream
     w, ct0 = resample(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), rate, sample_rate), a / rate
     off = int(round((st - ct0) * sample_rate))
     lo, hi = max(off, 0), min(off + n, len(w))
-    if hi <= lo: return out, 0
+    if hi <= lo:
+        return out, 0
     out[lo - off:hi - off] = w[lo:hi]
     return out, hi - lo
 
@@ -602,30 +682,38 @@ def _audio_windows(c, starts, window_s, sample_rate, threads=1, far=_AUDIO_FAR_S
     r = _AudioReader(c, s, far)
     for t0, t1, idx in _audio_spans(starts, window_s):
         frames = r.span(t0, t1)
-        for i in idx: out[i], valid[i] = _cut(frames, float(starts[i]), window_s, sample_rate, n)
+        for i in idx:
+            out[i], valid[i] = _cut(frames, float(starts[i]), window_s, sample_rate, n)
     return out, valid
 
 def decode_audio(path, starts, window_s=2.6, sample_rate=16000, threads=1) -> np.ndarray:
     """float32 [K, round(window_s*sample_rate)] mono windows starting at `starts` (seconds from the audio
     stream's start), resampled to `sample_rate`; zeros where the audio has no samples."""
     starts = np.asarray(starts, dtype=np.float64)
-    if starts.ndim != 1 or not np.all(np.isfinite(starts)): raise ValueError("starts: expected finite seconds [K]")
+    if starts.ndim != 1 or not np.all(np.isfinite(starts)):
+        raise ValueError("starts: expected finite seconds [K]")
     check_number('window_s', window_s)
     check_int('sample_rate', sample_rate)
     check_int('threads', threads, lo=0)
     c = _open(path)
     try:
-        if _audio_stream(c) is None: raise MediaError(path, "no audio stream")
+        if _audio_stream(c) is None:
+            raise MediaError(path, "no audio stream")
         return _audio_windows(c, starts, window_s, sample_rate, threads)[0]
-    except MediaError: raise
-    except Exception as e: raise MediaError(path, f"decode failed: {e}") from None
-    finally: c.close()
+    except MediaError:
+        raise
+    except Exception as e:
+        raise MediaError(path, f"decode failed: {e}") from None
+    finally:
+        c.close()
 
 # %% ../nbs/00_media.ipynb #8e581872
 def log_mel_fbank(waves, cfg: MediaConfig = MediaConfig()) -> torch.Tensor:
     "Mono waveforms [K, n] (float, ~[-1,1], at cfg.sample_rate) -> log-mel fbank float32 [K, num_mel_bins, T]."
-    w = torch.as_tensor(np.asarray(waves, dtype=np.float32) if not torch.is_tensor(waves) else waves, dtype=torch.float32)
-    if w.ndim != 2 or w.shape[1] < cfg.frame_length: raise ValueError(f"waves: expected [K, n >= {cfg.frame_length}], got {list(w.shape)}")
+    w = torch.as_tensor(np.asarray(waves, dtype=np.float32) if not torch.is_tensor(waves) else waves,
+                        dtype=torch.float32)
+    if w.ndim != 2 or w.shape[1] < cfg.frame_length:
+        raise ValueError(f"waves: expected [K, n >= {cfg.frame_length}], got {list(w.shape)}")
     w = torch.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0)
     out = [kaldi.fbank(x[None], htk_compat=True, sample_frequency=cfg.sample_rate, use_energy=False,
                        window_type='hanning', num_mel_bins=cfg.num_mel_bins, dither=0.0,
@@ -650,42 +738,54 @@ class Clips:
 
 def _check_need(need):
     need = (need,) if isinstance(need, str) else tuple(need)
-    if not need or any(n not in ('video', 'audio') for n in need): raise ValueError(f"need: a non-empty subset of ('video', 'audio'), got {need!r}")
+    if not need or any(n not in ('video', 'audio') for n in need):
+        raise ValueError(f"need: a non-empty subset of ('video', 'audio'), got {need!r}")
     return need
 
 # %% ../nbs/00_media.ipynb #417f8a87
 def _load(vc, ac, video, audio, cfg, audio_offset, need):
     vinfo, ainfo = _probe(vc)['video'], (_probe(ac)['audio'] if ac is not None else None)
-    if 'video' in need and vinfo is None: raise MediaError(video, "no video stream")
-    if 'audio' in need and ainfo is None: raise MediaError(audio, "no audio stream")
+    if 'video' in need and vinfo is None:
+        raise MediaError(video, "no video stream")
+    if 'audio' in need and ainfo is None:
+        raise MediaError(audio, "no audio stream")
     adur = None
     if ainfo is not None:
         adur = ainfo['duration']
-        if adur is None or adur <= 0: raise MediaError(audio, "unknown audio duration")
-        if audio_offset >= adur: raise MediaError(audio, f"audio offset {audio_offset:.2f} s beyond the audio ({adur:.2f} s)")
+        if adur is None or adur <= 0:
+            raise MediaError(audio, "unknown audio duration")
+        if audio_offset >= adur:
+            raise MediaError(audio, f"audio offset {audio_offset:.2f} s beyond the audio ({adur:.2f} s)")
     if vinfo is not None:
         D = vinfo['duration']
-        if D is None or D <= 0: raise MediaError(video, "unknown video duration")
-    else: D = adur - audio_offset
-    if D < cfg.min_duration_s: raise MediaError(video, f"too short ({D:.2f} s < {cfg.min_duration_s:.2f} s)")
+        if D is None or D <= 0:
+            raise MediaError(video, "unknown video duration")
+    else:
+        D = adur - audio_offset
+    if D < cfg.min_duration_s:
+        raise MediaError(video, f"too short ({D:.2f} s < {cfg.min_duration_s:.2f} s)")
     times = clip_times(D, cfg.clips)
     K, S = cfg.clips, cfg.image_size
     flags = dict(audio_padded=False, audio_clamped=False, audio_shorter_than_video=False)
     if vinfo is not None:
         frames = torch.from_numpy(_video_frames(vc, times, S, cfg.threads)).permute(0, 3, 1, 2).contiguous()
-    else: frames = torch.zeros(K, 3, S, S, dtype=torch.uint8)
+    else:
+        frames = torch.zeros(K, 3, S, S, dtype=torch.uint8)
     if ainfo is not None:
         sync = (vinfo['start'] - ainfo['start']) if (vinfo is not None and audio == video) else 0.0
         centres = audio_offset + sync + times
         starts, padded, clamped = window_starts(centres, cfg.window_s, adur)
         waves, valid = _audio_windows(ac, starts, cfg.window_s, cfg.sample_rate, cfg.threads)
         expect = np.minimum(cfg.n_samples, np.round((adur - starts) * cfg.sample_rate))
-        if np.any(valid == 0): raise MediaError(audio, f"decode failed: no audio at {starts[valid == 0][0]:.2f} s (truncated?)")
-        flags['audio_padded'] = bool(padded or np.any(valid < np.minimum(expect, cfg.n_samples) - 0.02 * cfg.sample_rate))
+        if np.any(valid == 0):
+            raise MediaError(audio, f"decode failed: no audio at {starts[valid == 0][0]:.2f} s (truncated?)")
+        flags['audio_padded'] = bool(padded or np.any(valid < np.minimum(expect,
+                                                                         cfg.n_samples) - 0.02 * cfg.sample_rate))
         flags['audio_clamped'] = clamped
         flags['audio_shorter_than_video'] = bool(vinfo is not None and adur - audio_offset - sync < D - 0.1)
         fbank = log_mel_fbank(waves, cfg)
-    else: fbank = torch.zeros(K, cfg.num_mel_bins, cfg.n_fbank_frames)
+    else:
+        fbank = torch.zeros(K, cfg.num_mel_bins, cfg.n_fbank_frames)
     return Clips(frames=frames, fbank=fbank, times=times, path=str(video), audio_path=str(audio),
                  audio_offset=float(audio_offset), duration=float(D), has_video=vinfo is not None,
                  has_audio=ainfo is not None, flags=flags)
@@ -693,7 +793,8 @@ def _load(vc, ac, video, audio, cfg, audio_offset, need):
 # %% ../nbs/00_media.ipynb #abbcc762
 def load_clips(video, cfg: MediaConfig = MediaConfig(), audio=None, audio_offset=0.0, need=('video', 'audio')) -> Clips:
     "Decode `video` (and `audio`, default the same file) into `cfg.clips` clips. Bad input -> MediaError."
-    if not isinstance(cfg, MediaConfig): raise ValueError(f"cfg: expected a MediaConfig, got {type(cfg).__name__}")
+    if not isinstance(cfg, MediaConfig):
+        raise ValueError(f"cfg: expected a MediaConfig, got {type(cfg).__name__}")
     need = _check_need(need)
     if not (isinstance(audio_offset, (int, float)) and math.isfinite(audio_offset) and audio_offset >= 0):
         raise ValueError(f"audio_offset: must be finite and >= 0, got {audio_offset!r}")
@@ -705,10 +806,13 @@ def load_clips(video, cfg: MediaConfig = MediaConfig(), audio=None, audio_offset
         one = audio == video and (_video_stream(vc) is None or _audio_stream(vc) is None)
         ac = vc if one else _open(audio)  # the audio gets its own container, unread (see _audio_windows)
         return _load(vc, ac, video, audio, cfg, float(audio_offset), need)
-    except MediaError: raise
-    except Exception as e: raise MediaError(video, f"decode failed: {type(e).__name__}: {e}") from None
+    except MediaError:
+        raise
+    except Exception as e:
+        raise MediaError(video, f"decode failed: {type(e).__name__}: {e}") from None
     finally:
-        for c in {id(x): x for x in (vc, ac) if x is not None}.values(): c.close()
+        for c in {id(x): x for x in (vc, ac) if x is not None}.values():
+            c.close()
 
 def load_many(items, cfg: MediaConfig = MediaConfig()):
     """Load each item (a path, or a dict of `load_clips` arguments with 'video'); record failures and go on.
@@ -716,15 +820,18 @@ def load_many(items, cfg: MediaConfig = MediaConfig()):
     ok, failed = [], []
     for it in items:
         kw = dict(it) if isinstance(it, dict) else dict(video=it)
-        try: ok.append(load_clips(cfg=cfg, **kw))
-        except MediaError as e: failed.append((e.path, e.reason))
+        try:
+            ok.append(load_clips(cfg=cfg, **kw))
+        except MediaError as e:
+            failed.append((e.path, e.reason))
     return ok, failed
 
 # %% ../nbs/00_media.ipynb #a8a1bc05
 def spectrogram_image(fbank, size=224, mean=0.0, std=1.0, antialias:bool=True) -> torch.Tensor:
     "fbank [..., bins, T] -> float32 [..., 3, size, size]: (fbank - mean) / std, bilinear resize, 3 channels."
     x = torch.as_tensor(fbank, dtype=torch.float32)
-    if x.ndim < 2: raise ValueError(f"fbank: expected [..., bins, T], got {list(x.shape)}")
+    if x.ndim < 2:
+        raise ValueError(f"fbank: expected [..., bins, T], got {list(x.shape)}")
     check_int('size', size)
     check_number('std', std)
     lead = x.shape[:-2]
@@ -735,13 +842,15 @@ def spectrogram_image(fbank, size=224, mean=0.0, std=1.0, antialias:bool=True) -
 def frames_to_float(frames, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
     "uint8 frames [..., 3, H, W] -> float32 (frames / 255 - mean) / std per channel."
     x = torch.as_tensor(frames)
-    if x.ndim < 3 or x.shape[-3] != 3: raise ValueError(f"frames: expected [..., 3, H, W], got {list(x.shape)}")
+    if x.ndim < 3 or x.shape[-3] != 3:
+        raise ValueError(f"frames: expected [..., 3, H, W], got {list(x.shape)}")
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
     return (x.float() / 255.0 - m) / s
 
 # %% ../nbs/00_media.ipynb #63e7836c
-def _rand(g): return torch.rand((), generator=g).item()
+def _rand(g):
+    return torch.rand((), generator=g).item()
 
 def crop_params(h, w, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)):
     "(top, left, height, width) of a random resized crop, drawn like torchvision's RandomResizedCrop."
@@ -758,15 +867,21 @@ def crop_params(h, w, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)):
 
 def augment_frames(frames, generator, scale=(0.5, 1.0), flip_p=0.5) -> torch.Tensor:
     "frames [K,3,H,W] (uint8 or float) -> same shape and dtype: ONE random resized crop + flip for all K clips."
-    if not isinstance(generator, torch.Generator): raise ValueError("generator: expected a torch.Generator")
-    if not (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1): raise ValueError(f"scale: expected 0 < lo <= hi <= 1, got {scale}")
-    if not (0 <= flip_p <= 1): raise ValueError(f"flip_p: must be in [0, 1], got {flip_p}")
+    if not isinstance(generator, torch.Generator):
+        raise ValueError("generator: expected a torch.Generator")
+    if not (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+        raise ValueError(f"scale: expected 0 < lo <= hi <= 1, got {scale}")
+    if not (0 <= flip_p <= 1):
+        raise ValueError(f"flip_p: must be in [0, 1], got {flip_p}")
     x = torch.as_tensor(frames)
-    if x.ndim != 4 or x.shape[1] != 3: raise ValueError(f"frames: expected [K,3,H,W], got {list(x.shape)}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"frames: expected [K,3,H,W], got {list(x.shape)}")
     H, W = x.shape[-2:]
     top, left, ch, cw = crop_params(H, W, generator, scale)
     flip = _rand(generator) < flip_p
     y = x[..., top:top + ch, left:left + cw].float()
-    if (ch, cw) != (H, W): y = F.interpolate(y, size=(H, W), mode='bilinear', align_corners=False, antialias=True)
-    if flip: y = y.flip(-1)
+    if (ch, cw) != (H, W):
+        y = F.interpolate(y, size=(H, W), mode='bilinear', align_corners=False, antialias=True)
+    if flip:
+        y = y.flip(-1)
     return y.round().clamp(0, 255).to(torch.uint8) if x.dtype == torch.uint8 else y.to(x.dtype)

@@ -16,7 +16,8 @@ __all__ = ['POOL_SIZE', 'ranks_from_scores', 'recall_at_k', 'median_rank', 'retr
 # %% ../nbs/01a_metrics.ipynb #d441768b
 def _as_numpy(x):
     "A float64 numpy view of a tensor or array-like."
-    if isinstance(x, torch.Tensor): x = x.detach().float().cpu().numpy()
+    if isinstance(x, torch.Tensor):
+        x = x.detach().float().cpu().numpy()
     return np.asarray(x)
 
 def ranks_from_scores(scores, # [Q, N] similarity of each query to each pool candidate, higher is better
@@ -24,17 +25,22 @@ def ranks_from_scores(scores, # [Q, N] similarity of each query to each pool can
                      ) -> np.ndarray: # [Q] 1-based ranks, ties counted against the query
     "1-based rank of each query's ground truth in its row of `scores`."
     s, t = _as_numpy(scores), _as_numpy(truth).astype(np.int64)
-    if s.ndim != 2: raise ValueError(f"scores must be [queries, pool], got shape {s.shape}")
-    if t.shape != (s.shape[0],): raise ValueError(f"truth must have one index per query ({s.shape[0]}), got shape {t.shape}")
-    if len(t) and (t.min() < 0 or t.max() >= s.shape[1]): raise ValueError("truth holds an index outside the pool")
-    if not np.isfinite(s).all(): raise ValueError("scores contain NaN or inf")
+    if s.ndim != 2:
+        raise ValueError(f"scores must be [queries, pool], got shape {s.shape}")
+    if t.shape != (s.shape[0],):
+        raise ValueError(f"truth must have one index per query ({s.shape[0]}), got shape {t.shape}")
+    if len(t) and (t.min() < 0 or t.max() >= s.shape[1]):
+        raise ValueError("truth holds an index outside the pool")
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or inf")
     true_score = s[np.arange(len(t)), t][:, None]
     return (s >= true_score).sum(1).astype(np.int64)
 
 # %% ../nbs/01a_metrics.ipynb #91b729a2
 def recall_at_k(ranks, k:int) -> float:
     "Percentage of queries whose ground truth is among the `k` best candidates."
-    if k < 1: raise ValueError(f"k must be >= 1, got {k}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
     r = _as_numpy(ranks)
     return float(100.0 * (r <= k).mean()) if len(r) else float('nan')
 
@@ -52,7 +58,8 @@ def retrieval_metrics(scores, truth, ks=(1, 5, 10)) -> dict:
 
 def chance_metrics(n_pool:int, ks=(1, 5, 10)) -> dict:
     "Expected metrics of a random ranking of a pool of `n_pool`: R@K = 100 K/N, MedR = (N+1)/2."
-    if n_pool < 1: raise ValueError(f"n_pool must be >= 1, got {n_pool}")
+    if n_pool < 1:
+        raise ValueError(f"n_pool must be >= 1, got {n_pool}")
     out = {f'R@{k}': 100.0 * min(k, n_pool) / n_pool for k in ks}
     out.update({'MedR': (n_pool + 1) / 2, 'N': int(n_pool), 'queries': 0})
     return out
@@ -61,9 +68,12 @@ def chance_metrics(n_pool:int, ks=(1, 5, 10)) -> dict:
 def top1_accuracy(logits, labels) -> float:
     "Percentage of rows of `logits` [N, C] whose arg-max is the row's label (ints [N])."
     s, y = _as_numpy(logits), _as_numpy(labels).astype(np.int64)
-    if s.ndim != 2: raise ValueError(f"logits: expected [items, classes], got shape {s.shape}")
-    if y.shape != (s.shape[0],): raise ValueError(f"labels: expected one class per item ({s.shape[0]}), got shape {y.shape}")
-    if len(y) and (y.min() < 0 or y.max() >= s.shape[1]): raise ValueError("labels: a class index outside the logits' columns")
+    if s.ndim != 2:
+        raise ValueError(f"logits: expected [items, classes], got shape {s.shape}")
+    if y.shape != (s.shape[0],):
+        raise ValueError(f"labels: expected one class per item ({s.shape[0]}), got shape {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= s.shape[1]):
+        raise ValueError("labels: a class index outside the logits' columns")
     return float(100.0 * (s.argmax(1) == y).mean()) if len(y) else float('nan')
 
 def mean_average_precision(scores, targets) -> dict:
@@ -71,16 +81,21 @@ def mean_average_precision(scores, targets) -> dict:
     precision per class, averaged over the classes with at least one positive. Returns `mAP`, `classes` (evaluated), `skipped`."""
     from sklearn.metrics import average_precision_score
     s, t = _as_numpy(scores).astype(np.float64), _as_numpy(targets)
-    if s.ndim != 2 or t.shape != s.shape: raise ValueError(f"targets: expected the scores' shape {s.shape}, got {t.shape}")
-    if not np.isin(t, (0, 1)).all(): raise ValueError("targets: expected multi-hot 0/1 values")
-    if not np.isfinite(s).all(): raise ValueError("scores: contain NaN or inf")
+    if s.ndim != 2 or t.shape != s.shape:
+        raise ValueError(f"targets: expected the scores' shape {s.shape}, got {t.shape}")
+    if not np.isin(t, (0, 1)).all():
+        raise ValueError("targets: expected multi-hot 0/1 values")
+    if not np.isfinite(s).all():
+        raise ValueError("scores: contain NaN or inf")
     has = t.sum(0) > 0
-    if not has.any(): raise ValueError("targets: no class has a positive item")
+    if not has.any():
+        raise ValueError("targets: no class has a positive item")
     ap = [average_precision_score(t[:, c], s[:, c]) for c in np.flatnonzero(has)]
     return dict(mAP=float(100.0 * np.mean(ap)), classes=int(has.sum()), skipped=int((~has).sum()))
 
 def fold_accuracy(per_fold:dict) -> dict:
     "Cross-validation summary of `{fold: accuracy}`: mean and std (ddof 0) over folds, and the folds themselves."
-    if not per_fold: raise ValueError("per_fold: expected at least one fold's accuracy")
+    if not per_fold:
+        raise ValueError("per_fold: expected at least one fold's accuracy")
     v = np.array([float(a) for a in per_fold.values()])
     return dict(accuracy=float(v.mean()), std=float(v.std()), folds={str(k): float(a) for k, a in per_fold.items()})

@@ -20,14 +20,20 @@ def mix(iv: torch.Tensor, # video images, floating point, e.g. [B,3,H,W] or [B,K
         m: torch.Tensor,  # coefficients in [0,1], same number of dims, broadcastable to `iv` (e.g. [B,1,H,W])
        ) -> torch.Tensor: # the mixture I = M * Iv + (1 - M) * Ia, shaped like `iv`
     "Eq. 1 of the paper: `m` selects the video pixel (1), the audio pixel (0), or a blend of both."
-    if not iv.is_floating_point(): raise ValueError(f"iv: expected a floating-point tensor, got {iv.dtype}")
-    if ia.shape != iv.shape: raise ValueError(f"ia: shape {tuple(ia.shape)} differs from iv {tuple(iv.shape)}")
-    if ia.dtype != iv.dtype: raise ValueError(f"ia: dtype {ia.dtype} differs from iv {iv.dtype}")
+    if not iv.is_floating_point():
+        raise ValueError(f"iv: expected a floating-point tensor, got {iv.dtype}")
+    if ia.shape != iv.shape:
+        raise ValueError(f"ia: shape {tuple(ia.shape)} differs from iv {tuple(iv.shape)}")
+    if ia.dtype != iv.dtype:
+        raise ValueError(f"ia: dtype {ia.dtype} differs from iv {iv.dtype}")
     if m.ndim != iv.ndim:
         raise ValueError(f"m: expected {iv.ndim} dims like iv {tuple(iv.shape)}, got shape {tuple(m.shape)}")
-    try: out = torch.broadcast_shapes(m.shape, iv.shape)
-    except RuntimeError: out = None
-    if out != iv.shape: raise ValueError(f"m: shape {tuple(m.shape)} does not broadcast to iv {tuple(iv.shape)}")
+    try:
+        out = torch.broadcast_shapes(m.shape, iv.shape)
+    except RuntimeError:
+        out = None
+    if out != iv.shape:
+        raise ValueError(f"m: shape {tuple(m.shape)} does not broadcast to iv {tuple(iv.shape)}")
     m = m.to(iv.dtype)
     return m * iv + (1 - m) * ia
 
@@ -42,7 +48,8 @@ def _devices(generator, device) -> tuple[torch.device, torch.device]:
 
 def _check_size(batch: int, height: int, width: int):
     for k, v in dict(batch=batch, height=height, width=width).items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{k}: expected an int >= 1, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{k}: expected an int >= 1, got {v!r}")
 
 # %% ../nbs/02_mixer.ipynb #fdaa2cdc
 _M64 = (1 << 64) - 1
@@ -70,8 +77,10 @@ def _mix(z: torch.Tensor, consts) -> torch.Tensor:
 # %% ../nbs/02_mixer.ipynb #a9d1eb9d
 def _salt64(salt) -> int:
     "A salt (int, str, or a tuple of them) as a 64-bit int64 value, by a fixed hash (never Python's `hash`)."
-    def ok(s): return (isinstance(s, (int, str)) and not isinstance(s, bool)) or (isinstance(s, tuple) and all(map(ok, s)))
-    if not ok(salt): raise ValueError(f"salt: expected an int, a str or a tuple of them, got {salt!r}")
+    def ok(s):
+        return (isinstance(s, (int, str)) and not isinstance(s, bool)) or (isinstance(s, tuple) and all(map(ok, s)))
+    if not ok(salt):
+        raise ValueError(f"salt: expected an int, a str or a tuple of them, got {salt!r}")
     return _i64(int.from_bytes(hashlib.blake2b(repr(salt).encode(), digest_size=8).digest(), 'little'))
 
 def _check_seeds(seeds) -> torch.Tensor:
@@ -88,8 +97,10 @@ def seeded_bits(seeds: torch.Tensor, # int64 [B], one seed per row (any 64-bit v
                ) -> torch.Tensor:    # int64 [B, n], uniformly random 64-bit words; row b a function of (seeds[b], salt)
     "Counter-based random 64-bit words: word j of row b is SplitMix64(key = fmix64(seeds[b] + salt), counter j + 1)."
     seeds = _check_seeds(seeds)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0: raise ValueError(f"n: expected an int >= 0, got {n!r}")
-    if device is not None: seeds = seeds.to(device)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    if device is not None:
+        seeds = seeds.to(device)
     key = _mix(seeds + _salt64(salt), _FMIX64)
     ctr = torch.arange(1, n + 1, dtype=torch.int64, device=seeds.device) * _GOLDEN
     return _mix(key[:, None] + ctr, _MIX13)
@@ -101,9 +112,12 @@ def seeded_uniform(seeds: torch.Tensor, # int64 [B], one seed per row
                    dtype=torch.float32, # float32 (24 random bits, two per word) or float64 (53, one per word)
                   ) -> torch.Tensor:    # [B, n] in [0, 1); row b a function of (seeds[b], salt) only, on any device
     "Uniform [0, 1) numbers from per-row seeds, vectorised over the rows (see `seeded_bits`)."
-    if dtype == torch.float64: return _shr(seeded_bits(seeds, n, salt, device), 11).to(dtype) * 2.0 ** -53
-    if dtype != torch.float32: raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0: raise ValueError(f"n: expected an int >= 0, got {n!r}")
+    if dtype == torch.float64:
+        return _shr(seeded_bits(seeds, n, salt, device), 11).to(dtype) * 2.0 ** -53
+    if dtype != torch.float32:
+        raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n: expected an int >= 0, got {n!r}")
     z = seeded_bits(seeds, (n + 1) // 2, salt, device)
     u = torch.stack([_shr(z, 40), z & 0xFFFFFF], -1).view(z.shape[0], 2 * z.shape[1])[:, :n]   # top, bottom 24 bits
     return u.to(dtype) * 2.0 ** -24
@@ -111,7 +125,8 @@ def seeded_uniform(seeds: torch.Tensor, # int64 [B], one seed per row
 # %% ../nbs/02_mixer.ipynb #bb759e7e
 def _source(generator, batch: int):
     "The random source of `batch` images: the generator, or (per-sample seeds, images per sample)."
-    if isinstance(generator, torch.Generator): return generator
+    if isinstance(generator, torch.Generator):
+        return generator
     seeds = _check_seeds(generator)
     if seeds.numel() == 0 or batch % seeds.numel():
         raise ValueError(f"generator: {seeds.numel()} per-sample seeds do not divide a batch of {batch} images")
@@ -119,7 +134,8 @@ def _source(generator, batch: int):
 
 def _rand(src, rows: int, widths: tuple, salt) -> tuple:
     "Uniforms [rows, w] for each w in `widths`: from the generator's stream, one after the other, or from the seeds."
-    if isinstance(src, torch.Generator): return tuple(torch.rand(rows, w, generator=src, device=src.device) for w in widths)
+    if isinstance(src, torch.Generator):
+        return tuple(torch.rand(rows, w, generator=src, device=src.device) for w in widths)
     seeds, per = src                             # image j of sample s: numbers j*W .. (j+1)*W - 1 of the sample's row
     return seeded_uniform(seeds, per * sum(widths), salt).reshape(rows, sum(widths)).split(list(widths), 1)
 
@@ -133,9 +149,12 @@ def cutmix_grid(boxes: int) -> tuple[int, int]:
 
 def _check_area(area, boxes: int) -> tuple[float, float]:
     "Validate `area=(lo, hi)` (fractions of the image) for `boxes` boxes, resolution-free part."
-    try: lo, hi = (float(a) for a in area)
-    except (TypeError, ValueError): raise ValueError(f"area: expected (lo, hi), got {area!r}") from None
-    if not (0 < lo <= hi <= 1): raise ValueError(f"area: expected 0 < lo <= hi <= 1, got {area!r}")
+    try:
+        lo, hi = (float(a) for a in area)
+    except (TypeError, ValueError):
+        raise ValueError(f"area: expected (lo, hi), got {area!r}") from None
+    if not (0 < lo <= hi <= 1):
+        raise ValueError(f"area: expected 0 < lo <= hi <= 1, got {area!r}")
     rows, cols = cutmix_grid(boxes)
     if hi > 1 / (rows * cols):
         raise ValueError(f"area: hi={hi} is infeasible for boxes={boxes}: each box lives in one cell of a "
@@ -147,8 +166,10 @@ def _pixel_bounds(height: int, width: int, boxes: int, area) -> tuple[int, int, 
     "Grid and integer area bounds for a `height x width` image; `ValueError` naming `area` when infeasible."
     lo, hi = _check_area(area, boxes)
     rows, cols = cutmix_grid(boxes)
-    if height > width: rows, cols = cols, rows
-    if rows > height or cols > width: raise ValueError(f"boxes: {boxes} boxes need a {rows}x{cols} grid, image is {height}x{width}")
+    if height > width:
+        rows, cols = cols, rows
+    if rows > height or cols > width:
+        raise ValueError(f"boxes: {boxes} boxes need a {rows}x{cols} grid, image is {height}x{width}")
     n = height * width
     amin, amax = max(1, math.ceil(lo * n - 1e-9)), math.floor(hi * n + 1e-9)
     ch, cw = height // rows, width // cols          # the smallest cell: the binding case for every check below
@@ -263,9 +284,11 @@ def _seeded_log_gamma(seeds: torch.Tensor, a: float, salt, candidates: int = _CA
         first = ok.to(torch.uint8).argmax(1, keepdim=True)                         # the first accepted candidate
         out[todo] = math.log(d) + logv.gather(1, first)[:, 0]    # rows with none accepted are redrawn below
         done = ok.any(1)
-        if bool(done.all()): break
+        if bool(done.all()):
+            break
         todo = todo[~done]
-    else: raise RuntimeError("log_gamma_sample: rejection did not finish in 64 rounds")
+    else:
+        raise RuntimeError("log_gamma_sample: rejection did not finish in 64 rounds")
     if a < 1:   # boost: G(a) = G(a+1) * U^(1/a), U in (0, 1]
         out = out + torch.log1p(-seeded_uniform(seeds, 1, (salt, 'boost'), dtype=torch.float64)[:, 0]) / a
     return out.float()
@@ -283,7 +306,8 @@ def _log_gamma(src, n: int, a: float, salt) -> torch.Tensor:
     out = torch.empty(n, device=gdev)
     todo = torch.arange(n, device=gdev)
     for _ in range(64):
-        if todo.numel() == 0: break
+        if todo.numel() == 0:
+            break
         x = torch.randn(todo.numel(), generator=src, device=gdev)
         u = torch.rand(todo.numel(), generator=src, device=gdev)
         v = (1 + c * x) ** 3
@@ -292,7 +316,8 @@ def _log_gamma(src, n: int, a: float, salt) -> torch.Tensor:
         out[todo[ok]] = math.log(d) + logv[ok]
         todo = todo[~ok]
     else:
-        if todo.numel(): raise RuntimeError("log_gamma_sample: rejection did not finish in 64 rounds")
+        if todo.numel():
+            raise RuntimeError("log_gamma_sample: rejection did not finish in 64 rounds")
     if a < 1:   # boost: G(a) = G(a+1) * U^(1/a); log(U) from 1 - rand, which is in (0, 1]
         out = out + torch.log1p(-torch.rand(n, generator=src, device=gdev)) / a
     return out
@@ -349,22 +374,28 @@ class MixerConfig:
     alpha: float = 1.0                   # Mixup: lambda ~ Beta(alpha, alpha)
     per_clip: bool = True                # one mask per clip image (True) or one per sample, shared by its K clips
     def __post_init__(self):
-        if self.name not in MIXERS: raise ValueError(f"mixer: unknown name {self.name!r}, expected one of {MIXERS}")
+        if self.name not in MIXERS:
+            raise ValueError(f"mixer: unknown name {self.name!r}, expected one of {MIXERS}")
         cutmix_grid(self.boxes)
         self.area = tuple(float(a) for a in _check_area(self.area, self.boxes))
         _check_p(self.p)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not (math.isfinite(self.alpha) and self.alpha > 0):
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int,
+                                                                       float)) or not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha: expected a finite number > 0, got {self.alpha!r}")
-        if not isinstance(self.per_clip, bool): raise ValueError(f"per_clip: expected a bool, got {self.per_clip!r}")
+        if not isinstance(self.per_clip, bool):
+            raise ValueError(f"per_clip: expected a bool, got {self.per_clip!r}")
 
 def draw_mask(cfg: MixerConfig, batch: int, height: int, width: int,
               generator,                  # a torch.Generator, or per-sample seeds (int64 [S], S dividing batch)
               device=None,                # default: the source's device
               dtype=torch.float32) -> torch.Tensor: # [batch, 1, height, width]
     "Draw `batch` coefficient matrices M with the mixer `cfg.name`."
-    if cfg.name == 'cutmix': return cutmix_mask(batch, height, width, generator, cfg.boxes, cfg.area, device, dtype)
-    if cfg.name == 'pixel_mixup': return pixel_mixup_mask(batch, height, width, cfg.p, generator, device, dtype)
-    if cfg.name == 'mixup': return mixup_mask(batch, height, width, cfg.alpha, generator, device, dtype)
+    if cfg.name == 'cutmix':
+        return cutmix_mask(batch, height, width, generator, cfg.boxes, cfg.area, device, dtype)
+    if cfg.name == 'pixel_mixup':
+        return pixel_mixup_mask(batch, height, width, cfg.p, generator, device, dtype)
+    if cfg.name == 'mixup':
+        return mixup_mask(batch, height, width, cfg.alpha, generator, device, dtype)
     raise ValueError(f"mixer: unknown name {cfg.name!r}, expected one of {MIXERS}")
 
 # %% ../nbs/02_mixer.ipynb #d6c31f9c
@@ -378,29 +409,35 @@ class CrossModalMixer(nn.Module):
     def __init__(self, cfg: MixerConfig = None):
         super().__init__()
         self.cfg = MixerConfig() if cfg is None else cfg
-        if not isinstance(self.cfg, MixerConfig): raise ValueError(f"cfg: expected a MixerConfig, got {type(cfg).__name__}")
+        if not isinstance(self.cfg, MixerConfig):
+            raise ValueError(f"cfg: expected a MixerConfig, got {type(cfg).__name__}")
 
     def masks(self, shape, generator: torch.Generator = None, device=None, dtype=torch.float32, *,
               seeds: torch.Tensor = None,  # instead of `generator`: int64 [B], one seed per sample (dim 0 of `shape`)
              ) -> torch.Tensor:
         "Masks for images of `shape` [..., C, H, W]: [..., 1, H, W], own per image, or shared along dim 1 if not per_clip."
         src = _one_source(generator, seeds)
-        if len(shape) < 4: raise ValueError(f"iv: expected [B, 3, H, W] or [B, K, 3, H, W], got {tuple(shape)}")
+        if len(shape) < 4:
+            raise ValueError(f"iv: expected [B, 3, H, W] or [B, K, 3, H, W], got {tuple(shape)}")
         *lead, _, h, w = shape
         if seeds is not None and _check_seeds(seeds).numel() != lead[0]:
             raise ValueError(f"seeds: expected one per sample ({lead[0]}), got {seeds.numel()}")
         per_sample = not self.cfg.per_clip and len(lead) > 1
         n = lead[0] if per_sample else math.prod(lead)
         m = draw_mask(self.cfg, n, h, w, src, device, dtype)
-        if per_sample: return m.view(lead[0], *[1] * (len(lead) - 1), 1, h, w).expand(*lead, 1, h, w)
+        if per_sample:
+            return m.view(lead[0], *[1] * (len(lead) - 1), 1, h, w).expand(*lead, 1, h, w)
         return m.view(*lead, 1, h, w)
 
-    def forward(self, iv: torch.Tensor, ia: torch.Tensor, generator: torch.Generator = None, return_mask: bool = False, *,
+    def forward(self, iv: torch.Tensor, ia: torch.Tensor, generator: torch.Generator = None,
+                return_mask: bool = False, *,
                 seeds: torch.Tensor = None):  # instead of `generator`: int64 [B], one seed per sample
         "The mixed images (and the masks, [..., 1, H, W], if `return_mask`)."
-        if ia.shape != iv.shape: raise ValueError(f"ia: shape {tuple(ia.shape)} differs from iv {tuple(iv.shape)}")
+        if ia.shape != iv.shape:
+            raise ValueError(f"ia: shape {tuple(ia.shape)} differs from iv {tuple(iv.shape)}")
         m = self.masks(iv.shape, generator, iv.device, iv.dtype, seeds=seeds)
         out = mix(iv, ia, m)
         return (out, m) if return_mask else out
 
-    def extra_repr(self): return ', '.join(f"{k}={v}" for k, v in asdict(self.cfg).items())
+    def extra_repr(self):
+        return ', '.join(f"{k}={v}" for k, v in asdict(self.cfg).items())

@@ -18,7 +18,8 @@ PAPER_TABLE1 = pd.DataFrame(   # Table 1 of the CMMixer paper (M2M, N = 2000 poo
      ('duet', 'cutmix', 5, 8, 11.4, 32.8, 56.2, 10.3, 34.7, 53.8),
      ('duet', 'pixel_mixup', 11, 12, 9.3, 28.2, 55.3, 10.3, 34.7, 53.8),
      ('duet', 'mixup', 25, 28, 4.8, 18.5, 32.6, 4.3, 17.3, 31.5)],
-    columns=['decoder', 'mixer', 'v2m_MedR', 'm2v_MedR', 'v2m_R@1', 'v2m_R@5', 'v2m_R@10', 'm2v_R@1', 'm2v_R@5', 'm2v_R@10'])
+    columns=['decoder', 'mixer', 'v2m_MedR', 'm2v_MedR', 'v2m_R@1', 'v2m_R@5', 'v2m_R@10', 'm2v_R@1', 'm2v_R@5',
+             'm2v_R@10'])
 PAPER_TABLE1_SOURCE = "CMMixer paper, Table 1 (retrieval on M2M, Solo/Duet x CutMix/Pixel Mixup/Mixup)"
 
 # %% ../nbs/00c_paper.ipynb #fd8c5eae
@@ -38,7 +39,8 @@ PAPER_TABLE4 = pd.DataFrame([('MaskFeat', 'MViTv2-L', 'K400', 84.3, '218M'), ('B
     ('ST-MAE-H', 'ViT-H', 'K400+K600', 86.8, '632M'), ('ST-MAE-B', 'ViT-B', 'K400', 81.3, '87M'),
     ('CMMixer-Solo', 'ViT-B', 'M2M', 81.7, '87M'), ('CMMixer-Duet', 'ViT-B', 'M2M', 78.3, '87M')],
     columns=['model', 'backbone', 'pt_data', 'k400', 'params'])
-PAPER_TABLE5 = pd.DataFrame([('AST', 'ViT-B', 'AS+LS', 30.6, 90.0, '86M'), ('Audio-MAE', 'ViT-B', 'AS', 37.1, 94.1, '86M'),
+PAPER_TABLE5 = pd.DataFrame([('AST', 'ViT-B', 'AS+LS', 30.6, 90.0, '86M'), ('Audio-MAE', 'ViT-B', 'AS', 37.1, 94.1,
+                                                                            '86M'),
     ('CMMixer-Solo', 'ViT-B', 'M2M', 34.8, 91.5, '86M'), ('CMMixer-Duet', 'ViT-B', 'M2M', 30.5, 90.2, '86M')],
     columns=['model', 'backbone', 'pt_data', 'audioset20k', 'esc50', 'params'])
 

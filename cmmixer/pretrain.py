@@ -32,12 +32,15 @@ SCALES = ('smoke', 'cpu', 'gpu-small', 'gpu-tiny', 'paper')
 DECODER_LR = {'solo': 2e-4, 'duet': 1e-4}
 
 def check_decoder(decoder):
-    if decoder not in DECODERS: raise ValueError(f"decoder: expected one of {DECODERS}, got {decoder!r}")
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder: expected one of {DECODERS}, got {decoder!r}")
 
 def check_mixer(mixer) -> MixerConfig:
     "A `MixerConfig` from a mixer name or config (ValueError naming `mixer` when unknown)."
-    if isinstance(mixer, MixerConfig): return mixer
-    if not isinstance(mixer, str) or mixer not in MIXERS: raise ValueError(f"mixer: expected one of {MIXERS}, got {mixer!r}")
+    if isinstance(mixer, MixerConfig):
+        return mixer
+    if not isinstance(mixer, str) or mixer not in MIXERS:
+        raise ValueError(f"mixer: expected one of {MIXERS}, got {mixer!r}")
     return MixerConfig(mixer)
 
 # %% ../nbs/03b_pretrain.ipynb #d23f2eb1
@@ -59,28 +62,35 @@ class Scale:
     encoder_lr_scale: float = 1.0       # the towers' encoders at this multiple of the fine-tuning lr (heads at 1x)
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name: raise ValueError(f"name: expected a non-empty str, got {self.name!r}")
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name: expected a non-empty str, got {self.name!r}")
         check_int('clips', self.clips)
         check_int('image_size', self.image_size)
         check_int('repeats', self.repeats)
-        if not isinstance(self.mae, MAEConfig): raise ValueError(f"mae: expected an MAEConfig, got {type(self.mae).__name__}")
-        if not isinstance(self.train, TrainConfig): raise ValueError(f"train: expected a TrainConfig, got {type(self.train).__name__}")
-        if not isinstance(self.synth, dict): raise ValueError(f"synth: expected a dict of generate() arguments, got {type(self.synth).__name__}")
+        if not isinstance(self.mae, MAEConfig):
+            raise ValueError(f"mae: expected an MAEConfig, got {type(self.mae).__name__}")
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(f"train: expected a TrainConfig, got {type(self.train).__name__}")
+        if not isinstance(self.synth, dict):
+            raise ValueError(f"synth: expected a dict of generate() arguments, got {type(self.synth).__name__}")
         if self.finetune is not None and not isinstance(self.finetune, TrainConfig):
             raise ValueError(f"finetune: expected a TrainConfig, got {type(self.finetune).__name__}")
         if not (isinstance(self.finetune_pairs, (int, float)) and 0 < self.finetune_pairs <= 1):
             raise ValueError(f"finetune_pairs: must be a number in (0, 1], got {self.finetune_pairs!r}")
-        if self.mae.clips != self.clips: raise ValueError(f"clips: the scale has {self.clips} clips, its model {self.mae.clips}")
+        if self.mae.clips != self.clips:
+            raise ValueError(f"clips: the scale has {self.clips} clips, its model {self.mae.clips}")
         if self.mae.image_size != self.image_size:
             raise ValueError(f"image_size: the scale has {self.image_size} px images, its model {self.mae.image_size}")
 
     @property
-    def decoder(self) -> str: return self.mae.decoder
+    def decoder(self) -> str:
+        return self.mae.decoder
 
     def for_decoder(self, decoder: str) -> Scale:
         "The same scale with `decoder` ('solo' or 'duet'), its learning rate rescaled by the paper's Solo:Duet ratio."
         check_decoder(decoder)
-        if decoder == self.decoder: return self
+        if decoder == self.decoder:
+            return self
         f = DECODER_LR[decoder] / DECODER_LR[self.decoder] if self.decoder_lr_ratio else 1.0
         return replace(self, mae=replace(self.mae, decoder=decoder), train=replace(self.train, lr=self.train.lr * f))
 
@@ -89,8 +99,10 @@ def _override(scale: Scale, kw: dict) -> Scale:
     "Route each override to the Scale, its MAEConfig or its TrainConfig (clips and image_size go to both)."
     own, mae_f, train_f = ({f.name for f in fields(c)} for c in (Scale, MAEConfig, TrainConfig))
     bad = sorted(set(kw) - own - mae_f - train_f)
-    if bad: raise ValueError(f"{bad[0]}: not a field of Scale, MAEConfig or TrainConfig")
-    if 'decoder' in kw: raise ValueError("decoder: pass it as scale_config's second argument")
+    if bad:
+        raise ValueError(f"{bad[0]}: not a field of Scale, MAEConfig or TrainConfig")
+    if 'decoder' in kw:
+        raise ValueError("decoder: pass it as scale_config's second argument")
     m = {k: v for k, v in kw.items() if k in mae_f}
     t = {k: v for k, v in kw.items() if k in train_f and k not in mae_f}
     s = {k: v for k, v in kw.items() if k in own and k not in ('mae', 'train', 'finetune')}
@@ -116,7 +128,8 @@ def _cpu() -> Scale:
 
 def _smoke() -> Scale:
     return Scale('smoke', 4, 32, MAEConfig.smoke('solo'), CPU_PRETRAIN,
-                 synth=dict(videos=1200, tracks=480, duration=6.0, image_size=64, fps=8.0, clips=4, difficulty=0.25), repeats=2,
+                 synth=dict(videos=1200, tracks=480, duration=6.0, image_size=64, fps=8.0, clips=4,
+                            difficulty=0.25), repeats=2,
                  finetune=CPU_FINETUNE)
 
 # %% ../nbs/03b_pretrain.ipynb #a510943b
@@ -137,7 +150,8 @@ def _gpu_tiny() -> Scale:
     s = _override(_gpu_small(), dict(clips=2, image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4,
                                      decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4, epochs=1, batch_size=8,
                                      num_workers=1, ckpt_every_epochs=None, name='gpu-tiny',
-                                     synth=dict(videos=60, tracks=24, duration=3.0, image_size=48, fps=6.0, clips=2, difficulty=0.25)))
+                                     synth=dict(videos=60, tracks=24, duration=3.0, image_size=48, fps=6.0, clips=2,
+                                                difficulty=0.25)))
     return replace(s, finetune=replace(GPU_SMALL_FINETUNE, epochs=2, batch_size=8, num_workers=1, warmup_epochs=1))
 
 _RECIPES = {'smoke': _smoke, 'cpu': _cpu, 'gpu-small': _gpu_small, 'gpu-tiny': _gpu_tiny, 'paper': _paper}
@@ -145,14 +159,17 @@ _RECIPES = {'smoke': _smoke, 'cpu': _cpu, 'gpu-small': _gpu_small, 'gpu-tiny': _
 def scale_config(name: str = 'smoke', decoder: str = 'solo', **overrides) -> Scale:
     """The `smoke` (tests, minutes), `cpu` (2 cores, the README's tables), `gpu-small` (one GPU, minutes; `gpu-tiny`: its
     CPU test) or `paper` (GPU, Sec. 4.3) scale for `decoder`; `overrides` replace any field."""
-    if name not in SCALES: raise ValueError(f"scale: expected one of {SCALES}, got {name!r}")
+    if name not in SCALES:
+        raise ValueError(f"scale: expected one of {SCALES}, got {name!r}")
     check_decoder(decoder)
     return _override(_RECIPES[name]().for_decoder(decoder), overrides)
 
 # %% ../nbs/03b_pretrain.ipynb #b7ac2776
 def _check_scale(scale) -> Scale:
-    if isinstance(scale, str): return scale_config(scale)
-    if not isinstance(scale, Scale): raise ValueError(f"scale: expected a Scale or one of {SCALES}, got {type(scale).__name__}")
+    if isinstance(scale, str):
+        return scale_config(scale)
+    if not isinstance(scale, Scale):
+        raise ValueError(f"scale: expected a Scale or one of {SCALES}, got {type(scale).__name__}")
     return scale
 
 SYNTH_DATA = ('synth', 'synth-yt8m')   # generated datasets: SynthM2M (M2M layout) and its YouTube-8M-style variant
@@ -161,7 +178,8 @@ YT8M_NATURAL_SHARE = 0.8
 
 def check_data(data) -> str:
     "`data` is a generated dataset (`SYNTH_DATA`) or an existing dataset folder (ValueError naming `data` otherwise)."
-    if data in SYNTH_DATA: return data
+    if data in SYNTH_DATA:
+        return data
     if not isinstance(data, (str, os.PathLike)) or not Path(data).is_dir():
         raise ValueError(f"data: expected one of {SYNTH_DATA} or a dataset folder, got {str(data)!r} (no such folder)")
     return str(data)
@@ -172,7 +190,8 @@ def synth_args(data:str, scale:Scale) -> dict:
     a = dict(scale.synth)
     if data == 'synth-yt8m':
         ns0 = a.get('natural_share', 0.2)
-        a.update(natural_share=YT8M_NATURAL_SHARE, tracks=max(1, round(a['tracks'] * (1 - YT8M_NATURAL_SHARE) / (1 - ns0))))
+        a.update(natural_share=YT8M_NATURAL_SHARE, tracks=max(1,
+                                                              round(a['tracks'] * (1 - YT8M_NATURAL_SHARE) / (1 - ns0))))
     return a
 
 def synth_folder(scale: Scale, root='data', seed: int = 0, data: str = 'synth') -> Path:
@@ -182,18 +201,22 @@ def synth_folder(scale: Scale, root='data', seed: int = 0, data: str = 'synth') 
 # %% ../nbs/03b_pretrain.ipynb #6259de6e
 def _synth_matches(folder: Path, kwargs: dict) -> bool:
     "Whether `folder` holds a complete SynthM2M (synth.json is written last) generated with `kwargs`."
-    try: params = json.loads((folder / 'synth.json').read_text())['params']
-    except (OSError, ValueError, KeyError): return False
+    try:
+        params = json.loads((folder / 'synth.json').read_text())['params']
+    except (OSError, ValueError, KeyError):
+        return False
     return all(params.get(k) == v for k, v in json.loads(json.dumps(kwargs)).items())
 
 def ensure_synth(folder: Path, scale: Scale, seed: int, workers: int, progress: bool):
     "Generate SynthM2M into `folder` unless it holds one of the scale's arguments and `seed` (also the transfer stand-ins' source)."
     from cmmixer.synth import generate
     kwargs = dict(scale.synth, seed=seed)
-    if _synth_matches(folder, kwargs): return
+    if _synth_matches(folder, kwargs):
+        return
     if folder.exists():                      # cut mid-way, or other arguments: our own folder, written again
         stray = sorted(p.name for p in folder.iterdir() if p.name not in ('music', 'videos', 'pairs.csv', 'synth.json'))
-        if stray: raise ValueError(f"root: {folder} holds files that are not SynthM2M's ({stray[:3]}); move them away")
+        if stray:
+            raise ValueError(f"root: {folder} holds files that are not SynthM2M's ({stray[:3]}); move them away")
         shutil.rmtree(folder)
     generate(folder, workers=workers, progress=progress, **kwargs)
 
@@ -212,15 +235,18 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
             lay = src.with_name(src.name + '_layout')
             write_labelled(src, lay, 'yt8m', workers, progress)
             src = lay
-    else: src = Path(data)
+    else:
+        src = Path(data)
     out = root / f"{src.resolve().name}_{scale.clips}x{scale.image_size}_cache"
-    prepare(src.resolve(), out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers, progress=progress)
+    prepare(src.resolve(), out, MediaConfig(clips=scale.clips, image_size=scale.image_size), workers=workers,
+            progress=progress)
     return out
 
 # %% ../nbs/03b_pretrain.ipynb #915907ed
 def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModalMixer) -> dict:
     "The engine's step_fn: per-sample mixer masks and masking noise, Eq. 1, the MAE's loss (loss, loss_video, loss_audio)."
-    if not isinstance(generator, StepGenerator): raise ValueError(f"generator: expected the engine's StepGenerator, got {type(generator).__name__}")
+    if not isinstance(generator, StepGenerator):
+        raise ValueError(f"generator: expected the engine's StepGenerator, got {type(generator).__name__}")
     video, audio = batch['video'], batch['audio']
     cfg = unwrap(model).cfg
     # vectorised, per-sample seeds
@@ -260,8 +286,10 @@ def run_spec(scale: Scale, train: TrainConfig, mixer: MixerConfig, cache: Cache,
 def finished_run(run_dir, spec: dict) -> bool:
     "Whether `run_dir` holds a finished checkpoint of a run with settings `spec`."
     ck = Path(run_dir) / 'checkpoint'
-    try: saved = read_checkpoint(ck)
-    except (FileNotFoundError, ValueError): return False
+    try:
+        saved = read_checkpoint(ck)
+    except (FileNotFoundError, ValueError):
+        return False
     return saved.get('pretrain') == spec and (ck / 'model.safetensors').is_file()
 
 # %% ../nbs/03b_pretrain.ipynb #33adca26
@@ -271,13 +299,16 @@ def check_pretrain_args(scale, decoder, mixer, epochs, seed, resume, train_overr
     decoder = scale.decoder if decoder is None else decoder
     check_decoder(decoder)
     mixer = check_mixer(mixer)
-    if epochs is not None: check_int('epochs', epochs)
+    if epochs is not None:
+        check_int('epochs', epochs)
     check_int('seed', seed, lo=0)
     check_choice('resume', resume, (True, False, 'auto'))
     bad = sorted(set(train_overrides) - {f.name for f in fields(TrainConfig)})
-    if bad: raise ValueError(f"{bad[0]}: not a TrainConfig field")
+    if bad:
+        raise ValueError(f"{bad[0]}: not a TrainConfig field")
     own = sorted({'seed', 'epochs', 'out_dir'} & set(train_overrides))
-    if own: raise ValueError(f"{own[0]}: pass it as pretrain's own argument")
+    if own:
+        raise ValueError(f"{own[0]}: pass it as pretrain's own argument")
     return scale.for_decoder(decoder), decoder, mixer
 
 def check_cache_fits(cache, scale:Scale):
@@ -288,7 +319,8 @@ def check_cache_fits(cache, scale:Scale):
                          f"needs {scale.clips} of {scale.image_size} (ensure_cache prepares it)")
 
 # %% ../nbs/03b_pretrain.ipynb #137b9d94
-def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, mixer='cutmix', epochs: Optional[int] = None,
+def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, mixer='cutmix',
+             epochs: Optional[int] = None,
              seed: int = 0, out_dir=None, resume='auto', step_fn: Optional[Callable] = None, **train_overrides) -> Path:
     """Pre-train CMMixer on the train split of `cache` at `scale` (decoder: the scale's unless given); returns the run
     folder (checkpoint/ with model.safetensors + config.json, log.jsonl, state.pt, run.json). A finished run with
@@ -296,20 +328,24 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
     scale, decoder, mixer = check_pretrain_args(scale, decoder, mixer, epochs, seed, resume, train_overrides)
     cache = as_cache(cache)
     check_cache_fits(cache, scale)
-    out = project_path(out_dir if out_dir is not None else Path('runs') / 'pretrain' / run_name(dataset_name(cache), scale, decoder, mixer, seed))
+    out = project_path(out_dir if out_dir is not None else Path('runs') / 'pretrain' / run_name(dataset_name(cache),
+                                                                                                scale, decoder, mixer, seed))
     ep = scale.train.epochs if epochs is None else epochs
     train = replace(scale.train, epochs=ep, warmup_epochs=scale.train.warmup_epochs * ep / scale.train.epochs,
                     seed=seed, out_dir=str(out), **train_overrides)
-    dataset = PretrainDataset(cache, 'train', repeats=scale.repeats, image_size=scale.image_size, augment=True, seed=seed)
+    dataset = PretrainDataset(cache, 'train', repeats=scale.repeats, image_size=scale.image_size, augment=True,
+                              seed=seed)
     plan = check_plan(train, len(dataset), env_world()[1])            # batch_size against the data and the job
     spec = run_spec(scale, train, mixer, cache, len(dataset))
     if resume is not False and finished_run(out, spec):
-        if train.progress: print(f"pretrain: {out} already holds this finished run ({plan.total_steps} steps); reusing it")
+        if train.progress:
+            print(f"pretrain: {out} already holds this finished run ({plan.total_steps} steps); reusing it")
         return out
     main = env_world()[0] == 0
     saved = json.loads((out / 'run.json').read_text()).get('spec') if (out / 'run.json').is_file() else None
     if saved is not None and saved != spec:
-        if resume is True: raise ValueError(f"resume: {out} holds a run with other settings; use another out_dir or resume='auto'")
+        if resume is True:
+            raise ValueError(f"resume: {out} holds a run with other settings; use another out_dir or resume='auto'")
         resume = False                                                  # another run's folder: start over
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -317,7 +353,8 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
                                            train=train.to_dict(), torch=torch.__version__))
     torch.manual_seed(derive_seed(seed, 'init'))                        # initial weights: a function of the seed
     model = CMMixerMAE(scale.mae)
-    fit(model, dataset, train, step_fn=partial(step_fn or pretrain_step, mixer=CrossModalMixer(mixer)), resume=resume, desc='pre-train')
+    fit(model, dataset, train, step_fn=partial(step_fn or pretrain_step, mixer=CrossModalMixer(mixer)), resume=resume,
+        desc='pre-train')
     # mark the checkpoint finished, with its settings
     if main:
         write_json(out / 'checkpoint' / 'config.json', dict(read_checkpoint(out / 'checkpoint'), pretrain=spec))

@@ -33,9 +33,11 @@ MODALITIES = ('audio', 'video')   # what an index holds: music tracks ('audio', 
 
 def excerpt_starts(duration:float, span_s:float, hop_s:float) -> np.ndarray:
     "Start times of the excerpts of a `duration` s track: every `hop_s`, the last one ending at the end."
-    if duration <= span_s: return np.zeros(1)
+    if duration <= span_s:
+        return np.zeros(1)
     starts = np.arange(0.0, duration - span_s + 1e-9, hop_s)
-    if duration - (starts[-1] + span_s) > 1e-6: starts = np.append(starts, duration - span_s)
+    if duration - (starts[-1] + span_s) > 1e-6:
+        starts = np.append(starts, duration - span_s)
     return starts
 
 # %% ../nbs/04a_recommend.ipynb #d5d3c4d2
@@ -68,10 +70,13 @@ def music_inputs(self:Embedder, path, span_s:float|None=None, hop_s:float|None=N
     span = float(span_s or self.spec['span_s'])
     hop = float(hop_s or span / 2)
     info = probe(path)['audio']
-    if info is None: raise MediaError(path, "no audio stream")
+    if info is None:
+        raise MediaError(path, "no audio stream")
     dur = info['duration']
-    if not dur or dur <= 0: raise MediaError(path, "unknown audio duration")
-    if dur < self.media.min_duration_s: raise MediaError(path, f"too short ({dur:.2f} s < {self.media.min_duration_s:.2f} s)")
+    if not dur or dur <= 0:
+        raise MediaError(path, "unknown audio duration")
+    if dur < self.media.min_duration_s:
+        raise MediaError(path, f"too short ({dur:.2f} s < {self.media.min_duration_s:.2f} s)")
     starts = excerpt_starts(dur, span, hop)
     length = min(span, dur)
     centres = np.concatenate([s + clip_times(length, self.K) for s in starts])
@@ -118,11 +123,15 @@ def index_inventory(folder, modality:str='audio') -> tuple:
     root, files, skipped = Path(folder), [], []
     for p in sorted(root.rglob('*')):
         rel = p.relative_to(root)
-        if not p.is_file() or any(part.startswith('.') for part in rel.parts): continue
+        if not p.is_file() or any(part.startswith('.') for part in rel.parts):
+            continue
         ext = p.suffix.lower()
-        if ext in exts: files.append(p)
-        elif ext in AUDIO_EXTS: skipped.append(dict(file=str(rel), reason=f"audio-only file ({ext}): a video index takes videos"))
-        else: skipped.append(dict(file=str(rel), reason=f"not a media file extension ({ext or 'none'})"))
+        if ext in exts:
+            files.append(p)
+        elif ext in AUDIO_EXTS:
+            skipped.append(dict(file=str(rel), reason=f"audio-only file ({ext}): a video index takes videos"))
+        else:
+            skipped.append(dict(file=str(rel), reason=f"not a media file extension ({ext or 'none'})"))
     return files, pd.DataFrame(skipped, columns=['file', 'reason'])
 
 # %% ../nbs/04a_recommend.ipynb #30fb480e
@@ -135,12 +144,14 @@ def _embed_file(embedder:Embedder, path, modality, span_s, hop_s) -> dict:
     return embedder.embed(path, modality, span_s, hop_s)
 
 def _check_build(source, checkpoint, out, modality, span_s, hop_s, batch_size, ann, rebuild):
-    check(isinstance(source, (str, os.PathLike)) and Path(source).is_dir(), 'music_dir', f"{str(source)!r} is not a folder")
+    check(isinstance(source, (str, os.PathLike)) and Path(source).is_dir(), 'music_dir',
+          f"{str(source)!r} is not a folder")
     check_choice('modality', modality, MODALITIES)
     ck = _checkpoint_dir(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else None
     check(isinstance(checkpoint, Retriever) or (ck is not None and (ck / 'config.json').exists()), 'checkpoint',
            f"{str(checkpoint)!r} is not a retriever checkpoint (a folder with config.json and model.safetensors)")
-    check(out is not None and not (Path(out).exists() and not Path(out).is_dir()), 'out', f"{str(out)!r} is not a folder")
+    check(out is not None and not (Path(out).exists() and not Path(out).is_dir()), 'out',
+          f"{str(out)!r} is not a folder")
     check_number('span_s', span_s, none=True)
     check_number('hop_s', hop_s, none=True)
     check_int('batch_size', batch_size)
@@ -151,45 +162,59 @@ def _check_build(source, checkpoint, out, modality, span_s, hop_s, batch_size, a
 def index_settings(model:Retriever, modality:str, span_s:float, hop_s:float) -> dict:
     "The settings that fix an index's vectors: modality, excerpt span and hop, score, the inputs and a fingerprint of the weights."
     weights = digest({k: v.tolist() for k, v in model.state_dict().items() if 'head' in k})[:16]
-    return dict(modality=modality, span_s=span_s, hop_s=hop_s, score=model.cfg.score, inputs=model.cfg.inputs, weights=weights)
+    return dict(modality=modality, span_s=span_s, hop_s=hop_s, score=model.cfg.score, inputs=model.cfg.inputs,
+                weights=weights)
 
 def _read_meta(out:Path) -> dict|None:
-    try: return json.loads((out / 'index.json').read_text())
-    except (OSError, ValueError): return None
+    try:
+        return json.loads((out / 'index.json').read_text())
+    except (OSError, ValueError):
+        return None
 
 def _refuse_other_settings(out:Path, settings:dict, rebuild:bool):
     "A ValueError naming what differs when `out` holds an index of other settings (unless `rebuild`)."
     meta = _read_meta(out)
-    if meta is None or rebuild or meta.get('settings_fingerprint') == digest(settings): return
+    if meta is None or rebuild or meta.get('settings_fingerprint') == digest(settings):
+        return
     old = meta.get('settings', {})
     diff = changes(old, {k: v for k, v in settings.items() if k != 'inputs'})
-    if digest(old.get('inputs')) != digest(settings['inputs']): diff.append("the checkpoint's input spec")
+    if digest(old.get('inputs')) != digest(settings['inputs']):
+        diff.append("the checkpoint's input spec")
     check(False, 'out', f"{out} holds an index built with other settings ({'; '.join(diff) or 'an older index format'}); "
           "rebuild=True replaces it, or choose another folder")
 
 # %% ../nbs/04a_recommend.ipynb #b49de706
 def _old_rows(out:Path, settings:dict) -> dict:
     "{file key: (vectors, items rows), or its reject row} of a valid index of the same settings in `out`, else {}."
-    try: old = Index(out)
-    except ValueError: return {}
-    if old.meta.get('settings_fingerprint') != digest(settings): return {}
+    try:
+        old = Index(out)
+    except ValueError:
+        return {}
+    if old.meta.get('settings_fingerprint') != digest(settings):
+        return {}
     rows, keys = {}, old.meta.get('keys', {})
     for f, a, n in zip(old.files, old.file_start, np.diff(np.r_[old.file_start, len(old.items)])):
-        if f in keys: rows[keys[f]] = (np.asarray(old.vectors[a:a + n]), old.items.iloc[a:a + n])
+        if f in keys:
+            rows[keys[f]] = (np.asarray(old.vectors[a:a + n]), old.items.iloc[a:a + n])
     # a file that failed then fails again: keep its reason
     for r in old.rejects.to_dict('records'):
-        if r['file'] in keys: rows[keys[r['file']]] = r
+        if r['file'] in keys:
+            rows[keys[r['file']]] = r
     return rows
 
-def _embed_missing(emb:Embedder, files:list, keys:list, root:Path, shards:Path, modality, span, hop, reuse:dict, progress) -> int:
+def _embed_missing(emb:Embedder, files:list, keys:list, root:Path, shards:Path, modality, span, hop, reuse:dict,
+                   progress) -> int:
     "Embed the files with neither a shard, a reject note nor reusable rows into `shards/`; returns how many."
     todo = [i for i, k in enumerate(keys) if k not in reuse and not ((shards / f'{k}.npz').exists() or (shards / f'{k}.reject.json').exists())]
-    with progress_bar(total=len(files), initial=len(files) - len(todo), disable=not progress, desc=f'index {modality}', unit='file') as bar:
+    with progress_bar(total=len(files), initial=len(files) - len(todo), disable=not progress,
+                      desc=f'index {modality}', unit='file') as bar:
         for i in todo:
             f, k = files[i], keys[i]
-            try: e = _embed_file(emb, f, modality, span, hop)
+            try:
+                e = _embed_file(emb, f, modality, span, hop)
             except MediaError as err:
-                atomic_write(shards / f'{k}.reject.json', json.dumps(dict(file=str(f.relative_to(root)), reason=err.reason)).encode())
+                atomic_write(shards / f'{k}.reject.json', json.dumps(dict(file=str(f.relative_to(root)),
+                                                                          reason=err.reason)).encode())
             else:
                 buf = io.BytesIO()
                 np.savez(buf, vec=index_vectors(e['emb'], emb.model.cfg.score), clips=np.array(e['emb'].shape[1:]),
@@ -213,21 +238,26 @@ def _gather_rows(files:list, keys:list, root:Path, shards:Path, reuse:dict) -> t
         if (shards / f'{k}.npz').exists():
             with np.load(shards / f'{k}.npz') as z:
                 kd, starts, ends = z['clips'].tolist(), z['starts'], z['ends']
-                if not parts: width = z['vec'].shape[1]
+                if not parts:
+                    width = z['vec'].shape[1]
             parts.append(shards / f'{k}.npz')
         else:
             v, it = reuse[k]
             starts, ends = it['start_s'].to_numpy(), it['end_s'].to_numpy()
-            if not parts: width = v.shape[1]
+            if not parts:
+                width = v.shape[1]
             parts.append(v)
-        items += [dict(file=rel, excerpt=j, start_s=float(s), end_s=float(t)) for j, (s, t) in enumerate(zip(starts, ends))]
+        items += [dict(file=rel, excerpt=j, start_s=float(s), end_s=float(t)) for j, (s,
+                                                                                      t) in enumerate(zip(starts, ends))]
     items = pd.DataFrame(items, columns=['file', 'excerpt', 'start_s', 'end_s'])
     return parts, items, pd.DataFrame(rejects, columns=['file', 'reason']), kd, int(width)
 
 def _part_rows(part) -> np.ndarray:
     "The vectors of one gathered part: its shard's, or its rows in the old index (memory-mapped)."
-    if not isinstance(part, Path): return part
-    with np.load(part) as z: return z['vec']
+    if not isinstance(part, Path):
+        return part
+    with np.load(part) as z:
+        return z['vec']
 
 def _write_rows(path:Path, parts:list, rows:int, width:int):
     "Stream the parts' vectors into the float32 `.npy` at `path`, a part at a time (`np.save`'s bytes)."
@@ -248,7 +278,8 @@ def _file_facts(path:Path) -> dict:
     "Size and SHA-1 of a file; for a large one, of its first and last MiB (cheap, and a cut or swapped file still shows)."
     n, h = path.stat().st_size, hashlib.sha1()
     with open(path, 'rb') as f:
-        if n <= 8 << 20: h.update(f.read())
+        if n <= 8 << 20:
+            h.update(f.read())
         else:
             h.update(f.read(1 << 20))
             f.seek(n - (1 << 20))
@@ -258,8 +289,10 @@ def _file_facts(path:Path) -> dict:
 # %% ../nbs/04a_recommend.ipynb #80a907f0
 def _write_index(out:Path, arr, items, rejects, skipped, meta:dict):
     "Swap the new index into place: `index.json` out first, the data files in, `index.json` (with their facts) last."
-    if callable(arr): arr(out / 'embeddings.tmp.npy')                 # writes the rows itself (streamed)
-    else: np.save(out / 'embeddings.tmp.npy', arr)
+    if callable(arr):
+        arr(out / 'embeddings.tmp.npy')                 # writes the rows itself (streamed)
+    else:
+        np.save(out / 'embeddings.tmp.npy', arr)
     tmp = {'embeddings.npy': out / 'embeddings.tmp.npy'}
     for name, df, kw in (('items.csv', items, dict(index_label='row')), ('rejects.csv', rejects, dict(index=False)),
                          ('skipped.csv', skipped, dict(index=False))):
@@ -273,9 +306,12 @@ def _write_index(out:Path, arr, items, rejects, skipped, meta:dict):
 # %% ../nbs/04a_recommend.ipynb #ef2df948
 def _up_to_date(out:Path, meta:dict|None, sfp:str, keys:dict) -> bool:
     "Does `out` hold a sound index of these settings and exactly these files (keys unchanged)?"
-    if not meta or meta.get('settings_fingerprint') != sfp or meta.get('keys') != keys: return False
-    try: Index(out)
-    except ValueError: return False                                   # damaged: it is built again
+    if not meta or meta.get('settings_fingerprint') != sfp or meta.get('keys') != keys:
+        return False
+    try:
+        Index(out)
+    except ValueError:
+        return False                                   # damaged: it is built again
     return True
 
 # %% ../nbs/04a_recommend.ipynb #5c0d1f9a
@@ -311,15 +347,18 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
     keys, rels = [key(f) for f in files], [str(f.relative_to(root)) for f in files]
     meta = _read_meta(out)
     if not rebuild and _up_to_date(out, meta, sfp, dict(zip(rels, keys))):
-        if ann and not (out / ANN_FILE).is_file() and meta['summary']['rows']: build_ann(out, nlist=nlist)
-        return dict(meta['summary'], status='up to date', embedded=0, reused=len(files), seconds=round(time.perf_counter() - t0, 3))
+        if ann and not (out / ANN_FILE).is_file() and meta['summary']['rows']:
+            build_ann(out, nlist=nlist)
+        return dict(meta['summary'], status='up to date', embedded=0, reused=len(files),
+                    seconds=round(time.perf_counter() - t0, 3))
     reuse = {} if rebuild else _old_rows(out, settings)
     shards = out / 'shards'
     shards.mkdir(parents=True, exist_ok=True)
     embedded = _embed_missing(emb, files, keys, root, shards, modality, span, hop, reuse, progress)
     parts, items, rejects, kd, width = _gather_rows(files, keys, root, shards, reuse)
     K, d = kd if kd else ((meta or {}).get('clips'), (meta or {}).get('dim'))
-    summary = dict(out=str(out), source=str(root), modality=modality, files=len(files), indexed=len(files) - len(rejects),
+    summary = dict(out=str(out), source=str(root), modality=modality, files=len(files),
+                   indexed=len(files) - len(rejects),
                    rejected=len(rejects), skipped=len(skipped), rows=len(items), width=width,
                    embedded=embedded, reused=len(files) - embedded)
     ck_id = str(_checkpoint_dir(checkpoint).absolute()) if not isinstance(checkpoint, Retriever) else 'in-memory model'
@@ -334,13 +373,16 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
     return dict(summary, status='built', seconds=round(time.perf_counter() - t0, 3))
 
 # %% ../nbs/04a_recommend.ipynb #302508f3
-def _damaged(path:Path, why:str): raise ValueError(f"index: {path} {why}; build the index again (rebuild=True)")
+def _damaged(path:Path, why:str):
+    raise ValueError(f"index: {path} {why}; build the index again (rebuild=True)")
 
 def _index_meta(root:Path) -> dict:
     check(root.is_dir() and (root / 'index.json').is_file(), 'index',
           f"{str(root)!r} is not a finished index (no index.json); build one first")
-    try: meta = json.loads((root / 'index.json').read_text())
-    except (ValueError, UnicodeDecodeError) as e: _damaged(root / 'index.json', f"is damaged (not JSON: {e})")
+    try:
+        meta = json.loads((root / 'index.json').read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        _damaged(root / 'index.json', f"is damaged (not JSON: {e})")
     if not isinstance(meta, dict) or meta.get('version') != INDEX_VERSION or 'facts' not in meta:
         _damaged(root / 'index.json', f"is not an index of this cmmixer (format {meta.get('version') if isinstance(meta, dict) else '?'}, "
                  f"expected {INDEX_VERSION})")
@@ -352,13 +394,18 @@ def check_index(root, modality:str|None=None) -> dict:
     meta = _index_meta(root)
     for name in INDEX_FILES[1:]:
         p, want = root / name, meta['facts'].get(name)
-        if not p.is_file(): _damaged(p, "is missing")
-        if want is None: _damaged(root / 'index.json', f"has no record of {name}")
+        if not p.is_file():
+            _damaged(p, "is missing")
+        if want is None:
+            _damaged(root / 'index.json', f"has no record of {name}")
         got = _file_facts(p)
-        if got['size'] != want['size']: _damaged(p, f"has {got['size']} bytes, the index recorded {want['size']} (truncated or replaced)")
-        if got['sha1'] != want['sha1']: _damaged(p, "differs from the file the index recorded (checksum mismatch)")
+        if got['size'] != want['size']:
+            _damaged(p, f"has {got['size']} bytes, the index recorded {want['size']} (truncated or replaced)")
+        if got['sha1'] != want['sha1']:
+            _damaged(p, "differs from the file the index recorded (checksum mismatch)")
     if modality is not None and meta['settings']['modality'] != modality:
-        kinds = dict(audio='a music index (cmmixer index MUSIC_DIR)', video='a video index (cmmixer index VIDEO_DIR --modality video)')
+        kinds = dict(audio='a music index (cmmixer index MUSIC_DIR)',
+                     video='a video index (cmmixer index VIDEO_DIR --modality video)')
         check(False, 'index', f"{root} is {kinds[meta['settings']['modality']]}, but {kinds[modality]} is expected here")
     return meta
 
@@ -396,11 +443,14 @@ def default_nlist(rows:int) -> int:
 # %% ../nbs/04a_recommend.ipynb #35eeff74
 class IVFIndex:
     "faiss `IndexIVFFlat` over inner product, with the `nprobe` measured for a target recall."
-    def __init__(self, index, nprobe:int=8): self.index, self.nprobe = index, int(nprobe)
+    def __init__(self, index, nprobe:int=8):
+        self.index, self.nprobe = index, int(nprobe)
     @property
-    def nlist(self) -> int: return self.index.nlist
+    def nlist(self) -> int:
+        return self.index.nlist
     @property
-    def nbytes(self) -> int: return int(self.index.ntotal * (self.index.d * 4 + 8) + self.index.nlist * self.index.d * 4)
+    def nbytes(self) -> int:
+        return int(self.index.ntotal * (self.index.d * 4 + 8) + self.index.nlist * self.index.d * 4)
 
     @classmethod
     def build(cls, x:np.ndarray, nlist:int|None=None, seed:int=0) -> IVFIndex:
@@ -412,7 +462,8 @@ class IVFIndex:
         index.cp.seed = seed
         m = min(n, max(40 * nlist, 10_000))
         index.train(np.ascontiguousarray(x[np.sort(np.random.default_rng(seed).choice(n, m, replace=False))]))
-        for i in range(0, n, 65_536): index.add(np.ascontiguousarray(x[i:i + 65_536]))
+        for i in range(0, n, 65_536):
+            index.add(np.ascontiguousarray(x[i:i + 65_536]))
         return cls(index)
 
     @classmethod
@@ -424,7 +475,8 @@ class IVFIndex:
         kind = type(index).__name__
         check(isinstance(index, faiss.IndexIVFFlat), 'path', f"{path} holds a {kind}, not an IndexIVFFlat")
         lists = faiss.downcast_InvertedLists(index.invlists)
-        if hasattr(lists, 'prefetch_nthread'): lists.prefetch_nthread = 0   # no page-touching threads per search
+        if hasattr(lists, 'prefetch_nthread'):
+            lists.prefetch_nthread = 0   # no page-touching threads per search
         return cls(index, nprobe)
 
     def search(self, q:np.ndarray, k:int, nprobe:int|None=None) -> tuple:
@@ -446,7 +498,8 @@ def tune_nprobe(ivf:IVFIndex, x:np.ndarray, target:float=0.95, queries:int=200, 
     probes = sorted({min(2 ** i, ivf.nlist) for i in range(int(math.log2(ivf.nlist)) + 2)})
     for p in probes:
         r = recall_at(ivf.search(q, k, p)[0], exact)
-        if r >= target: return p, r
+        if r >= target:
+            return p, r
     return probes[-1], r
 
 # %% ../nbs/04a_recommend.ipynb #e05206f5
@@ -462,8 +515,10 @@ def build_ann(index, nlist:int|None=None, seed:int=0, target_recall:float=0.95) 
     ivf.nprobe, recall = tune_nprobe(ivf, x, target_recall, seed=seed)
     faiss.write_index(ivf.index, str(idx.root / f'{ANN_FILE}.tmp'))
     os.replace(idx.root / f'{ANN_FILE}.tmp', idx.root / ANN_FILE)
-    meta = dict(idx.meta, ann=dict(kind='faiss IndexIVFFlat', nlist=ivf.nlist, nprobe=ivf.nprobe, recall_at_10=round(recall, 4),
-                                   target_recall=target_recall, seconds=round(time.perf_counter() - t, 2), **_file_facts(idx.root / ANN_FILE)))
+    meta = dict(idx.meta, ann=dict(kind='faiss IndexIVFFlat', nlist=ivf.nlist, nprobe=ivf.nprobe,
+                                   recall_at_10=round(recall, 4),
+                                   target_recall=target_recall, seconds=round(time.perf_counter() - t,
+                                                                              2), **_file_facts(idx.root / ANN_FILE)))
     atomic_write(idx.root / 'index.json', json.dumps(meta, indent=1, default=str).encode())
     return ivf
 
@@ -478,23 +533,30 @@ class Index:
             self.items = pd.read_csv(self.root / 'items.csv', index_col='row', keep_default_na=False)
             self.rejects = pd.read_csv(self.root / 'rejects.csv', keep_default_na=False)
             self.skipped = pd.read_csv(self.root / 'skipped.csv', keep_default_na=False)
-        except (ValueError, OSError) as e: _damaged(self.root, f"cannot be read ({e})")
+        except (ValueError, OSError) as e:
+            _damaged(self.root, f"cannot be read ({e})")
         s = self.meta['summary']
         if self.vectors.shape[0] != s['rows'] or len(self.items) != s['rows']:
             _damaged(self.root, f"holds {self.vectors.shape[0]} vectors and {len(self.items)} items, index.json says {s['rows']}")
         f = self.items['file'].to_numpy()
         starts = np.flatnonzero(np.r_[True, f[1:] != f[:-1]]) if len(f) else np.zeros(0, np.int64)
         self.file_start, self.files = starts, f[starts] if len(f) else f
-        self.file_of_row = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(f)])) if len(f) else np.zeros(0, np.int64)
+        self.file_of_row = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts,
+                                                                           len(f)])) if len(f) else np.zeros(0, np.int64)
         self.max_excerpts = int(np.diff(np.r_[starts, len(f)]).max()) if len(f) else 0
         self._ann = None
     @property
-    def modality(self) -> str: return self.meta['settings']['modality']
+    def modality(self) -> str:
+        return self.meta['settings']['modality']
     @property
-    def score(self) -> str: return self.meta['settings']['score']
-    def __len__(self): return len(self.files)
-    def __repr__(self): return f"Index({str(self.root)!r}, {self.modality}, files={len(self)}, rows={len(self.items)}, width={self.vectors.shape[1] if self.vectors.ndim == 2 else 0})"
-    def _n(self, f) -> int: return int((self.file_start[f + 1] if f + 1 < len(self.file_start) else len(self.items)) - self.file_start[f])
+    def score(self) -> str:
+        return self.meta['settings']['score']
+    def __len__(self):
+        return len(self.files)
+    def __repr__(self):
+        return f"Index({str(self.root)!r}, {self.modality}, files={len(self)}, rows={len(self.items)}, width={self.vectors.shape[1] if self.vectors.ndim == 2 else 0})"
+    def _n(self, f) -> int:
+        return int((self.file_start[f + 1] if f + 1 < len(self.file_start) else len(self.items)) - self.file_start[f])
 
 # %% ../nbs/04a_recommend.ipynb #ea46c7ad
 @patch
@@ -504,8 +566,10 @@ def ann(self:Index) -> IVFIndex|None:
         p, want = self.root / ANN_FILE, self.meta['ann']
         if _file_facts(p) != dict(size=want.get('size'), sha1=want['sha1']):
             _damaged(p, "differs from the file the index recorded")
-        try: self._ann = IVFIndex.load(p, want['nprobe'])            # memory-mapped: its pages are the file's
-        except RuntimeError as e: _damaged(p, f"cannot be read by faiss ({e})")
+        try:
+            self._ann = IVFIndex.load(p, want['nprobe'])            # memory-mapped: its pages are the file's
+        except RuntimeError as e:
+            _damaged(p, f"cannot be read by faiss ({e})")
     return self._ann
 
 @patch
@@ -514,14 +578,16 @@ def _best_files(self:Index, s:np.ndarray, top:int) -> list:
     best = np.maximum.reduceat(s, self.file_start, axis=1)              # [Q, files]: each file's best excerpt
     fi, fv = topk(best, top)
     return [pd.DataFrame(dict(file=self.files[fi[qi]], score=fv[qi],
-                              row=[int(self.file_start[f] + np.argmax(s[qi, self.file_start[f]:self.file_start[f] + self._n(f)])) for f in fi[qi]]))
+                              row=[int(self.file_start[f] + np.argmax(s[qi,
+                                                                        self.file_start[f]:self.file_start[f] + self._n(f)])) for f in fi[qi]]))
             for qi in range(len(s))]
 
 @patch
 def search(self:Index, q, top:int=10, approx:bool=False, nprobe:int|None=None, chunk:int=262_144) -> list:
     "For each query vector [Q, width]: DataFrame of the `top` files by best excerpt (file, score, row)."
     q = np.atleast_2d(np.asarray(q, dtype=np.float32))
-    check(q.shape[1] == self.vectors.shape[1], 'q', f"width {q.shape[1]} differs from the index's {self.vectors.shape[1]}")
+    check(q.shape[1] == self.vectors.shape[1], 'q',
+          f"width {q.shape[1]} differs from the index's {self.vectors.shape[1]}")
     check_int('top', top)
     check_int('nprobe', nprobe, none=True)
     if not approx:
@@ -530,21 +596,25 @@ def search(self:Index, q, top:int=10, approx:bool=False, nprobe:int|None=None, c
     ann = self.ann()
     check(ann is not None, 'approx', f"{self.root} has no approximate index: build it with ann=True (or build_ann)")
     # tuning found no shortcut: exact is faster
-    if nprobe is None and ann.nprobe >= ann.nlist: return self.search(q, top, chunk=chunk)
+    if nprobe is None and ann.nprobe >= ann.nlist:
+        return self.search(q, top, chunk=chunk)
     # enough rows for `top` files
     rows, vals = ann.search(q, min(len(self.items), top * max(1, self.max_excerpts)), nprobe)
     out = []
     for r, v in zip(rows, vals):
         ok = r >= 0
         df = pd.DataFrame(dict(file=self.files[self.file_of_row[r[ok]]], score=v[ok], row=r[ok]))
-        out.append(df.sort_values('score', ascending=False, kind='stable').drop_duplicates('file').head(top).reset_index(drop=True))
+        out.append(df.sort_values('score', ascending=False,
+                                  kind='stable').drop_duplicates('file').head(top).reset_index(drop=True))
     return out
 
 # %% ../nbs/04a_recommend.ipynb #421d79b5
 def _modality_of(path) -> str:
     "'video' when the file has a video stream, else 'audio'."
-    try: return 'video' if probe(path)['video'] is not None else 'audio'
-    except MediaError: return 'audio'
+    try:
+        return 'video' if probe(path)['video'] is not None else 'audio'
+    except MediaError:
+        return 'audio'
 
 def query_embedding(embedder:Embedder, query, modality:str, plus=(), minus=(), span_s=None, hop_s=None) -> torch.Tensor:
     "[E, K, d] unit clip embeddings of `query` (E excerpts) + sum(plus) - sum(minus), renormalised per clip."
@@ -567,9 +637,11 @@ def _query_model(idx:Index, checkpoint=None) -> Retriever:
 
 def _ranking(idx:Index, res:list, top:int) -> pd.DataFrame:
     "Per-excerpt results of the query's excerpts -> one row per file, best first (rank, file, score, start_s, end_s, path)."
-    df = pd.concat(res).sort_values('score', ascending=False, kind='stable').drop_duplicates('file').head(top).reset_index(drop=True)
+    df = pd.concat(res).sort_values('score', ascending=False,
+                                    kind='stable').drop_duplicates('file').head(top).reset_index(drop=True)
     it = idx.items.loc[df['row'].to_numpy()]
-    return pd.DataFrame(dict(rank=np.arange(1, len(df) + 1), file=df['file'].to_numpy(), score=df['score'].to_numpy().astype(float),
+    return pd.DataFrame(dict(rank=np.arange(1, len(df) + 1), file=df['file'].to_numpy(),
+                             score=df['score'].to_numpy().astype(float),
                              start_s=it['start_s'].to_numpy(), end_s=it['end_s'].to_numpy(),
                              path=[str(Path(idx.meta['summary']['source']) / f) for f in df['file']]))
 
@@ -589,17 +661,21 @@ def recommend(video,                  # the query: a video for a music index (a 
     "The `top` files of `index` for `video` (columns rank, file, score, start_s, end_s of the best excerpt, path)."
     check_int('top', top)
     check_int('nprobe', nprobe, none=True)
-    if modality is not None: check_choice('modality', modality, MODALITIES)
+    if modality is not None:
+        check_choice('modality', modality, MODALITIES)
     plus = [plus] if isinstance(plus, (str, os.PathLike)) else list(plus)
     minus = [minus] if isinstance(minus, (str, os.PathLike)) else list(minus)
     for name, f in [('video', video)] + [('plus', p) for p in plus] + [('minus', m) for m in minus]:
         check(isinstance(f, (str, os.PathLike)) and Path(f).is_file(), name, f"{str(f)!r} is not a file")
-    check(isinstance(index, (Index, str, os.PathLike)), 'index', f"expected an index folder, got {type(index).__name__}")
+    check(isinstance(index, (Index, str, os.PathLike)), 'index',
+          f"expected an index folder, got {type(index).__name__}")
     idx = index if isinstance(index, Index) else Index(index, modality)
-    check(modality is None or idx.modality == modality, 'index', f"{idx.root} is a {idx.modality} index, not a {modality} one")
+    check(modality is None or idx.modality == modality, 'index',
+          f"{idx.root} is a {idx.modality} index, not a {modality} one")
     emb = Embedder(model if model is not None else _query_model(idx, checkpoint), device)
     s = idx.meta['settings']
-    q = query_embedding(emb, video, 'video' if idx.modality == 'audio' else 'audio', plus, minus, s['span_s'], s['hop_s'])
+    q = query_embedding(emb, video, 'video' if idx.modality == 'audio' else 'audio', plus, minus, s['span_s'],
+                        s['hop_s'])
     check(q.shape[1:] == (idx.meta['clips'], idx.meta['dim']), 'checkpoint', f"embeds [K, d] = {tuple(q.shape[1:])}, "
           f"the index holds {(idx.meta['clips'], idx.meta['dim'])}")
     return _ranking(idx, idx.search(index_vectors(q, s['score']), top, approx, nprobe), top)
@@ -614,7 +690,8 @@ def media_player(path, start_s:float=0.0, end_s:float|None=None, sample_rate:int
     path = Path(path)
     if _modality_of(path) == 'video':
         mb = path.stat().st_size / 2**20
-        if mb > max_embed_mb: return f"<i>{escape(path.name)}: {mb:.0f} MB, too large to embed</i>"
+        if mb > max_embed_mb:
+            return f"<i>{escape(path.name)}: {mb:.0f} MB, too large to embed</i>"
         return Video(str(path), embed=True, width=240)._repr_html_()
     end = probe(path)['duration'] if end_s is None else end_s
     window = max(0.1, min(float(end or max_s), start_s + max_s) - start_s)

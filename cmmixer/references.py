@@ -30,9 +30,11 @@ def _transition(n:int, p:float) -> np.ndarray:
     "P(shown level | true level) when a factor is shown at a random level with probability p: [true, shown]."
     return (1 - p) * np.eye(n) + p / n
 
-def _normal(x, mu, sigma): return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / sigma
+def _normal(x, mu, sigma):
+    return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / sigma
 
-def _log(x): return np.log(np.maximum(x, 1e-300))
+def _log(x):
+    return np.log(np.maximum(x, 1e-300))
 
 # %% ../nbs/04a_references.ipynb #9731fb4a
 def oracle_scores(meta:dict, queries:list, candidates:list|None=None) -> np.ndarray:
@@ -65,7 +67,8 @@ def oracle_scores(meta:dict, queries:list, candidates:list|None=None) -> np.ndar
     Le = _log(Ne @ _transition(3, p).T)                       # [Q, K, true energy]
     Lr = _log(_normal(cl('y_center')[..., None], np.array(REGISTER_Y), nz['y_center']) @ _transition(2, p).T)
     K = te.shape[1]
-    for k in range(K): s += Le[:, k, te[:, k]] + Lr[:, k, trg[:, k]]
+    for k in range(K):
+        s += Le[:, k, te[:, k]] + Lr[:, k, trg[:, k]]
     return s
 
 # %% ../nbs/04a_references.ipynb #08b2eed8
@@ -134,17 +137,20 @@ def synth_features(root, names:list|None=None, image_size:int=64, workers:int=2,
     cfg = MediaConfig(clips=meta['params']['clips'], image_size=image_size)   # validates image_size
     names = list(meta['videos']) if names is None else list(names)
     unknown = [n for n in names if n not in meta['videos']]
-    if unknown: raise ValueError(f"names: not videos of {root}: {unknown[:3]}")
+    if unknown:
+        raise ValueError(f"names: not videos of {root}: {unknown[:3]}")
     jobs = []
     for n in names:
         v = meta['videos'][n]
         aud = root / 'music' / meta['tracks'][v['track']]['file'] if v['track'] else None
         jobs.append((str(root / 'videos' / v['file']), None if aud is None else str(aud), float(v['offset']), cfg))
-    res = run_pool(_features_one, jobs, workers, 'SynthM2M features', progress, module='cmmixer.references', unit='video')
+    res = run_pool(_features_one, jobs, workers, 'SynthM2M features', progress, module='cmmixer.references',
+                   unit='video')
     return np.stack([r[0] for r in res]), np.stack([r[1] for r in res]), names
 
 # %% ../nbs/04a_references.ipynb #2ae9d08e
-def _flat(X): return X.reshape(-1, X.shape[-1])
+def _flat(X):
+    return X.reshape(-1, X.shape[-1])
 
 def _cosine_scores(P, Q) -> np.ndarray:
     "Mean over aligned clips of the cosine similarity: P [Q,K,d], Q [N,K,d] -> [Q, N]."
@@ -158,9 +164,12 @@ class FeatureBaseline:
     sound to picture features (`method='ridge'`), fitted on per-clip pairs; a video and a sound score the mean
     cosine similarity of their aligned clips in the shared space."""
     def __init__(self, method:str='cca', n_components:int=8, alpha:float=1000.0):
-        if method not in ('cca', 'ridge'): raise ValueError(f"method: 'cca' or 'ridge', got {method!r}")
-        if not (isinstance(n_components, int) and n_components >= 1): raise ValueError(f"n_components: must be an int >= 1, got {n_components!r}")
-        if not alpha > 0: raise ValueError(f"alpha: must be > 0, got {alpha!r}")
+        if method not in ('cca', 'ridge'):
+            raise ValueError(f"method: 'cca' or 'ridge', got {method!r}")
+        if not (isinstance(n_components, int) and n_components >= 1):
+            raise ValueError(f"n_components: must be an int >= 1, got {n_components!r}")
+        if not alpha > 0:
+            raise ValueError(f"alpha: must be > 0, got {alpha!r}")
         self.method, self.n_components, self.alpha = method, n_components, float(alpha)
 
     def fit(self, V, A):
@@ -180,8 +189,10 @@ class FeatureBaseline:
     def embed(self, V, A) -> tuple:
         "Project videos [n,K,dv] and sounds [m,K,da] into the shared space: ([n,K,c], [m,K,c])."
         v, a = self.sv.transform(_flat(V)), self.sa.transform(_flat(A))
-        if self.method == "cca": pv, pa = self.model.transform(v, a)
-        else: pv, pa = v, self.model.predict(a)
+        if self.method == "cca":
+            pv, pa = self.model.transform(v, a)
+        else:
+            pv, pa = v, self.model.predict(a)
         return pv.reshape(*V.shape[:2], -1), pa.reshape(*A.shape[:2], -1)
 
     def scores(self, V, A) -> np.ndarray:
@@ -199,10 +210,12 @@ def floor_ceiling(root, split:str='test', image_size:int=64, method:str='cca', w
     meta = load_synth(root)
     names = list(meta['videos'])
     sp = np.array([meta['videos'][n]['split'] for n in names])
-    if split not in set(sp): raise ValueError(f"split: {split!r} is empty in {root} (splits: {sorted(set(sp))})")
+    if split not in set(sp):
+        raise ValueError(f"split: {split!r} is empty in {root} (splits: {sorted(set(sp))})")
     test = [n for n, s in zip(names, sp) if s == split]
     train = [n for n, s in zip(names, sp) if s != split and s in ('train', 'val')]
-    if len(train) < 2: raise ValueError(f"split: leaves {len(train)} videos to fit the baseline on")
+    if len(train) < 2:
+        raise ValueError(f"split: leaves {len(train)} videos to fit the baseline on")
     V, A, _ = features if features is not None else synth_features(root, names, image_size, workers, progress)
     idx = {n: i for i, n in enumerate(names)}
     tr, te = [idx[n] for n in train], [idx[n] for n in test]
@@ -213,7 +226,8 @@ def floor_ceiling(root, split:str='test', image_size:int=64, method:str='cca', w
     for direction in ('V->M', 'M->V'):
         rows.append(dict(method='chance', direction=direction, **chance_metrics(len(test))))
         for m, S in (('baseline', base), ('oracle', orac)):
-            rows.append(dict(method=m, direction=direction, **retrieval_metrics(S if direction == 'V->M' else S.T, truth)))
+            rows.append(dict(method=m, direction=direction, **retrieval_metrics(S if direction == 'V->M' else S.T,
+                                                                                truth)))
     return pd.DataFrame(rows).drop(columns='queries')
 
 def write_floor_ceiling(root, out_csv, **kwargs) -> pd.DataFrame:
@@ -229,7 +243,8 @@ def view_features(cache, rows, modality:str) -> np.ndarray:
     "Hand-crafted features of one view of cache rows (`cmmixer.synth.video_features` or `audio_features`): [n, K, 31]."
     check_choice('modality', modality, ('video', 'audio'))
     c = as_cache(cache)
-    if modality == 'video': return np.stack([video_features(np.asarray(c.frames[int(r)])) for r in rows])
+    if modality == 'video':
+        return np.stack([video_features(np.asarray(c.frames[int(r)])) for r in rows])
     return np.stack([audio_features(np.asarray(c.fbank[int(r)], dtype=np.float32)) for r in rows])
 
 def cache_features(cache, rows) -> tuple:
@@ -245,7 +260,8 @@ def input_features(cache, rows, image_size:int) -> tuple:
     for r in rows:
         fr = torch.from_numpy(np.array(c.frames[int(r)]))
         if fr.shape[-1] != image_size:
-            fr = F.interpolate(fr.float(), size=(image_size, image_size), mode='bilinear', antialias=True).round().clamp(0, 255).to(torch.uint8)
+            fr = F.interpolate(fr.float(), size=(image_size, image_size), mode='bilinear',
+                               antialias=True).round().clamp(0, 255).to(torch.uint8)
         fb = torch.from_numpy(np.array(c.fbank[int(r)], dtype=np.float32))
         img = spectrogram_image(fb, image_size, mean=mu, std=sd)[:, :1]
         back = F.interpolate(img, size=tuple(fb.shape[-2:]), mode='bilinear', align_corners=False)[:, 0] * sd + mu
@@ -273,22 +289,27 @@ def reference_points(cache, split:str='test', train_split:str='train', pool_size
     def fitted(kind, feats):                                            # feats(rows) -> (V, A) of a cache's records
         # the training features are extracted and fitted once
         key = (kind, method, str(c.root), train_split)
-        if key not in memo: memo[key] = FeatureBaseline(method).fit(*feats(train.rows))
+        if key not in memo:
+            memo[key] = FeatureBaseline(method).fit(*feats(train.rows))
         return evaluate_scores(memo[key].scores(*feats(test.rows)), test.group_index, pool_size, seed)
     out = dict(baseline=fitted('cache', lambda rows: cache_features(c, rows)),
                oracle=evaluate_scores(oracle_scores(meta, ids), test.group_index, pool_size, seed))
-    if image_size is not None: out['baseline_inputs'] = fitted(f'inputs{image_size}', lambda rows: input_features(c, rows, image_size))
+    if image_size is not None:
+        out['baseline_inputs'] = fitted(f'inputs{image_size}', lambda rows: input_features(c, rows, image_size))
     if full_cache is not None:
         fc = as_cache(full_cache)
         row_of = dict(zip(fc.manifest['id'], fc.manifest['index'].astype(int)))
         ids_of = lambda rows: c.manifest['id'].to_numpy()[rows]
         check(all(i in row_of for i in ids_of(np.concatenate([train.rows, test.rows]))), 'full_cache',
                f"{fc.root} lacks records of {c.root}")
-        out['baseline_full'] = fitted(f'full:{fc.root}', lambda rows: cache_features(fc, [row_of[i] for i in ids_of(rows)]))
+        out['baseline_full'] = fitted(f'full:{fc.root}', lambda rows: cache_features(fc,
+                                                                                     [row_of[i] for i in ids_of(rows)]))
         out['baseline_full']['resolution'] = int(fc.meta['cfg']['image_size'])
-    for r in out.values(): r['pool'].update(split=split, train_split=train_split, seconds=round(time.perf_counter() - t0, 3))
+    for r in out.values():
+        r['pool'].update(split=split, train_split=train_split, seconds=round(time.perf_counter() - t0, 3))
     for k in out:
-        if k.startswith('baseline'): out[k]['method'] = method
+        if k.startswith('baseline'):
+            out[k]['method'] = method
     return out
 
 # %% ../nbs/04a_references.ipynb #ae5856ab
@@ -298,7 +319,8 @@ def floor_ceiling_of_cache(cache, out_csv=None, split:str='test', method:str='cc
     root = synth_root(c)
     names = list(load_synth(root)['videos'])
     row = dict(zip(c.manifest['id'], c.manifest['index'].astype(int)))
-    check(all(n in row for n in names), 'cache', f"lacks {sum(n not in row for n in names)} videos of {root} (rejected?)")
+    check(all(n in row for n in names), 'cache',
+          f"lacks {sum(n not in row for n in names)} videos of {root} (rejected?)")
     V, A = cache_features(c, [row[n] for n in names])
     df = floor_ceiling(root, split=split, method=method, features=(V, A, names))
     if out_csv is not None:

@@ -47,20 +47,25 @@ class RetrieverConfig:
     inputs: dict = field(default_factory=dict)  # preprocessing of new media (set by `finetune` from the cache)
 
     def __post_init__(self):
-        if isinstance(self.mae, MAEConfig): self.mae = asdict(self.mae)
+        if isinstance(self.mae, MAEConfig):
+            self.mae = asdict(self.mae)
         check(isinstance(self.mae, dict), 'mae', f"expected an MAEConfig or its dict, got {type(self.mae).__name__}")
-        try: self.mae = asdict(MAEConfig(**self.mae))          # complete and normalised (defaults filled in)
-        except TypeError as e: raise ValueError(f"mae: {e}") from None
+        try:
+            self.mae = asdict(MAEConfig(**self.mae))          # complete and normalised (defaults filled in)
+        except TypeError as e:
+            raise ValueError(f"mae: {e}") from None
         check(is_int(self.proj_dim, 1), 'proj_dim', f"must be an int >= 1, got {self.proj_dim!r}")
         check(isinstance(self.tau, (int, float)) and not isinstance(self.tau, bool) and math.isfinite(self.tau)
                and self.tau > 0, 'tau', f"must be a finite number > 0, got {self.tau!r}")
         check(isinstance(self.symmetric, bool), 'symmetric', f"must be a bool, got {self.symmetric!r}")
         check(self.score in SCORES, 'score', f"must be one of {SCORES}, got {self.score!r}")
-        check(isinstance(self.shared_negatives, bool), 'shared_negatives', f"must be a bool, got {self.shared_negatives!r}")
+        check(isinstance(self.shared_negatives, bool), 'shared_negatives',
+              f"must be a bool, got {self.shared_negatives!r}")
         check(isinstance(self.inputs, dict), 'inputs', f"must be a dict, got {type(self.inputs).__name__}")
 
     @property
-    def mae_config(self) -> MAEConfig: return MAEConfig(**self.mae)
+    def mae_config(self) -> MAEConfig:
+        return MAEConfig(**self.mae)
 
 # %% ../nbs/04_retrieval.ipynb #849e2c25
 def encoder_width(encoder:nn.Module) -> int:
@@ -93,9 +98,11 @@ class Retriever(nn.Module):
         cfg = RetrieverConfig() if cfg is None else cfg
         check(isinstance(cfg, RetrieverConfig), 'cfg', f"expected a RetrieverConfig, got {type(cfg).__name__}")
         check(is_int(seed, 0), 'seed', f"must be an int >= 0, got {seed!r}")
-        if encoder is None: encoder = CMMixerEncoder(cfg.mae_config)
+        if encoder is None:
+            encoder = CMMixerEncoder(cfg.mae_config)
         encoder_width(encoder)
-        if isinstance(encoder, CMMixerEncoder): check(asdict(encoder.cfg) == cfg.mae, 'encoder', "its MAEConfig differs from cfg.mae")
+        if isinstance(encoder, CMMixerEncoder):
+            check(asdict(encoder.cfg) == cfg.mae, 'encoder', "its MAEConfig differs from cfg.mae")
         self.cfg = cfg
         self.video = Tower(copy.deepcopy(encoder), cfg.proj_dim)
         self.music = Tower(copy.deepcopy(encoder), cfg.proj_dim)
@@ -108,25 +115,30 @@ class Retriever(nn.Module):
     def from_pretrained(cls, model, seed:int=0, **cfg) -> Retriever:
         "A retriever whose towers copy the encoder of `model` (a CMMixerMAE or a CMMixerEncoder); `cfg`: RetrieverConfig fields."
         enc = model.encoder if isinstance(model, CMMixerMAE) else model
-        check(isinstance(enc, CMMixerEncoder), 'model', f"expected a CMMixerMAE or CMMixerEncoder, got {type(model).__name__}")
+        check(isinstance(enc, CMMixerEncoder), 'model',
+              f"expected a CMMixerMAE or CMMixerEncoder, got {type(model).__name__}")
         return cls(RetrieverConfig(mae=asdict(enc.cfg), **cfg), enc, seed)
 
-    def embed_video(self, video:torch.Tensor) -> torch.Tensor: return self.video(video)
-    def embed_music(self, audio:torch.Tensor) -> torch.Tensor: return self.music(audio)
+    def embed_video(self, video:torch.Tensor) -> torch.Tensor:
+        return self.video(video)
+    def embed_music(self, audio:torch.Tensor) -> torch.Tensor:
+        return self.music(audio)
 
     def forward(self, video:torch.Tensor,   # [B, K, 3, H, W] frames (the video tower's input)
                 audio:torch.Tensor,         # [B, K, 3, H, W] spectrogram images of the music under the same clips
                 group:torch.Tensor|None=None, # [B] pairing-group ids (used when cfg.shared_negatives is False)
                ) -> dict:
         "InfoNCE (Eq. 2) over the global batch: dict(loss, loss_v2m, loss_m2v, batch_r1)."
-        check(video.shape == audio.shape, 'audio', f"shape {tuple(audio.shape)} differs from video {tuple(video.shape)}")
+        check(video.shape == audio.shape, 'audio',
+              f"shape {tuple(audio.shape)} differs from video {tuple(video.shape)}")
         pv, pm = self.video(video), self.music(audio)
         return info_nce(pv, pm, self.cfg.tau, self.cfg.symmetric, None if self.cfg.shared_negatives else group)
 
 # %% ../nbs/04_retrieval.ipynb #eee37a14
 def _gather_plain(x:torch.Tensor) -> torch.Tensor:
     "Concatenate a tensor that needs no gradient (e.g. group ids) from every rank, in rank order."
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return x
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts)
@@ -139,13 +151,16 @@ def info_nce(pv:torch.Tensor,          # [B, L, d] video clip embeddings P^v (un
              gather:bool=True,         # gather across DDP ranks (with gradients) so negatives are the global batch
             ) -> dict:
     "Eq. 2: at each clip l, V-way cross-entropy of s(P^v_il, P^m_jl)/tau over j; mean over i and l."
-    check(isinstance(pv, torch.Tensor) and pv.ndim == 3, 'pv', f"expected [B, L, d], got {tuple(getattr(pv, 'shape', ()))}")
-    check(isinstance(pm, torch.Tensor) and pm.shape == pv.shape, 'pm', f"expected the shape of pv {tuple(pv.shape)}, got {tuple(getattr(pm, 'shape', ()))}")
+    check(isinstance(pv, torch.Tensor) and pv.ndim == 3, 'pv',
+          f"expected [B, L, d], got {tuple(getattr(pv, 'shape', ()))}")
+    check(isinstance(pm, torch.Tensor) and pm.shape == pv.shape, 'pm',
+          f"expected the shape of pv {tuple(pv.shape)}, got {tuple(getattr(pm, 'shape', ()))}")
     check(isinstance(tau, (int, float)) and tau > 0, 'tau', f"must be > 0, got {tau!r}")
     if gather:   # ONE differentiable gather for both towers (see the text above)
         d = pv.shape[-1]
         pv, pm = all_gather_cat(torch.cat([pv, pm], -1)).split(d, -1)
-        if groups is not None: groups = _gather_plain(groups.to(pv.device))
+        if groups is not None:
+            groups = _gather_plain(groups.to(pv.device))
     V, L, _ = pv.shape
     logits = torch.einsum('ild,jld->lij', pv, pm) / tau            # [L, V, V]: row i, column j, at clip l
     if groups is not None:
@@ -163,7 +178,8 @@ def info_nce(pv:torch.Tensor,          # [B, L, d] video clip embeddings P^v (un
 def pair_subset(rows, fraction:float=1.0, subset_seed:int=0) -> np.ndarray:
     "A seeded share `fraction` of the records `rows` (at least 2), sorted; all of them when `fraction` is 1."
     rows = np.asarray(rows)
-    if fraction >= 1: return rows
+    if fraction >= 1:
+        return rows
     g = np.random.default_rng(derive_seed(subset_seed, 'pairs'))
     return np.sort(g.permutation(rows)[:max(2, int(round(fraction * len(rows))))])
 
@@ -188,7 +204,8 @@ class PairDataset(PretrainDataset):
             src = np.empty_like(order)
             src[order] = np.roll(order, 1)    # a single cycle through a random order
             self.audio_row = {int(self.rows[i]): int(self.rows[src[i]]) for i in range(len(self.rows))}
-    def audio(self, row:int) -> torch.Tensor: return super().audio(self.audio_row.get(int(row), int(row)))
+    def audio(self, row:int) -> torch.Tensor:
+        return super().audio(self.audio_row.get(int(row), int(row)))
     def __getitem__(self, i):
         item = super().__getitem__(i)
         item['group'] = self.group_of[int(item['index'])]
@@ -204,16 +221,19 @@ def input_spec(cache, image_size:int, split:str='train') -> dict:
     c = as_cache(cache)
     m = c.manifest[c.manifest['split'] == split]
     span = float(pd.to_numeric(m['duration']).median()) if len(m) else float(pd.to_numeric(c.manifest['duration']).median())
-    return dict(media=dict(c.meta['cfg']), fbank_mean=float(c.stats['fbank_mean']), fbank_std=float(c.stats['fbank_std']),
+    return dict(media=dict(c.meta['cfg']), fbank_mean=float(c.stats['fbank_mean']),
+                fbank_std=float(c.stats['fbank_std']),
                 frame_mean=list(IMAGENET_MEAN), frame_std=list(IMAGENET_STD), image_size=int(image_size), span_s=span)
 
 # %% ../nbs/04_retrieval.ipynb #f33bc5c8
-def finetune_config(scale:str='smoke', epochs:int|None=None, seed:int=0, out_dir:str='runs/retrieval', **overrides) -> TrainConfig:
+def finetune_config(scale:str='smoke', epochs:int|None=None, seed:int=0, out_dir:str='runs/retrieval',
+                    **overrides) -> TrainConfig:
     "The scale's fine-tuning recipe (`Scale.finetune`: 'paper' is Sec. 4.3, lr 2e-4, 100 epochs, batch 32; 'smoke' and 'cpu' our CPU budget)."
     check(scale in SCALES, 'scale', f"must be one of {SCALES}, got {scale!r}")
     check(epochs is None or is_int(epochs, 1), 'finetune_epochs', f"must be None or an int >= 1, got {epochs!r}")
     base = scale_config(scale).finetune.to_dict()
-    if epochs is not None: base['epochs'] = epochs
+    if epochs is not None:
+        base['epochs'] = epochs
     base['warmup_epochs'] = min(base['warmup_epochs'], base['epochs'] / 2)
     base.update(seed=seed, out_dir=str(out_dir))
     return TrainConfig(**{**base, **overrides})
@@ -226,7 +246,9 @@ def encoder_lr_groups(weight_decay:float, encoder_lr_scale:float=1.0):
             enc = ['.encoder.' in f'.{n}' for n in g['param_names']]
             for flag, sc in ((True, encoder_lr_scale), (False, 1.0)):
                 idx = [i for i, e in enumerate(enc) if e == flag]
-                if idx: out.append(dict(params=[g['params'][i] for i in idx], param_names=[g['param_names'][i] for i in idx],
+                if idx:
+                    out.append(dict(params=[g['params'][i] for i in idx],
+                                    param_names=[g['param_names'][i] for i in idx],
                                         weight_decay=g['weight_decay'], lr_scale=sc))
         return out
     return groups
@@ -247,14 +269,17 @@ def finetune(model:Retriever, cache, cfg:TrainConfig, split:str='train', repeats
     ds = PairDataset(c, split, repeats, image_size=model.cfg.mae['image_size'], augment=augment, seed=cfg.seed,
                      fraction=fraction, subset_seed=subset_seed, shuffle_audio=shuffle_audio)
     model.cfg.inputs = input_spec(c, model.cfg.mae['image_size'], split)
-    for t in (model.video, model.music): t.encoder.requires_grad_(not freeze_encoder)
-    return fit(model, ds, cfg, step_fn=retrieval_step, resume=resume, groups=encoder_lr_groups(cfg.weight_decay, encoder_lr_scale),
+    for t in (model.video, model.music):
+        t.encoder.requires_grad_(not freeze_encoder)
+    return fit(model, ds, cfg, step_fn=retrieval_step, resume=resume, groups=encoder_lr_groups(cfg.weight_decay,
+                                                                                               encoder_lr_scale),
                desc='fine-tune')
 
 def load_retriever(path, device='cpu') -> Retriever:
     "A fine-tuned retriever from a run folder or its `checkpoint/` (safetensors + config.json), no training state needed."
     p = Path(path)
-    if (p / 'checkpoint' / 'config.json').exists(): p = p / 'checkpoint'
+    if (p / 'checkpoint' / 'config.json').exists():
+        p = p / 'checkpoint'
     check((p / 'config.json').exists(), 'checkpoint', f"{str(path)!r} holds no checkpoint (config.json)")
     meta = read_checkpoint(p)
     check(str(meta.get('model_class', '')).endswith('Retriever'), 'checkpoint',
@@ -270,8 +295,10 @@ def pair_scores(q:torch.Tensor,  # [Q, K, d] unit clip embeddings of the queries
                ) -> torch.Tensor: # [Q, C]
     "'clip': mean over the K aligned clips of cosine similarity; 'mean': cosine of the mean-pooled embeddings."
     check(score in SCORES, 'score', f"must be one of {SCORES}, got {score!r}")
-    check(q.ndim == 3 and c.ndim == 3 and q.shape[1:] == c.shape[1:], 'c', f"shapes {tuple(q.shape)} and {tuple(c.shape)} do not align")
-    if score == 'clip': return torch.einsum('qkd,ckd->qc', q, c) / q.shape[1]
+    check(q.ndim == 3 and c.ndim == 3 and q.shape[1:] == c.shape[1:], 'c',
+          f"shapes {tuple(q.shape)} and {tuple(c.shape)} do not align")
+    if score == 'clip':
+        return torch.einsum('qkd,ckd->qc', q, c) / q.shape[1]
     return F.normalize(q.mean(1), dim=-1) @ F.normalize(c.mean(1), dim=-1).T
 
 TRACK_SCORES = ('best', 'mean')
@@ -327,7 +354,8 @@ def evaluate_scores(scores,
     check(group.ndim == 1 and len(group) >= 1, 'group', f"expected one group per item, got shape {group.shape}")
     if not callable(scores):
         S = torch.as_tensor(np.asarray(scores) if not isinstance(scores, torch.Tensor) else scores).float()
-        check(S.shape == (len(group), len(group)), 'scores', f"expected [{len(group)}, {len(group)}] (items x items), got {tuple(S.shape)}")
+        check(S.shape == (len(group), len(group)), 'scores',
+              f"expected [{len(group)}, {len(group)}] (items x items), got {tuple(S.shape)}")
         scores = lambda q, c: S[torch.as_tensor(q)][:, torch.as_tensor(c)]
     pools = draw_pools(group, pool_size, seed)
     # V -> M: candidates are the pool's tracks; a track scores by its best test excerpt
@@ -352,7 +380,8 @@ def evaluate_scores(scores,
     npos = correct.sum(1).numpy()
     return dict(v2m=v2m, m2v=m2v, chance_v2m=chance_metrics(len(tracks), ks), chance_m2v=chance_metrics(len(vids), ks),
                 chance_best_of_m2v=chance_best_of(len(vids), npos, ks),
-                pool=dict(size=pool_size, seed=seed, tracks=int(len(tracks)), videos=int(len(vids)), track_score=track_score,
+                pool=dict(size=pool_size, seed=seed, tracks=int(len(tracks)), videos=int(len(vids)),
+                          track_score=track_score,
                           v2m_queries=int(len(items)), m2v_queries=int(len(qtracks)),
                           m2v_max_correct=int(npos.max()), test_items=int(len(group))))
 
@@ -360,10 +389,12 @@ def evaluate_scores(scores,
 def evaluate_embeddings(video,         # [N, K, d] video-tower embeddings of the test items
                         music,         # [N, K, d] music-tower embeddings of the same items (the music under each video)
                         group,         # [N] pairing group of each item (int or str): items of one group share a track
-                        pool_size:int=POOL_SIZE, seed:int=0, score:str='clip', ks=(1, 5, 10), track_score:str='best') -> dict:
+                        pool_size:int=POOL_SIZE, seed:int=0, score:str='clip', ks=(1, 5,
+                                                                                   10), track_score:str='best') -> dict:
     "Section 4.4 on embeddings: V->M and M->V metrics, chance levels and pool sizes (shared tracks as documented above)."
     video, music = torch.as_tensor(video).float(), torch.as_tensor(music).float()
-    check(video.ndim == 3 and video.shape == music.shape, 'music', f"shape {tuple(music.shape)} differs from video {tuple(video.shape)}")
+    check(video.ndim == 3 and video.shape == music.shape, 'music',
+          f"shape {tuple(music.shape)} differs from video {tuple(video.shape)}")
     group = np.asarray(group)
     check(group.shape == (len(video),), 'group', f"expected one group per item ({len(video)}), got shape {group.shape}")
     check(score in SCORES, 'score', f"must be one of {SCORES}, got {score!r}")
@@ -373,7 +404,8 @@ def evaluate_embeddings(video,         # [N, K, d] video-tower embeddings of the
 
 # %% ../nbs/04_retrieval.ipynb #21e0f6bf
 @torch.no_grad()
-def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, device='auto', progress:bool=False) -> dict:
+def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, device='auto',
+                progress:bool=False) -> dict:
     "Both towers' embeddings of every item of `split`: video, music [N, K, d] (CPU float32), group [N] ints, groups, rows."
     check(is_int(batch_size, 1), 'batch_size', f"must be an int >= 1, got {batch_size!r}")
     ds = RetrievalDataset(as_cache(cache), split, image_size=model.cfg.mae['image_size'])
@@ -383,11 +415,13 @@ def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, dev
     model.to(dev)
     vs, ms, gs = [], [], []
     try:
-        for b in progress_bar(DataLoader(ds, batch_size=batch_size, shuffle=False), f'embed {split}', disable=not progress, unit='batch'):
+        for b in progress_bar(DataLoader(ds, batch_size=batch_size, shuffle=False), f'embed {split}',
+                              disable=not progress, unit='batch'):
             vs.append(model.embed_video(b['video'].to(dev)).float().cpu())
             ms.append(model.embed_music(b['audio'].to(dev)).float().cpu())
             gs.append(b['group'])
-    finally: model.train(was)
+    finally:
+        model.train(was)
     return dict(video=torch.cat(vs), music=torch.cat(ms), group=torch.cat(gs).numpy(), groups=list(ds.groups),
                 rows=np.asarray(ds.rows))
 

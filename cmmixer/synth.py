@@ -99,7 +99,8 @@ def observe(rng:np.random.Generator, latent:dict, offset:float, duration:float, 
     segs = []
     for s0, s1, e, r in latent['sections']:
         a, b = max(s0, offset), min(s1, offset + duration)
-        if b <= a: continue
+        if b <= a:
+            continue
         eo, ro = _flip(rng, e, 3, p), _flip(rng, r, 2, p)
         segs.append([round(a - offset, 4), round(b - offset, 4), eo, ro,
                      float(np.clip(ENERGY_BRIGHTNESS[eo] + rng.normal(0, nz['brightness']), 0.25, 1.0)),
@@ -141,18 +142,22 @@ _PAD = dict(ratios=(1, 2), amps=(1, .2), attack=.15, decay=None)
 _BASS = dict(ratios=(1, 2, 3), amps=(1, .35, .1), attack=.01, decay=.5)
 
 # %% ../nbs/01b_synth.ipynb #0448a6d7
-def _midi_hz(m): return 440.0 * 2.0 ** ((m - 69) / 12)
+def _midi_hz(m):
+    return 440.0 * 2.0 ** ((m - 69) / 12)
 
 def _add_tone(y, sr, t0, dur, f0, spec, gain):
     s = int(round(t0 * sr))
     n = min(int(round(dur * sr)), len(y) - s)
-    if n <= 0: return
+    if n <= 0:
+        return
     t = np.arange(n) / sr
     w = np.zeros(n)
     for r, a in zip(spec['ratios'], spec['amps']):
-        if f0 * r >= 0.45 * sr: break
+        if f0 * r >= 0.45 * sr:
+            break
         part = a * np.sin(2 * np.pi * f0 * r * t)
-        if spec['decay']: part *= np.exp(-t * math.sqrt(r) / spec['decay'])
+        if spec['decay']:
+            part *= np.exp(-t * math.sqrt(r) / spec['decay'])
         w += part
     env = np.minimum(1.0, t / spec['attack']) * np.clip((dur - t) / 0.03, 0.0, 1.0)
     y[s:s + n] += gain * env * w
@@ -160,17 +165,21 @@ def _add_tone(y, sr, t0, dur, f0, spec, gain):
 def _add_noise_hit(y, sr, t0, dur, rng, gain, color='white', f0=None):
     s = int(round(t0 * sr))
     n = min(int(round(dur * sr)), len(y) - s)
-    if n <= 0: return
+    if n <= 0:
+        return
     t = np.arange(n) / sr
     w = rng.standard_normal(n)
-    if color == 'high': w = np.diff(w, prepend=0.0)
-    if f0 is not None: w = 0.5 * w + np.sin(2 * np.pi * f0 * t)
+    if color == 'high':
+        w = np.diff(w, prepend=0.0)
+    if f0 is not None:
+        w = 0.5 * w + np.sin(2 * np.pi * f0 * t)
     y[s:s + n] += gain * np.exp(-t / (dur / 4)) * w
 
 def _add_kick(y, sr, t0, gain):
     s = int(round(t0 * sr))
     n = min(int(0.25 * sr), len(y) - s)
-    if n <= 0: return
+    if n <= 0:
+        return
     t = np.arange(n) / sr
     f = 45 + 75 * np.exp(-t / 0.03)
     y[s:s + n] += gain * np.exp(-t / 0.12) * np.sin(2 * np.pi * np.cumsum(f) / sr)
@@ -190,20 +199,23 @@ def synth_music(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
         t0, root = b * bar, prog[b % 4]
         e, r = (int(v[0]) for v in factors_at(latent, t0 + 1e-3))
         g = ENERGY_GAIN[e]
-        for d in (root, root + 2, root + 4): _add_tone(y, sr, t0, bar, _midi_hz(midi(d, 48)), _PAD, 0.10 * g)
+        for d in (root, root + 2, root + 4):
+            _add_tone(y, sr, t0, bar, _midi_hz(midi(d, 48)), _PAD, 0.10 * g)
         base = (60, 72)[r]
         for i, o in enumerate(onsets):
             nxt = onsets[i + 1] if i + 1 < len(onsets) else 4
             m = midi(root + int(rng.choice((0, 2, 4, 0, 2, 4, 1, 3, 5))), base)
             _add_tone(y, sr, t0 + o * beat, (nxt - o) * beat * 0.92, _midi_hz(m), spec, 0.30 * g)
-            if e == 2: _add_tone(y, sr, t0 + o * beat, (nxt - o) * beat * 0.92, _midi_hz(m + 12), spec, 0.10 * g)
+            if e == 2:
+                _add_tone(y, sr, t0 + o * beat, (nxt - o) * beat * 0.92, _midi_hz(m + 12), spec, 0.10 * g)
         if e >= 1:
             for q in (0, 2):
                 _add_tone(y, sr, t0 + q * beat, 1.8 * beat, _midi_hz(midi(root, 36)), _BASS, 0.30 * g)
                 _add_kick(y, sr, t0 + q * beat, 0.45 * g)
                 _add_noise_hit(y, sr, t0 + (q + 1) * beat, 0.18, rng, 0.18 * g, f0=190.0)
         if e == 2:
-            for q in range(8): _add_noise_hit(y, sr, t0 + q * beat / 2, 0.05, rng, 0.10 * g, color='high')
+            for q in range(8):
+                _add_noise_hit(y, sr, t0 + q * beat / 2, 0.05, rng, 0.10 * g, color='high')
     return np.tanh(1.1 * y).astype(np.float32)
 
 # %% ../nbs/01b_synth.ipynb #8170caf9
@@ -218,7 +230,8 @@ def _band_noise(rng, n, sr, fc, octaves):
 
 def _event_times(rng, duration, rate, rhythm):
     "Event onsets: periodic (rhythm 0), periodic with jitter (1) or Poisson (2) at `rate` per second."
-    if rhythm == 2: return np.sort(rng.uniform(0, duration, rng.poisson(rate * duration)))
+    if rhythm == 2:
+        return np.sort(rng.uniform(0, duration, rng.poisson(rate * duration)))
     t = np.arange(0, duration, 1 / rate)
     return np.clip(t + (rng.uniform(-0.3, 0.3, len(t)) / rate if rhythm == 1 else 0), 0, duration)
 
@@ -233,46 +246,58 @@ def synth_natural(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
     for s0, s1, e, r in latent['sections']:
         a, b = int(round(s0 * sr)), int(round(s1 * sr))
         n, dur = b - a, (b - a) / sr
-        if n <= 0: continue
+        if n <= 0:
+            continue
         fc = (350.0, 1600.0)[r] * 2 ** (latent['key'] / 12)
         rate = latent['bpm'] / 60 * (1.0, 2.0, 3.5)[e]
         t = np.arange(n) / sr
         seg = np.zeros(n)
         base = _band_noise(rng, n, sr, fc, width)
-        if tex == 0: seg += base * (0.6 + 0.4 * np.sin(2 * np.pi * rate / 4 * t + rng.uniform(0, 6.3)))
-        else: seg += (0.35, 0.15, 0.25)[tex - 1] * base
+        if tex == 0:
+            seg += base * (0.6 + 0.4 * np.sin(2 * np.pi * rate / 4 * t + rng.uniform(0, 6.3)))
+        else:
+            seg += (0.35, 0.15, 0.25)[tex - 1] * base
         if tex > 0:
             for te in _event_times(rng, dur, rate, latent['rhythm']):
-                if tex == 1: _add_noise_hit(seg, sr, te, 0.02, rng, 0.8, color='high')
+                if tex == 1:
+                    _add_noise_hit(seg, sr, te, 0.02, rng, 0.8, color='high')
                 elif tex == 2:
                     k = min(int(0.06 * sr), n - int(te * sr))
                     tt = np.arange(max(k, 0)) / sr
                     f = fc * (1 + 8 * tt)
                     seg[int(te * sr):int(te * sr) + len(tt)] += 0.8 * np.exp(-tt / 0.02) * np.sin(2 * np.pi * np.cumsum(f) / sr)
-                else: _add_noise_hit(seg, sr, te, 0.008, rng, float(rng.uniform(0.5, 1.5)))
+                else:
+                    _add_noise_hit(seg, sr, te, 0.008, rng, float(rng.uniform(0.5, 1.5)))
         fade = np.minimum(1.0, np.minimum(t, dur - t) / 0.01)
         y[a:b] += ENERGY_GAIN[e] * 0.3 * fade * seg
     return np.tanh(y).astype(np.float32)
 
 # %% ../nbs/01b_synth.ipynb #15c3a4fe
-def _hsv(h, s, v): return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
+def _hsv(h, s, v):
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
 
 def _texture(kind:int, size:int, rng) -> np.ndarray:
     "A periodic (tileable) texture in [0, 1], so that the camera can pan over it forever."
     y, x = np.mgrid[0:size, 0:size] / size
-    if kind == 0: return np.full((size, size), 0.5, np.float32)
-    if kind == 1: return (0.5 + 0.5 * np.cos(2 * np.pi * y + rng.uniform(0, 6.3))).astype(np.float32)
+    if kind == 0:
+        return np.full((size, size), 0.5, np.float32)
+    if kind == 1:
+        return (0.5 + 0.5 * np.cos(2 * np.pi * y + rng.uniform(0, 6.3))).astype(np.float32)
     if kind == 2:
-        t = sum(np.cos(2 * np.pi * (int(rng.integers(1, 4)) * x + int(rng.integers(1, 4)) * y) + rng.uniform(0, 6.3)) for _ in range(5))
+        t = sum(np.cos(2 * np.pi * (int(rng.integers(1, 4)) * x + int(rng.integers(1,
+                                                                                   4)) * y) + rng.uniform(0, 6.3)) for _ in range(5))
         return ((t - t.min()) / (t.max() - t.min() + 1e-9)).astype(np.float32)
     c = int(rng.choice((4, 6, 8)))
     return (((np.floor(x * c) + np.floor(y * c)) % 2) * 0.8 + 0.1).astype(np.float32)
 
 def _shape_mask(shape:int, dx, dy, r, outline:bool):
     def inside(r):
-        if shape == 0: return dx ** 2 + dy ** 2 <= r ** 2
-        if shape == 1: return np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
-        if shape == 2: return (dy >= -0.95 * r) & (dy <= 0.75 * r) & (np.abs(dx) <= (dy + 0.95 * r) * 0.62)
+        if shape == 0:
+            return dx ** 2 + dy ** 2 <= r ** 2
+        if shape == 1:
+            return np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
+        if shape == 2:
+            return (dy >= -0.95 * r) & (dy <= 0.75 * r) & (np.abs(dx) <= (dy + 0.95 * r) * 0.62)
         d2 = dx ** 2 + dy ** 2
         return (d2 <= r ** 2) & (d2 >= (0.55 * r) ** 2)
     m = inside(r)
@@ -288,7 +313,8 @@ def _positions(layout:int, n:int, yc:float, t:float, size:int):
     return x, y
 
 # %% ../nbs/01b_synth.ipynb #109f7f6a
-def render_video(obs:dict, distractors:dict, offset:float, duration:float, fps:float, image_size:int, seed:int=0) -> np.ndarray:
+def render_video(obs:dict, distractors:dict, offset:float, duration:float, fps:float, image_size:int,
+                 seed:int=0) -> np.ndarray:
     "Draw the frames (uint8 [N,S,S,3]) of a video from what it shows (`observe`) and its distractors."
     rng, S, D = np.random.default_rng(seed), int(image_size), distractors
     n_frames = max(1, int(round(duration * fps)))
@@ -338,10 +364,12 @@ def _check_params(videos, tracks, seed, difficulty, natural_share, duration, ima
          f"must be an even int in [32, 512] (H.264 needs even sizes), got {image_size!r}")
     need(isnum(fps) and 1 <= fps <= 60, 'fps', f"must be in [1, 60], got {fps!r}")
     need(isint(clips) and 1 <= clips <= duration * fps, 'clips', f"must be an int in [1, duration*fps], got {clips!r}")
-    need(isint(sample_rate) and 8000 <= sample_rate <= 48000, 'sample_rate', f"must be an int in [8000, 48000], got {sample_rate!r}")
+    need(isint(sample_rate) and 8000 <= sample_rate <= 48000, 'sample_rate',
+         f"must be an int in [8000, 48000], got {sample_rate!r}")
     need(isnum(track_ratio) and 1 <= track_ratio <= 10, 'track_ratio', f"must be in [1, 10], got {track_ratio!r}")
     ok = isinstance(splits, (tuple, list)) and len(splits) == 3 and all(isnum(s) and s >= 0 for s in splits)
-    need(ok and abs(sum(splits) - 1) < 1e-6, 'splits', f"must be 3 non-negative shares (train, val, test) summing to 1, got {splits!r}")
+    need(ok and abs(sum(splits) - 1) < 1e-6, 'splits',
+         f"must be 3 non-negative shares (train, val, test) summing to 1, got {splits!r}")
     need(isint(workers) and workers >= 1, 'workers', f"must be an int >= 1, got {workers!r}")
 
 # %% ../nbs/01b_synth.ipynb #d3b9c188
@@ -350,8 +378,10 @@ def _offsets(rng, n, span, gap=1.0):
     gap = min(gap, span / max(n, 1))
     for _ in range(200):
         o = np.sort(rng.uniform(0, span, n))
-        if n < 2 or np.diff(o).min() >= gap: break
-    else: o = np.sort((np.arange(n) + rng.uniform(0, 1, n) * 0.5) * span / n)
+        if n < 2 or np.diff(o).min() >= gap:
+            break
+    else:
+        o = np.sort((np.arange(n) + rng.uniform(0, 1, n) * 0.5) * span / n)
     return [round(float(v), 2) for v in rng.permutation(o)]
 
 def _split_groups(rng, groups:dict, splits) -> dict:
@@ -383,7 +413,8 @@ def plan_video(r:np.random.Generator, name:str, latent:dict, track:str|None, off
                clips:int, difficulty:float) -> dict:
     "One video: its excerpt of `latent` (a track's from `offset`, or its own natural sound), what it shows, its distractors and seed."
     v = dict(file=f"{name}.mp4", kind='music' if track else 'natural', track=track, offset=offset)
-    if track is None: v['latent'] = latent
+    if track is None:
+        v['latent'] = latent
     v['truth'] = excerpt_truth(latent, offset, duration, clips)
     v['observed'] = observe(r, latent, offset, duration, clips, difficulty)
     v['distractors'] = sample_distractors(r, difficulty)
@@ -398,7 +429,8 @@ def assign_splits(rng:np.random.Generator, vids:dict, tracks:dict, splits) -> No
         groups[g] = groups.get(g, 0) + 1
     music_g = _split_groups(rng, {g: c for g, c in groups.items() if g in tracks}, splits)
     nat_g = _split_groups(rng, {g: c for g, c in groups.items() if g not in tracks}, splits)
-    for name, v in vids.items(): v['split'] = {**music_g, **nat_g}[v['track'] or name]
+    for name, v in vids.items():
+        v['split'] = {**music_g, **nat_g}[v['track'] or name]
 
 # %% ../nbs/01b_synth.ipynb #f7105679
 LEVELS = dict(tempo_bpm=TEMPO_BPM, mode=MODES, key=KEYS, timbre=TIMBRES, rhythm=RHYTHMS, energy=ENERGIES,
@@ -428,9 +460,11 @@ def plan(videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.5, natura
             t = tnames[owner[m]]
             vids[name] = plan_video(r, name, tr[t], t, offs[owner[m]].pop(), duration, clips, difficulty)
             m += 1
-        else: vids[name] = plan_video(r, name, sample_latent(r, duration), None, 0.0, duration, clips, difficulty)
+        else:
+            vids[name] = plan_video(r, name, sample_latent(r, duration), None, 0.0, duration, clips, difficulty)
     assign_splits(rng, vids, tr, splits)
-    params = dict(videos=videos, tracks=tracks, seed=seed, difficulty=float(difficulty), natural_share=float(natural_share),
+    params = dict(videos=videos, tracks=tracks, seed=seed, difficulty=float(difficulty),
+                  natural_share=float(natural_share),
                   duration=float(duration), image_size=image_size, fps=float(fps), clips=clips, sample_rate=sample_rate,
                   track_ratio=float(track_ratio), track_duration=track_dur, splits=[float(s) for s in splits])
     return dict(generator='SynthM2M', version=1, params=params, noise=noise_levels(difficulty),
@@ -445,7 +479,8 @@ def _write_track(path, latent, seed, sample_rate):
 def _write_video(path, v, latent, excerpt, p):
     "Render and encode one video (H.264 + AAC): its music excerpt for a music video, natural sound otherwise."
     audio = excerpt if v['kind'] == 'music' else synth_natural(latent, p['sample_rate'], v['seed'])
-    frames = render_video(v['observed'], v['distractors'], v['offset'], p['duration'], p['fps'], p['image_size'], v['seed'])
+    frames = render_video(v['observed'], v['distractors'], v['offset'], p['duration'], p['fps'], p['image_size'],
+                          v['seed'])
     write_media(path, frames, fps=p['fps'], audio=audio[None], sample_rate=p['sample_rate'])
     return path
 
@@ -469,18 +504,22 @@ def generate(out, videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.
     _check_params(videos, tracks, seed, difficulty, natural_share, duration, image_size, fps, clips, sample_rate,
                   track_ratio, splits, workers)
     root = Path(out)
-    if root.exists() and not root.is_dir(): raise ValueError(f"out: {root} exists and is not a folder")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"out: {root} exists and is not a folder")
     if root.exists() and any(root.iterdir()) and not (root / 'synth.json').exists():
         raise ValueError(f"out: {root} is not empty and holds no SynthM2M benchmark (refusing to write into it)")
     t0 = time.perf_counter()
-    meta = plan(videos, tracks, seed, difficulty, natural_share, duration, image_size, fps, clips, sample_rate, track_ratio, splits)
+    meta = plan(videos, tracks, seed, difficulty, natural_share, duration, image_size, fps, clips, sample_rate,
+                track_ratio, splits)
     for sub in ('music', 'videos'):
-        if (root / sub).exists(): shutil.rmtree(root / sub)
+        if (root / sub).exists():
+            shutil.rmtree(root / sub)
         (root / sub).mkdir(parents=True)
     for f in ('pairs.csv', 'synth.json'): (root / f).unlink(missing_ok=True)
     p = meta['params']
     tjobs = [(root / 'music' / t['file'], t, t['seed'], sample_rate) for t in meta['tracks'].values()]
-    audio = dict(zip(meta['tracks'], run_pool(_write_track, tjobs, workers, 'SynthM2M tracks', progress, module='cmmixer.synth', unit='track')))
+    audio = dict(zip(meta['tracks'], run_pool(_write_track, tjobs, workers, 'SynthM2M tracks', progress,
+                                              module='cmmixer.synth', unit='track')))
     n = int(round(duration * sample_rate))
     excerpt = lambda v: audio[v['track']][int(round(v['offset'] * sample_rate)):][:n] if v['track'] else None
     vjobs = [(root / 'videos' / v['file'], v, v.get('latent') or meta['tracks'][v['track']], excerpt(v), p)
@@ -499,7 +538,8 @@ def generate(out, videos:int=160, tracks:int=64, seed:int=0, difficulty:float=0.
 def load_synth(root) -> dict:
     "Read ROOT/synth.json (the generator's parameters and latent factors)."
     path = Path(root) / 'synth.json'
-    if not path.exists(): raise ValueError(f"root: {root} holds no synth.json (not a SynthM2M benchmark)")
+    if not path.exists():
+        raise ValueError(f"root: {root} holds no synth.json (not a SynthM2M benchmark)")
     return json.loads(path.read_text())
 
 # %% ../nbs/01b_synth.ipynb #b3654168

@@ -62,7 +62,8 @@ class TrainConfig:
     def __post_init__(self):
         self.betas = tuple(self.betas)
         check_train_config(self)
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 # %% ../nbs/03a_train.ipynb #5e529a9b
 def check_train_config(c:TrainConfig):
@@ -90,7 +91,8 @@ def check_train_config(c:TrainConfig):
 def from_dict(cls:TrainConfig, d:dict) -> TrainConfig:
     "Rebuild from `to_dict()` / a checkpoint's JSON (unknown keys are an error)."
     bad = set(d) - {f.name for f in fields(cls)}
-    if bad: raise ValueError(f"unknown TrainConfig fields: {sorted(bad)}")
+    if bad:
+        raise ValueError(f"unknown TrainConfig fields: {sorted(bad)}")
     return cls(**d)
 
 @patch(cls_method=True)
@@ -118,7 +120,8 @@ def param_groups(model:nn.Module, weight_decay:float=0.05) -> list:
     "Two AdamW groups of the trainable parameters: decayed weights, and the `no_weight_decay` ones at 0."
     decay, keep = ([], []), ([], [])
     for name, p in model.named_parameters():
-        if not p.requires_grad: continue
+        if not p.requires_grad:
+            continue
         names, params = keep if no_weight_decay(name, p) else decay
         names.append(name)
         params.append(p)
@@ -128,11 +131,16 @@ def param_groups(model:nn.Module, weight_decay:float=0.05) -> list:
 # %% ../nbs/03a_train.ipynb #94dfcccb
 def lr_at(step:int, total_steps:int, warmup_steps:int, base_lr:float, min_lr:float=0.0) -> float:
     "Learning rate of optimizer step `step` (0-based): linear warm-up, then cosine decay to `min_lr`."
-    if total_steps < 1: raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    if not 0 <= warmup_steps <= total_steps: raise ValueError(f"warmup_steps must be in [0, total_steps], got {warmup_steps}")
-    if step < 0: raise ValueError(f"step must be >= 0, got {step}")
-    if step < warmup_steps: return base_lr * step / warmup_steps
-    if total_steps == warmup_steps: return base_lr
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"warmup_steps must be in [0, total_steps], got {warmup_steps}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if step < warmup_steps:
+        return base_lr * step / warmup_steps
+    if total_steps == warmup_steps:
+        return base_lr
     t = min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
@@ -157,7 +165,8 @@ class StepGenerator(torch.Generator):
     def seeds(self, device=None) -> torch.Tensor:
         "`sample_seeds` on `device` (default: the generator's); copied to a GPU once per step, pinned and non-blocking."
         dev = torch.device(self.device if device is None else device)
-        if dev.type == 'cpu': return self.sample_seeds
+        if dev.type == 'cpu':
+            return self.sample_seeds
         cache = self.__dict__.setdefault('_seeds_on', {})
         if dev not in cache:
             src = self.sample_seeds.pin_memory() if dev.type == 'cuda' else self.sample_seeds
@@ -170,15 +179,18 @@ class StepGenerator(torch.Generator):
 
     def rand_per_sample(self, *shape, device=None) -> torch.Tensor:
         "Uniform [0, 1) noise `[local_batch, *shape]`, row i from sample i's own seed (DDP-invariant), drawn on `device`."
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)): shape = tuple(shape[0])
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+            shape = tuple(shape[0])
         return self.uniform_per_sample(math.prod(shape), device=device).view(len(self.sample_seeds), *shape)
 
 # %% ../nbs/03a_train.ipynb #af1a19a0
 class EpochSampler(DistributedSampler):
     "DistributedSampler whose epoch order is seeded by (seed, epoch), cut into global batches, and that can start mid-epoch."
     def __init__(self, dataset, batch_size:int, num_replicas:int=1, rank:int=0, seed:int=0, shuffle:bool=True):
-        check(batch_size % num_replicas == 0, 'batch_size', f"({batch_size}) must be divisible by the world size ({num_replicas})")
-        check(batch_size <= len(dataset), 'batch_size', f"({batch_size}) is larger than the dataset ({len(dataset)} items)")
+        check(batch_size % num_replicas == 0, 'batch_size',
+              f"({batch_size}) must be divisible by the world size ({num_replicas})")
+        check(batch_size <= len(dataset), 'batch_size',
+              f"({batch_size}) is larger than the dataset ({len(dataset)} items)")
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
         self.batch_size, self.local_batch = batch_size, batch_size // num_replicas
         self.steps_per_epoch = len(dataset) // batch_size
@@ -186,13 +198,15 @@ class EpochSampler(DistributedSampler):
 
     def set_start(self, step_in_epoch:int):
         "Skip the first `step_in_epoch` global batches of the epoch (mid-epoch resume)."
-        check(0 <= step_in_epoch <= self.steps_per_epoch, 'step_in_epoch', f"must be in [0, {self.steps_per_epoch}], got {step_in_epoch}")
+        check(0 <= step_in_epoch <= self.steps_per_epoch, 'step_in_epoch',
+              f"must be in [0, {self.steps_per_epoch}], got {step_in_epoch}")
         self.start = step_in_epoch
 
     def global_batches(self) -> torch.Tensor:
         "[steps_per_epoch, batch_size] dataset indices of every global batch of this epoch (the last partial batch dropped)."
         n = len(self.dataset)
-        order = (torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(self.seed, self.epoch, 'shuffle')))
+        order = (torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(self.seed, self.epoch,
+                                                                                       'shuffle')))
                  if self.shuffle else torch.arange(n))
         return order[:self.steps_per_epoch * self.batch_size].view(self.steps_per_epoch, self.batch_size)
 
@@ -200,7 +214,8 @@ class EpochSampler(DistributedSampler):
         lo = self.rank * self.local_batch
         return iter(self.global_batches()[self.start:, lo:lo + self.local_batch].reshape(-1).tolist())
 
-    def __len__(self): return (self.steps_per_epoch - self.start) * self.local_batch
+    def __len__(self):
+        return (self.steps_per_epoch - self.start) * self.local_batch
 
 # %% ../nbs/03a_train.ipynb #5376b202
 @dataclass
@@ -212,20 +227,25 @@ class DistInfo:
     device: torch.device = torch.device('cpu')
     created: bool = False      # whether `init_distributed` created the process group (and should destroy it)
     @property
-    def is_main(self) -> bool: return self.rank == 0
+    def is_main(self) -> bool:
+        return self.rank == 0
     @property
-    def distributed(self) -> bool: return self.world_size > 1
+    def distributed(self) -> bool:
+        return self.world_size > 1
 
 # %% ../nbs/03a_train.ipynb #2f3dcfff
 def env_world() -> tuple:
     "(rank, world_size, local_rank) from torchrun's variables, or (0, 1, 0)."
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', 0))
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get('LOCAL_RANK', 0))
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
 
 def resolve_device(device:str='auto', local_rank:int=0) -> torch.device:
     "'auto': this process's GPU (cuda:LOCAL_RANK) when there is one, else the CPU."
-    if device == 'cpu' or (device == 'auto' and not torch.cuda.is_available()): return torch.device('cpu')
-    if not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but CUDA is not available")
+    if device == 'cpu' or (device == 'auto' and not torch.cuda.is_available()):
+        return torch.device('cpu')
+    if not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but CUDA is not available")
     return torch.device('cuda', local_rank % torch.cuda.device_count())
 
 def init_distributed(device:str='auto') -> DistInfo:
@@ -234,7 +254,8 @@ def init_distributed(device:str='auto') -> DistInfo:
     dev = resolve_device(device, local)
     created = False
     if world > 1 and not dist.is_initialized():
-        if dev.type == 'cuda': torch.cuda.set_device(dev)
+        if dev.type == 'cuda':
+            torch.cuda.set_device(dev)
         dist.init_process_group(backend='nccl' if dev.type == 'cuda' else 'gloo')
         created = True
         rank, world = dist.get_rank(), dist.get_world_size()
@@ -245,23 +266,28 @@ def all_gather_cat(x:torch.Tensor) -> torch.Tensor:
     Gather everything a loss needs in ONE call per step (e.g. both towers' embeddings stacked): the backward of each
     gather is a collective, and two of them can interleave with DDP's gradient all-reduce and give wrong gradients
     (seen with gloo: 2 processes drifted from 1 process from the second step)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return x
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
     from torch.distributed.nn.functional import all_gather
     return torch.cat(all_gather(x.contiguous()), 0)
 
 # %% ../nbs/03a_train.ipynb #9a1e046f
-def distributed() -> bool: return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+def distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 def barrier():
     "Wait for every process of the job (nothing alone)."
-    if distributed(): dist.barrier()
+    if distributed():
+        dist.barrier()
 
 def main_first(fn:Callable, *args, **kw):
     "`fn(*args, **kw)` on rank 0, then, after a barrier, on the other ranks (where it should find the work done); alone, just the call."
-    if not distributed(): return fn(*args, **kw)
+    if not distributed():
+        return fn(*args, **kw)
     res = fn(*args, **kw) if dist.get_rank() == 0 else None
     dist.barrier()
-    if dist.get_rank() != 0: res = fn(*args, **kw)
+    if dist.get_rank() != 0:
+        res = fn(*args, **kw)
     dist.barrier()
     return res
 
@@ -271,14 +297,18 @@ WEIGHTS, CONFIG, STATE, LOG = 'model.safetensors', 'config.json', 'state.pt', 'l
 def unwrap(model:nn.Module) -> nn.Module:
     "The plain module inside DDP and/or torch.compile wrappers."
     while True:
-        if isinstance(model, DistributedDataParallel): model = model.module
-        elif hasattr(model, '_orig_mod'): model = model._orig_mod
-        else: return model
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, '_orig_mod'):
+            model = model._orig_mod
+        else:
+            return model
 
 def model_config(model:nn.Module):
     "The model's config (its `cfg` or `config` attribute) as a JSON-able dict, or None."
     cfg = getattr(unwrap(model), 'cfg', None) or getattr(unwrap(model), 'config', None)
-    if is_dataclass(cfg): return asdict(cfg)
+    if is_dataclass(cfg):
+        return asdict(cfg)
     return dict(cfg) if isinstance(cfg, dict) else None
 
 # %% ../nbs/03a_train.ipynb #9deb9cff
@@ -292,7 +322,8 @@ def _weights_and_aliases(model:nn.Module) -> tuple:
             continue
         seen[key] = k
         t = v.detach().to('cpu').contiguous()
-        if t.untyped_storage().data_ptr() in ptrs: t = t.clone()   # overlapping views: give each its own storage
+        if t.untyped_storage().data_ptr() in ptrs:
+            t = t.clone()   # overlapping views: give each its own storage
         ptrs.add(t.untyped_storage().data_ptr())
         tensors[k] = t
     return tensors, aliases
@@ -304,7 +335,8 @@ def save_weights(model:nn.Module, path, step:int=0):
     atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 def _weights_step(path) -> int:
-    with safe_open(str(path), framework='pt') as f: return int((f.metadata() or {}).get('step', -1))
+    with safe_open(str(path), framework='pt') as f:
+        return int((f.metadata() or {}).get('step', -1))
 
 def save_checkpoint(model:nn.Module, ckpt_dir, train_cfg:Optional[TrainConfig]=None, step:int=0, epoch:int=0,
                     extra:Optional[dict]=None, weights_name:str=WEIGHTS) -> Path:
@@ -322,18 +354,22 @@ def save_checkpoint(model:nn.Module, ckpt_dir, train_cfg:Optional[TrainConfig]=N
 def read_checkpoint(ckpt_dir) -> dict:
     "The checkpoint's `config.json` as a dict."
     p = Path(ckpt_dir) / CONFIG
-    if not p.exists(): raise FileNotFoundError(f"{p}: no checkpoint config")
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no checkpoint config")
     return json.loads(p.read_text())
 
 def load_weights(model:nn.Module, ckpt_dir, strict:bool=True) -> nn.Module:
     "Load `ckpt_dir/model.safetensors` (or a .safetensors path) into `model`, restoring tied aliases."
     p = Path(ckpt_dir)
     p = p / WEIGHTS if p.is_dir() else p
-    if not p.exists(): raise FileNotFoundError(f"{p}: no weights")
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no weights")
     m = unwrap(model)
     tensors = load_file(str(p), device='cpu')
-    with safe_open(str(p), framework='pt') as f: aliases = json.loads((f.metadata() or {}).get('aliases', '{}'))
-    for alias, name in aliases.items(): tensors[alias] = tensors[name]
+    with safe_open(str(p), framework='pt') as f:
+        aliases = json.loads((f.metadata() or {}).get('aliases', '{}'))
+    for alias, name in aliases.items():
+        tensors[alias] = tensors[name]
     m.load_state_dict(tensors, strict=strict)
     return model
 
@@ -350,7 +386,8 @@ def set_rng_state(s:dict):
     n = s['numpy']
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
     torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+    if s['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s['cuda'])
 
 def save_state(path, state:dict):
     "torch.save `state` to `path` atomically."
@@ -358,18 +395,22 @@ def save_state(path, state:dict):
 
 def load_state(path, map_location='cpu') -> dict:
     "The training state written by `save_state`."
-    if not Path(path).exists(): raise FileNotFoundError(f"{path}: no training state to resume from")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no training state to resume from")
     return torch.load(path, map_location=map_location, weights_only=True)
 
 # %% ../nbs/03a_train.ipynb #adba19d0
 def _read_rows(path) -> list:
     "Parsed rows of a JSON-lines log; a torn last line (crash mid-write) is skipped."
     path = Path(path)
-    if not path.exists(): return []
+    if not path.exists():
+        return []
     rows = []
     for line in path.read_text().splitlines():
-        try: rows.append(json.loads(line))
-        except json.JSONDecodeError: pass
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
     return rows
 
 def read_log(path) -> pd.DataFrame:
@@ -383,7 +424,8 @@ def trim_log(path, before_step:int):
     path = Path(path)
     rows = [r for r in _read_rows(path) if r.get('step', -1) < before_step]
     if not rows:
-        if path.exists(): path.unlink()
+        if path.exists():
+            path.unlink()
         return
     atomic_write(path, lambda tmp: Path(tmp).write_text(''.join(json.dumps(r) + '\n' for r in rows)))
 
@@ -392,7 +434,8 @@ class StepLog:
     def __init__(self, path, enabled:bool=True):
         self.f = open(path, 'a') if enabled else None
     def write(self, row:dict):
-        if self.f is None: return
+        if self.f is None:
+            return
         self.f.write(json.dumps(row) + '\n')
         self.f.flush()
     def close(self):
@@ -412,7 +455,8 @@ class TrainPlan:
 def check_plan(cfg:TrainConfig, n_items:int, world_size:int=1) -> TrainPlan:
     "Validate `cfg` against the data and the job (ValueError naming the parameter) and count the steps."
     check(n_items >= 1, 'dataset', "is empty")
-    check(cfg.batch_size % world_size == 0, 'batch_size', f"({cfg.batch_size}) must be divisible by the world size ({world_size})")
+    check(cfg.batch_size % world_size == 0, 'batch_size',
+          f"({cfg.batch_size}) must be divisible by the world size ({world_size})")
     check(cfg.batch_size <= n_items, 'batch_size', f"({cfg.batch_size}) is larger than the dataset ({n_items} items)")
     spe = n_items // cfg.batch_size
     return TrainPlan(spe, cfg.epochs * spe, round(cfg.warmup_epochs * spe), cfg.batch_size // world_size)
@@ -420,22 +464,27 @@ def check_plan(cfg:TrainConfig, n_items:int, world_size:int=1) -> TrainPlan:
 # %% ../nbs/03a_train.ipynb #e0633dca
 def default_step(model:nn.Module, batch, generator:torch.Generator) -> dict:
     "Call `model` with the batch fields its forward accepts (plus `generator` if accepted); return its output dict."
-    if isinstance(batch, (list, tuple)): out = model(*batch)
+    if isinstance(batch, (list, tuple)):
+        out = model(*batch)
     else:
         params = inspect.signature(unwrap(model).forward).parameters
         takes_all = any(p.kind == p.VAR_KEYWORD for p in params.values())
         kw = {k: v for k, v in batch.items() if takes_all or k in params}
-        if 'generator' in params or takes_all: kw['generator'] = generator
+        if 'generator' in params or takes_all:
+            kw['generator'] = generator
         out = model(**kw)
     return out if isinstance(out, dict) else dict(loss=out)
 
 def _scalars(out:dict) -> dict:
     "The loss and every other scalar of a step's output, still on the device."
-    if 'loss' not in out: raise KeyError("step_fn must return a dict with a 'loss' tensor")
+    if 'loss' not in out:
+        raise KeyError("step_fn must return a dict with a 'loss' tensor")
     res = {'loss': out['loss'].detach()}
     for k, v in out.items():
-        if k == 'loss': continue
-        if isinstance(v, (int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1): res[k] = v.detach() if isinstance(v, torch.Tensor) else v
+        if k == 'loss':
+            continue
+        if isinstance(v, (int, float)) or (isinstance(v, torch.Tensor) and v.numel() == 1):
+            res[k] = v.detach() if isinstance(v, torch.Tensor) else v
     return res
 
 def _check_resume(state:dict, cfg:TrainConfig, n_items:int):
@@ -450,23 +499,29 @@ def fit(model:nn.Module, dataset, cfg:Optional[TrainConfig]=None, step_fn:Option
     "Train `model` on `dataset` with `cfg`; returns this call's log rows (one per step)."
     cfg = cfg if cfg is not None else TrainConfig()
     step_fn = step_fn or default_step
-    if resume not in (True, False, 'auto'): raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
+    if resume not in (True, False, 'auto'):
+        raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
     n = len(dataset)
     plan = check_plan(cfg, n, env_world()[1])                           # before any compute
     out = project_path(cfg.out_dir)
     ckdir, state_path, log_path = out / 'checkpoint', out / STATE, out / LOG
-    if resume == 'auto': resume = state_path.exists()
+    if resume == 'auto':
+        resume = state_path.exists()
     state = load_state(state_path) if resume else None
-    if state is not None: _check_resume(state, cfg, n)
+    if state is not None:
+        _check_resume(state, cfg, n)
     info = init_distributed(cfg.device)
-    try: return _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_path, log_path, desc)
+    try:
+        return _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_path, log_path, desc)
     finally:
-        if info.created: dist.destroy_process_group()
+        if info.created:
+            dist.destroy_process_group()
 
 # %% ../nbs/03a_train.ipynb #ca79689b
 def make_optimizer(model:nn.Module, cfg:TrainConfig, groups=None) -> torch.optim.AdamW:
     "AdamW over `groups` (a list, a function of the model, or `param_groups` by default); fused kernels on CUDA and CPU."
-    groups = groups(model) if callable(groups) else groups if groups is not None else param_groups(model, cfg.weight_decay)
+    groups = groups(model) if callable(groups) else groups if groups is not None else param_groups(model,
+                                                                                                   cfg.weight_decay)
     dev = next(model.parameters()).device
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                              **(dict(fused=True) if dev.type in ('cuda', 'cpu') else {}))
@@ -488,12 +543,14 @@ class Precision:
 def restore_run(model:nn.Module, opt, prec:Precision, state:dict, ckdir:Path, state_path:Path) -> tuple:
     "Load the weights, optimizer, scaler and RNG of step `state['step']`; returns `(step, elapsed seconds)`."
     nxt = ckdir / (WEIGHTS + '.next')
-    if nxt.exists() and _weights_step(nxt) == state['step']: os.replace(nxt, ckdir / WEIGHTS)  # finish a cut save
+    if nxt.exists() and _weights_step(nxt) == state['step']:
+        os.replace(nxt, ckdir / WEIGHTS)  # finish a cut save
     if _weights_step(ckdir / WEIGHTS) != state['step']:
         raise RuntimeError(f"{ckdir / WEIGHTS} is not from step {state['step']} of {state_path}")
     load_weights(model, ckdir)
     opt.load_state_dict(state['optimizer'])
-    if prec.scaler is not None and state.get('scaler'): prec.scaler.load_state_dict(state['scaler'])
+    if prec.scaler is not None and state.get('scaler'):
+        prec.scaler.load_state_dict(state['scaler'])
     set_rng_state(state['rng'])
     return state['step'], state['elapsed']
 
@@ -513,8 +570,10 @@ def epoch_loader(dataset, sampler:EpochSampler, epoch:int, start:int, plan:Train
     "The DataLoader of `epoch` from its `start`-th local batch (fresh workers, so they see the dataset's `set_epoch`)."
     sampler.set_epoch(epoch)
     sampler.set_start(start)
-    if hasattr(dataset, 'set_epoch'): dataset.set_epoch(epoch)
-    if cfg.num_workers and hasattr(dataset, 'preload'): dataset.preload()   # before the workers fork: they share it
+    if hasattr(dataset, 'set_epoch'):
+        dataset.set_epoch(epoch)
+    if cfg.num_workers and hasattr(dataset, 'preload'):
+        dataset.preload()   # before the workers fork: they share it
     return DataLoader(dataset, batch_size=plan.local_batch, sampler=sampler, num_workers=cfg.num_workers,
                       pin_memory=cfg.pin_memory and dev.type == 'cuda', drop_last=True,
                       generator=torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, 'loader')))
@@ -549,7 +608,8 @@ class StepRecorder:
 
     def flush(self):
         "One host sync for the pending steps; FloatingPointError on a non-finite loss."
-        if not self.pending: return
+        if not self.pending:
+            return
         keys, dev = list(self.pending[0][3]), self.info.device
         vals = torch.stack([torch.stack([torch.as_tensor(p[3].get(k, float('nan')), device=dev).float().reshape(())
                                          for k in keys]) for p in self.pending])
@@ -561,15 +621,18 @@ class StepRecorder:
         self.t_last = now
         rows = [dict(epoch=ep, step=st, loss=v[0], lr=lr, samples_per_s=sps, time=t, **dict(zip(keys[1:], v[1:])))
                 for (ep, st, lr, _, t), v in zip(self.pending, vals.tolist())]
-        for row in rows: self.log.write(row)
+        for row in rows:
+            self.log.write(row)
         self.history += rows
         self.pending.clear()
         self.bar.set_postfix(loss=f"{rows[-1]['loss']:.4g}", lr=f"{rows[-1]['lr']:.3g}", sps=f"{sps:.1f}")
         bad = [r['step'] for r in rows if not math.isfinite(r['loss'])]
-        if bad: raise FloatingPointError(f"non-finite loss at step {bad[0]}; resume=True restarts from the last checkpoint")
+        if bad:
+            raise FloatingPointError(f"non-finite loss at step {bad[0]}; resume=True restarts from the last checkpoint")
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history, columns=None if self.history else ['epoch', 'step', 'loss', 'lr', 'samples_per_s', 'time'])
+        return pd.DataFrame(self.history, columns=None if self.history else ['epoch', 'step', 'loss', 'lr',
+                                                                             'samples_per_s', 'time'])
 
 # %% ../nbs/03a_train.ipynb #a5685b70
 def _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_path, log_path, desc='train'):
@@ -580,10 +643,12 @@ def _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_p
     if info.is_main:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         trim_log(log_path, step)                                      # drop rows of steps about to be redone
-        if state is None and state_path.exists(): state_path.unlink()  # a fresh run: the old state is stale
+        if state is None and state_path.exists():
+            state_path.unlink()  # a fresh run: the old state is stale
     run = (DistributedDataParallel(raw, device_ids=[dev.index] if dev.type == 'cuda' else None,
                                    find_unused_parameters=cfg.find_unused_parameters) if info.distributed else raw)
-    if cfg.compile: run = torch.compile(run)
+    if cfg.compile:
+        run = torch.compile(run)
     sampler = EpochSampler(dataset, cfg.batch_size, info.world_size, info.rank, cfg.seed)
     bar = progress_bar(total=total, initial=step, desc=desc, disable=not (info.is_main and cfg.progress), unit='step')
     t_start, saved = time.perf_counter() - elapsed, step
@@ -592,30 +657,38 @@ def _fit(model, dataset, cfg, step_fn, groups, plan, info, state, ckdir, state_p
     def checkpoint():
         nonlocal saved
         rec.flush()
-        if saved == step: return                                       # already saved at this step
+        if saved == step:
+            return                                       # already saved at this step
         saved = step
-        if info.is_main: save_run(raw, opt, prec, cfg, step, step // spe, time.perf_counter() - t_start,
+        if info.is_main:
+            save_run(raw, opt, prec, cfg, step, step // spe, time.perf_counter() - t_start,
                                   len(dataset), info.world_size, ckdir, state_path)
     raw.train()
     try:
         for epoch in range(step // spe, cfg.epochs):
             for batch in epoch_loader(dataset, sampler, epoch, step - epoch * spe, plan, cfg, dev):
                 lr = lr_at(step, total, plan.warmup_steps, cfg.lr, cfg.min_lr)
-                for g in opt.param_groups: g['lr'] = lr * g.get('lr_scale', 1.0)
+                for g in opt.param_groups:
+                    g['lr'] = lr * g.get('lr_scale', 1.0)
                 torch.manual_seed(derive_seed(cfg.seed, step, info.rank, 'global'))
                 lo = info.rank * plan.local_batch
                 gen = StepGenerator(cfg.seed, step, info.rank, range(lo, lo + plan.local_batch), device=dev)
-                rec.add(epoch, step, lr, train_step(run, raw, opt, prec, to_device(batch, dev), gen, step_fn, cfg.grad_clip))
+                rec.add(epoch, step, lr, train_step(run, raw, opt, prec, to_device(batch, dev), gen, step_fn,
+                                                    cfg.grad_clip))
                 step += 1
                 bar.update(1)
-                if len(rec.pending) >= cfg.log_every: rec.flush()
-                if cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0 and step < total: checkpoint()
+                if len(rec.pending) >= cfg.log_every:
+                    rec.flush()
+                if cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0 and step < total:
+                    checkpoint()
             rec.flush()
-            if step == total or (cfg.ckpt_every_epochs and (epoch + 1) % cfg.ckpt_every_epochs == 0): checkpoint()
+            if step == total or (cfg.ckpt_every_epochs and (epoch + 1) % cfg.ckpt_every_epochs == 0):
+                checkpoint()
     finally:
         bar.close()
         rec.log.close()
-    if info.distributed: dist.barrier()
+    if info.distributed:
+        dist.barrier()
     return rec.frame()
 
 # %% ../nbs/03a_train.ipynb #e7855a70
@@ -623,10 +696,12 @@ def loss_curve_figure(log_path, smooth:int=20):
     "Matplotlib figure of a run's loss (raw and running mean over `smooth` steps) and lr against the step."
     import matplotlib.pyplot as plt
     df = log_path if isinstance(log_path, pd.DataFrame) else read_log(log_path)
-    if df.empty: raise ValueError(f"log_path {log_path}: the log has no rows")
+    if df.empty:
+        raise ValueError(f"log_path {log_path}: the log has no rows")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3))
     ax1.plot(df.step, df.loss, alpha=.35, lw=1, label='loss')
-    ax1.plot(df.step, df.loss.rolling(max(1, min(smooth, len(df) // 4 or 1)), min_periods=1).mean(), lw=2, label='running mean')
+    ax1.plot(df.step, df.loss.rolling(max(1, min(smooth, len(df) // 4 or 1)), min_periods=1).mean(), lw=2,
+             label='running mean')
     ax1.set(xlabel='step', ylabel='loss', title='training loss')
     ax1.legend()
     ax2.plot(df.step, df.lr, color='C2')

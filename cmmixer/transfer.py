@@ -74,14 +74,18 @@ class TransferRecipe:
         for k, hi in (('layer_decay', 1.0), ('label_smoothing', 0.5), ('spec_mask', 0.5)):
             v = getattr(self, k)
             lo_ok = v > 0 if k == 'layer_decay' else v >= 0
-            check(is_number(v) and lo_ok and v <= hi, k, f"must be a number in {'(0' if k == 'layer_decay' else '[0'}, {hi}], got {v!r}")
-        check(is_number(self.mixup) and self.mixup >= 0, 'mixup', f"must be a number >= 0 (the Beta's α), got {self.mixup!r}")
+            check(is_number(v) and lo_ok and v <= hi, k,
+                  f"must be a number in {'(0' if k == 'layer_decay' else '[0'}, {hi}], got {v!r}")
+        check(is_number(self.mixup) and self.mixup >= 0, 'mixup',
+              f"must be a number >= 0 (the Beta's α), got {self.mixup!r}")
         check(isinstance(self.train, TrainConfig), 'train', f"expected a TrainConfig, got {type(self.train).__name__}")
 
 PAPER_RECIPES = {   # paper scale, per task: (recipe fields, TrainConfig fields, source)
-    'k400': (dict(layer_decay=0.75, mixup=0.8, label_smoothing=0.1), dict(epochs=75, warmup_epochs=5, lr=1e-3, batch_size=512),
+    'k400': (dict(layer_decay=0.75, mixup=0.8, label_smoothing=0.1), dict(epochs=75, warmup_epochs=5, lr=1e-3,
+                                                                          batch_size=512),
              "VideoMAE ViT-B Kinetics-400 fine-tuning"),
-    'audioset20k': (dict(layer_decay=0.75, mixup=0.5, spec_mask=0.2), dict(epochs=60, warmup_epochs=4, lr=1e-3, batch_size=32),
+    'audioset20k': (dict(layer_decay=0.75, mixup=0.5, spec_mask=0.2), dict(epochs=60, warmup_epochs=4, lr=1e-3,
+                                                                           batch_size=32),
                     "AudioMAE AudioSet-20K fine-tuning"),
     'esc50': (dict(layer_decay=0.75, spec_mask=0.2), dict(epochs=100, warmup_epochs=10, lr=5e-4, batch_size=32),
               "AudioMAE ESC-50 fine-tuning")}
@@ -93,11 +97,14 @@ def transfer_recipe(task:str, scale:str='cpu', epochs:int|None=None, seed:int=0,
     t = check_task(task)
     own, tr, _ = PAPER_RECIPES[t.name]
     base = scale_config(scale).finetune
-    if scale == 'paper': rec, tcfg = own, replace(base, **tr)
+    if scale == 'paper':
+        rec, tcfg = own, replace(base, **tr)
     else:
         rec = {k: v for k, v in own.items() if k in ('layer_decay', 'spec_mask')}
         tcfg = replace(base, epochs=30, warmup_epochs=2, lr=2e-3)
-    tcfg = replace(tcfg, seed=seed, **({} if epochs is None else dict(epochs=epochs, warmup_epochs=min(tcfg.warmup_epochs, epochs / 2))),
+    tcfg = replace(tcfg, seed=seed, **({} if epochs is None else dict(epochs=epochs,
+                                                                      warmup_epochs=min(tcfg.warmup_epochs,
+                                                                                        epochs / 2))),
                    **train_overrides)
     return TransferRecipe(**rec, train=tcfg)
 
@@ -109,7 +116,8 @@ class Classifier(nn.Module):
         check_int('num_classes', num_classes, lo=2)
         check(modality in ('video', 'audio'), 'modality', f"expected 'video' or 'audio', got {modality!r}")
         d = getattr(encoder, 'num_features', None)
-        check(isinstance(d, int), 'encoder', f"expected an encoder with an int `num_features`, got {type(encoder).__name__}")
+        check(isinstance(d, int), 'encoder',
+              f"expected an encoder with an int `num_features`, got {type(encoder).__name__}")
         self.encoder, self.modality = encoder, modality
         self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=2e-5)
@@ -120,8 +128,10 @@ class Classifier(nn.Module):
 
 def layer_id(name:str, depth:int) -> int:
     "The layer of a parameter for lr decay: 0 the patch embedding, i + 1 encoder block i, depth + 1 everything after."
-    if name.startswith('encoder.patch_embed') or name.startswith('encoder.cls'): return 0
-    if name.startswith('encoder.blocks.'): return int(name.split('.')[2]) + 1
+    if name.startswith('encoder.patch_embed') or name.startswith('encoder.cls'):
+        return 0
+    if name.startswith('encoder.blocks.'):
+        return int(name.split('.')[2]) + 1
     return depth + 1
 
 def layer_decay_groups(weight_decay:float, decay:float, depth:int):
@@ -132,7 +142,8 @@ def layer_decay_groups(weight_decay:float, decay:float, depth:int):
             for n, p in zip(g['param_names'], g['params']):
                 lid = layer_id(n, depth)
                 k = (lid, g['weight_decay'])
-                o = out.setdefault(k, dict(params=[], param_names=[], weight_decay=g['weight_decay'], lr_scale=decay ** (depth + 1 - lid)))
+                o = out.setdefault(k, dict(params=[], param_names=[], weight_decay=g['weight_decay'],
+                                           lr_scale=decay ** (depth + 1 - lid)))
                 o['params'].append(p)
                 o['param_names'].append(n)
         return [out[k] for k in sorted(out)]
@@ -146,7 +157,8 @@ def spec_mask(x:torch.Tensor, share:float, generator:torch.Generator) -> torch.T
     "Spectrogram images [B, K, 3, H, W] with one band of rows (frequency) and one of columns (time) zeroed per sample."
     B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
     h, w = int(share * H), int(share * W)
-    if h < 1 and w < 1: return x
+    if h < 1 and w < 1:
+        return x
     u = _rand(2 * B, generator)
     rows, cols = torch.arange(H)[None], torch.arange(W)[None]
     r0 = (u[:B] * (H - h + 1)).long()[:, None]
@@ -158,7 +170,8 @@ def spec_mask(x:torch.Tensor, share:float, generator:torch.Generator) -> torch.T
 
 def soft_targets(label:torch.Tensor, num_classes:int, multilabel:bool, smoothing:float=0.0) -> torch.Tensor:
     "Float targets [B, C]: the multi-hot labels as they are, or one-hot with `smoothing` spread over all classes."
-    if multilabel: return label.float()
+    if multilabel:
+        return label.float()
     return F.one_hot(label.long(), num_classes).float() * (1 - smoothing) + smoothing / num_classes
 
 def mixup(x:torch.Tensor, y:torch.Tensor, alpha:float, generator:torch.Generator) -> tuple:
@@ -173,11 +186,14 @@ def classification_step(model, batch:dict, generator:torch.Generator, task:Trans
     m = model.module if hasattr(model, 'module') else model
     x, label = batch[m.modality], batch['label']
     y = soft_targets(label, m.head.out_features, task.multilabel, recipe.label_smoothing)
-    if m.modality == 'audio' and recipe.spec_mask > 0: x = spec_mask(x, recipe.spec_mask, generator)
-    if recipe.mixup > 0: x, y = mixup(x, y.to(x.device), recipe.mixup, generator)
+    if m.modality == 'audio' and recipe.spec_mask > 0:
+        x = spec_mask(x, recipe.spec_mask, generator)
+    if recipe.mixup > 0:
+        x, y = mixup(x, y.to(x.device), recipe.mixup, generator)
     logits = model(x).float()
     y = y.to(logits.device)
-    if task.multilabel: return dict(loss=F.binary_cross_entropy_with_logits(logits, y))
+    if task.multilabel:
+        return dict(loss=F.binary_cross_entropy_with_logits(logits, y))
     loss = -(y * F.log_softmax(logits, -1)).sum(-1).mean()
     return dict(loss=loss, acc=(logits.argmax(-1) == label.to(logits.device)).float().mean())
 
@@ -190,14 +206,16 @@ def train_splits(task:TransferTask, held_out:str) -> list:
     "The splits trained on when `held_out` is scored: 'train', or every other fold."
     return [s for s in eval_splits(task) if s != held_out] if task.folds else ['train']
 
-def fine_tune_classifier(model:Classifier, cache, task:TransferTask, recipe:TransferRecipe, splits:list, resume='auto') -> pd.DataFrame:
+def fine_tune_classifier(model:Classifier, cache, task:TransferTask, recipe:TransferRecipe, splits:list,
+                         resume='auto') -> pd.DataFrame:
     "Fine-tune `model` on the `splits` of a labelled `cache` with `recipe` on the training engine; this call's log rows."
     c = as_cache(cache)
     ds = ClassificationDataset(c, list(splits), modality=task.modality, image_size=model.encoder.cfg.image_size,
                                augment=task.modality == 'video', seed=recipe.train.seed)
     depth = len(getattr(model.encoder, 'blocks', []))
     return fit(model, ds, recipe.train, step_fn=partial(classification_step, task=task, recipe=recipe), resume=resume,
-               groups=layer_decay_groups(recipe.train.weight_decay, recipe.layer_decay, depth), desc=f"fine-tune {task.name}")
+               groups=layer_decay_groups(recipe.train.weight_decay, recipe.layer_decay,
+                                         depth), desc=f"fine-tune {task.name}")
 
 @torch.no_grad()
 def predict(model:Classifier, cache, task:TransferTask, split:str, batch_size:int=64, device='auto') -> tuple:
@@ -221,9 +239,11 @@ def score(task:TransferTask, scores, labels) -> float:
 def labels_of(cache, rows, task:TransferTask, num_classes:int) -> np.ndarray:
     "Labels of cache rows: ints [n], or multi-hot [n, C] for a multi-label task."
     c = as_cache(cache)
-    if not task.multilabel: return np.array([c.labels(int(r))[0] for r in rows], dtype=np.int64)
+    if not task.multilabel:
+        return np.array([c.labels(int(r))[0] for r in rows], dtype=np.int64)
     y = np.zeros((len(rows), num_classes), dtype=np.int64)
-    for i, r in enumerate(rows): y[i, c.labels(int(r))] = 1
+    for i, r in enumerate(rows):
+        y[i, c.labels(int(r))] = 1
     return y
 
 def pooled_view_features(cache, rows, modality:str) -> np.ndarray:
@@ -262,7 +282,8 @@ def reference_scores(cache, task:TransferTask, num_classes:int) -> dict:
     for sp in eval_splits(task):
         tr, te = c.indices(train_splits(task, sp)), c.indices(sp)
         ytr, yte = labels_of(c, tr, task, num_classes), labels_of(c, te, task, num_classes)
-        out[sp] = {'chance': chance_score(task, ytr, yte), 'hand-crafted': handcrafted_score(task, X(tr), ytr, X(te), yte)}
+        out[sp] = {'chance': chance_score(task, ytr, yte), 'hand-crafted': handcrafted_score(task, X(tr), ytr, X(te),
+                                                                                             yte)}
     return out
 
 # %% ../nbs/06_transfer.ipynb #89140d32
@@ -292,11 +313,14 @@ def start_encoder(exp, task:TransferTask, sc, where) -> tuple:
     from cmmixer.train import main_first
     pre = None
     if exp.init != 'random':
-        pre = as_cache(main_first(pt.ensure_cache, 'synth', sc, root=project_path(where.data_root), workers=where.workers, progress=where.progress))
+        pre = as_cache(main_first(pt.ensure_cache, 'synth', sc, root=project_path(where.data_root),
+                                  workers=where.workers, progress=where.progress))
     if exp.init == 'single-mae':
         from cmmixer.features import pretrain_single_modal, load_single_modal, single_modal_run_name
-        out = project_path(where.runs) / 'pretrain' / single_modal_run_name(pt.dataset_name(pre), sc.name, task.modality, exp.seed)
-        d = pretrain_single_modal(pre, task.modality, sc, seed=exp.seed, epochs=exp.epochs, out_dir=out, progress=where.progress, device=where.device)
+        out = project_path(where.runs) / 'pretrain' / single_modal_run_name(pt.dataset_name(pre), sc.name,
+                                                                            task.modality, exp.seed)
+        d = pretrain_single_modal(pre, task.modality, sc, seed=exp.seed, epochs=exp.epochs, out_dir=out,
+                                  progress=where.progress, device=where.device)
         return load_single_modal(d).encoder, dict(pretrain=str(d), single_modality=task.modality)
     mae, _, origin = cmmixer_start(exp, sc, pre, where)
     return mae.encoder, origin
@@ -309,16 +333,20 @@ def run_transfer(exp, where) -> dict:
     from cmmixer.train import main_first
     task, sc, t0, times = check_task(exp.method), pt.scale_config(exp.scale, exp.decoder), time.perf_counter(), {}
     root = project_path(where.data_root)
-    cache = as_cache(main_first(transfer_data, task.name, exp.scale, root, where.workers, where.progress) if exp.data == 'synth'
-                     else main_first(pt.ensure_cache, exp.data, sc, root=root, workers=where.workers, progress=where.progress))
-    check(cache.meta['kind'] == task.layout, 'data', f"{cache.meta['kind']!r} data, but task {task.name!r} reads the {task.layout!r} layout")
+    cache = as_cache(main_first(transfer_data, task.name, exp.scale, root, where.workers,
+                                where.progress) if exp.data == 'synth'
+                     else main_first(pt.ensure_cache, exp.data, sc, root=root, workers=where.workers,
+                                     progress=where.progress))
+    check(cache.meta['kind'] == task.layout, 'data',
+          f"{cache.meta['kind']!r} data, but task {task.name!r} reads the {task.layout!r} layout")
     C = len(cache.classes)
     times['data_s'] = time.perf_counter() - t0
     t = time.perf_counter()
     encoder, origin = start_encoder(exp, task, sc, where)
     times['pretrain_s'] = time.perf_counter() - t
     t = time.perf_counter()
-    recipe = transfer_recipe(task.name, exp.scale, exp.finetune_epochs, exp.seed, device=where.device, progress=where.progress)
+    recipe = transfer_recipe(task.name, exp.scale, exp.finetune_epochs, exp.seed, device=where.device,
+                             progress=where.progress)
     recipe = replace(recipe, train=scaled_lr(recipe.train, exp.lr_scale))   # Experiment.lr_scale: 1 keeps the recipe
     # another recipe or start: a fresh run
     key = digest(dict(recipe=asdict(recipe), start=origin, cache=cache.meta['fingerprint']), 10)
@@ -338,7 +366,8 @@ def run_transfer(exp, where) -> dict:
     mean = lambda d: float(np.mean(list(d.values())))
     res = dict(task=task.name, metric=task.metric, score=mean(per_split), splits=per_split,
                std_over_folds=fold_accuracy(per_split)['std'] if task.folds else None,
-               references={k: mean({s: refs[s][k] for s in refs}) for k in ('chance', 'hand-crafted')}, references_by_split=refs,
+               references={k: mean({s: refs[s][k] for s in refs}) for k in ('chance',
+                                                                            'hand-crafted')}, references_by_split=refs,
                classes=C, items={s: int(len(cache.indices(s))) for s in sorted(set(cache.manifest['split']))},
                recipe={k: v for k, v in asdict(recipe).items() if k != 'train'}, finetune=asdict(recipe.train), finetune_steps=steps,
                start=origin, cache=str(cache.root), run_dir=str(run_dir), paper=paper_number(task.name, exp.decoder))
@@ -348,7 +377,8 @@ def run_transfer(exp, where) -> dict:
 
 # %% ../nbs/06_transfer.ipynb #41c414a3
 from .experiment import register, run, Experiment, records_dir, data_name, scaled_lr
-for _t in TASKS: register('transfer', _t)(run_transfer)
+for _t in TASKS:
+    register('transfer', _t)(run_transfer)
 
 # %% ../nbs/06_transfer.ipynb #e8d6167c
 def transfer_rows(records, data='synth', scale='cpu') -> pd.DataFrame:
@@ -357,8 +387,10 @@ def transfer_rows(records, data='synth', scale='cpu') -> pd.DataFrame:
     for p in sorted(project_path(records).glob(f"{data_name(data)}_{scale}_*_seed*.json")):
         r = json.loads(p.read_text())
         e = r['experiment']
-        start = {'pretrained': f"CMMixer-{e['decoder'].capitalize()}-{e['mixer']}", 'random': 'random init'}.get(e['init'], 'single-modality MAE')
-        rows.append(dict(task=r['task'], metric=r['metric'], start=start, decoder=e['decoder'], seed=e['seed'], score=r['score'],
+        start = {'pretrained': f"CMMixer-{e['decoder'].capitalize()}-{e['mixer']}",
+                 'random': 'random init'}.get(e['init'], 'single-modality MAE')
+        rows.append(dict(task=r['task'], metric=r['metric'], start=start, decoder=e['decoder'], seed=e['seed'],
+                         score=r['score'],
                          chance=r['references']['chance'], handcrafted=r['references']['hand-crafted'],
                          paper=r['paper'] if e['init'] == 'pretrained' else float('nan'), classes=r['classes']))
     return pd.DataFrame(rows)
@@ -368,10 +400,13 @@ def gather_transfer(records, data='synth', scale='cpu') -> pd.DataFrame:
     df = transfer_rows(records, data, scale)
     check(len(df), 'records', f"no transfer records for data={data_name(data)!r}, scale={scale!r} under {str(records)!r}")
     g = df.groupby(['task', 'metric', 'start'], sort=False)
-    t = g.agg(seeds=('seed', 'nunique'), score_mean=('score', 'mean'), score_std=('score', lambda s: s.std(ddof=1) if len(s) > 1 else 0.0),
-              chance=('chance', 'mean'), handcrafted=('handcrafted', 'mean'), paper=('paper', 'first'), classes=('classes', 'first'))
+    t = g.agg(seeds=('seed', 'nunique'), score_mean=('score', 'mean'), score_std=('score',
+                                                                                  lambda s: s.std(ddof=1) if len(s) > 1 else 0.0),
+              chance=('chance', 'mean'), handcrafted=('handcrafted', 'mean'), paper=('paper',
+                                                                                     'first'), classes=('classes', 'first'))
     order = {k: i for i, k in enumerate(TASKS)}
-    return t.reset_index().sort_values(['task', 'start'], key=lambda c: c.map(order) if c.name == 'task' else c).reset_index(drop=True)
+    return t.reset_index().sort_values(['task', 'start'],
+                                       key=lambda c: c.map(order) if c.name == 'task' else c).reset_index(drop=True)
 
 def transfer_figure(t:pd.DataFrame, title:str=''):
     "Bars of mean ± std over seeds per task and start, chance and the hand-crafted baseline as lines (seaborn)."
@@ -400,7 +435,8 @@ def write_transfer_tables(records, data='synth', scale='cpu', results='results')
     t, out = gather_transfer(records, data, scale), {}
     res = project_path(results)
     res.mkdir(parents=True, exist_ok=True)
-    for name, tasks, printed in (('table4', ['k400'], PAPER_TABLE4), ('table5', ['audioset20k', 'esc50'], PAPER_TABLE5)):
+    for name, tasks, printed in (('table4', ['k400'], PAPER_TABLE4), ('table5', ['audioset20k', 'esc50'],
+                                                                      PAPER_TABLE5)):
         part = t[t.task.isin(tasks)]
         if len(part):
             p = res / f"{name}_{data_name(data)}_{scale}.csv"

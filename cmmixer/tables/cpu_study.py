@@ -101,7 +101,8 @@ def run_config(name:str, seed:int=0, runs='runs', data_root='data', over:dict|No
     torch.set_num_threads(1)
     c, study = study_config(name, over), project_path(runs) / 'study'
     key, res_p = digest(c, 10), study_path(runs, name, seed, over)
-    if res_p.exists(): return json.loads(res_p.read_text())
+    if res_p.exists():
+        return json.loads(res_p.read_text())
     sc, t0 = study_scale(c), time.perf_counter()
     cache = Cache(ensure_cache('synth', sc, root=project_path(data_root), workers=1))
     data_s, t = time.perf_counter() - t0, time.perf_counter()
@@ -115,10 +116,12 @@ def run_config(name:str, seed:int=0, runs='runs', data_root='data', over:dict|No
     def random_mae():
         torch.manual_seed(derive_seed(seed, 'init'))
         return CMMixerMAE(sc.mae)
-    out['pretrained'] = finetune_eval(load_pretrained(pt_dir), cache, c, seed, ft_dir / 'pretrained', enc_scale=c['enc_lr_scale'])
+    out['pretrained'] = finetune_eval(load_pretrained(pt_dir), cache, c, seed, ft_dir / 'pretrained',
+                                      enc_scale=c['enc_lr_scale'])
     out['random'] = finetune_eval(random_mae(), cache, c, seed, ft_dir / 'random')
     if c['probe']:
-        out['probe_pretrained'] = finetune_eval(load_pretrained(pt_dir), cache, c, seed, ft_dir / 'probe_pt', probe=True)
+        out['probe_pretrained'] = finetune_eval(load_pretrained(pt_dir), cache, c, seed, ft_dir / 'probe_pt',
+                                                probe=True)
         out['probe_random'] = finetune_eval(random_mae(), cache, c, seed, ft_dir / 'probe_rnd', probe=True)
     full = full_resolution_cache(cache, root=project_path(data_root), workers=1)
     out.update(cca_refs(cache, full, c['image_size']))
@@ -131,7 +134,8 @@ def row_text(o:dict) -> str:
     "One line per finished configuration: val median ranks of every start and reference, and its times."
     f = lambda r: f"{r['v2m']['MedR']:g}/{r['m2v']['MedR']:g}"
     s = f"{o['name']} seed{o['seed']}: pt {f(o['pretrained'])}  rnd {f(o['random'])}"
-    if 'probe_pretrained' in o: s += f"  probe pt {f(o['probe_pretrained'])} rnd {f(o['probe_random'])}"
+    if 'probe_pretrained' in o:
+        s += f"  probe pt {f(o['probe_pretrained'])} rnd {f(o['probe_random'])}"
     s += (f"  cca full {f(o['cca_full'])} inputs {f(o['cca_inputs'])} oracle {f(o['oracle'])}  "
           f"chance {o['pretrained']['chance_v2m']['MedR']:g}")
     return s + (f"  (pt {o['pt_s']:.0f}s, ft {o['pretrained']['ft_s']:.0f}s, total {o['total_s']:.0f}s; "
@@ -148,8 +152,10 @@ def ensure_data(how, scale:str='cpu', data:str='synth'):
 
 def prepare(cache, how, seeds:int=1, configs=None) -> str:
     "Every (configuration, seed) without a result, `how.jobs` at a time, each in its own process with its log."
-    names = list(STUDY) if configs is None else [c for c in (configs.split(',') if isinstance(configs, str) else configs)]
-    for n in names: check_choice('configs', n, tuple(STUDY))
+    names = list(STUDY) if configs is None else [c for c in (configs.split(',') if isinstance(configs,
+                                                                                              str) else configs)]
+    for n in names:
+        check_choice('configs', n, tuple(STUDY))
     todo = [(n, s) for n in names for s in range(seeds) if not study_path(how.runs, n, s).exists()]
     logs = project_path(how.runs) / 'logs' / 'study'
     logs.mkdir(parents=True, exist_ok=True)
@@ -158,7 +164,8 @@ def prepare(cache, how, seeds:int=1, configs=None) -> str:
         with open(logs / f"{n}_seed{s}.log", 'w') as f:
             subprocess.run(cmd, cwd=project_root(), stdout=f, stderr=subprocess.STDOUT, check=True)
         print(row_text(json.loads(study_path(how.runs, n, s).read_text())), flush=True)
-    with ThreadPoolExecutor(how.jobs) as ex: list(ex.map(lambda t: one(*t), todo))
+    with ThreadPoolExecutor(how.jobs) as ex:
+        list(ex.map(lambda t: one(*t), todo))
     return f"cpu-study: {len(todo)} configuration(s) run, {len(names) * seeds - len(todo)} reused"
 
 # %% ../../nbs/09g_cpu_study.ipynb #23c4b023
@@ -188,7 +195,8 @@ def write(runs='runs', results='results') -> dict:
     study = project_path(runs) / 'study'
     df = pd.DataFrame([study_row(json.loads(p.read_text()), study) for p in sorted(study.glob('*_seed*.json'))])
     order = list(CHANGES)
-    if len(df): df = df.sort_values('config', key=lambda s: s.map(lambda x: order.index(x) if x in order else 99))
+    if len(df):
+        df = df.sort_values('config', key=lambda s: s.map(lambda x: order.index(x) if x in order else 99))
     out = project_path(results) / 'cpu_scale_study.csv'
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)

@@ -35,8 +35,10 @@ def write(runs='runs', results='results', scale:str='cpu', data:str='synth', see
     out = project_path(results) / 'analysis'
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                                    # tiny tensors: one thread beats two busy ones
-    try: df = write_analysis(*pairs[0], out, cache=cache, mixer_cache=mixer_cache, also=pairs[1:], seed=seed)
-    finally: torch.set_num_threads(threads)
+    try:
+        df = write_analysis(*pairs[0], out, cache=cache, mixer_cache=mixer_cache, also=pairs[1:], seed=seed)
+    finally:
+        torch.set_num_threads(threads)
     return dict(csv=str(out / 'analysis.csv'), table=summarize_numbers(df))
 
 def lines(written:dict) -> str:

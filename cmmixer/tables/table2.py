@@ -12,7 +12,8 @@ import pandas as pd
 
 from ..core import check, check_choice, check_int, write_json, project_path
 from ..paper import PAPER_TABLE2, PAPER_COLUMNS
-from ..experiment import (Experiment, records_dir, record_path, read_records, gather, gather_references, data_name,
+from ..experiment import (Experiment, records_dir, record_path, read_records, gather, gather_references,
+                                data_name,
                                 METRICS, run, tune_lr, LR_FACTORS, VAL_SCORE)
 from ..baselines import BASELINES, SINGLE_MAE
 from . import table1
@@ -23,7 +24,8 @@ __all__ = ['TABLE2_NAMES', 'TABLE2_ORDER', 'BASELINE_ROWS', 'TABLE2_TUNED', 'tab
            'tuning_choices', 'tune_table2', 'run_table2', 'tuning_table', 'plan', 'prepare', 'write', 'lines']
 
 # %% ../../nbs/09c_table2.ipynb #84188e58
-TABLE2_NAMES = {'cbvmr': 'CBVMR', 'cmmvr': 'CMMVR', 'cvmvae': 'CVMVAE', 'mvpt': 'MVPt', SINGLE_MAE: 'single-modality MAEs (ablation)'}
+TABLE2_NAMES = {'cbvmr': 'CBVMR', 'cmmvr': 'CMMVR', 'cvmvae': 'CVMVAE', 'mvpt': 'MVPt',
+                SINGLE_MAE: 'single-modality MAEs (ablation)'}
 TABLE2_ORDER = ['CBVMR', 'CMMVR', 'CVMVAE', 'MVPt', 'single-modality MAEs (ablation)', 'CMMixer-Solo', 'CMMixer-Duet']
 BASELINE_ROWS = tuple(TABLE2_NAMES[m] for m in BASELINES)            # the four baselines' row names
 
@@ -33,9 +35,12 @@ def table2_rows(runs='runs', data='synth', scale='cpu', split:str='test', lr_sca
     sel = read_tuning(runs, data, scale) if lr_scales is None else lr_scales
     b = read_records(records_dir('table2', runs), data, scale, split)
     c = read_records(records_dir('table1', runs), data, scale, split)
-    if len(b): b = b[b.own_fraction].assign(method=b.method.map(TABLE2_NAMES))
-    if len(c): c = c[(c.method == 'cmmixer') & (c.init == 'pretrained') & ~c.probe & c.own_fraction & (c.mixer == 'cutmix')]
-    if len(c): c = c.assign(method='CMMixer-' + c.decoder.str.capitalize())
+    if len(b):
+        b = b[b.own_fraction].assign(method=b.method.map(TABLE2_NAMES))
+    if len(c):
+        c = c[(c.method == 'cmmixer') & (c.init == 'pretrained') & ~c.probe & c.own_fraction & (c.mixer == 'cutmix')]
+    if len(c):
+        c = c.assign(method='CMMixer-' + c.decoder.str.capitalize())
     df = pd.concat([d for d in (b, c) if len(d)], ignore_index=True) if len(b) or len(c) else pd.DataFrame()
     return df[df.lr_scale == df.method.map(lambda m: sel.get(m, 1.0))].reset_index(drop=True) if len(df) else df
 
@@ -65,7 +70,8 @@ def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
     check_choice('column', column, tuple(PAPER_TABLE2))
     m = t[t.kind == 'method'].set_index('method')
     base = [b for b in BASELINE_ROWS if b in m.index]
-    if 'CMMixer-Solo' not in m.index or not base: return {}
+    if 'CMMixer-Solo' not in m.index or not base:
+        return {}
     best = max(base, key=lambda b: m.loc[b, 'v2m_R@1_mean'])
     a, sa, b, sb = (float(m.loc[k, f'v2m_R@1_{s}']) for k in ('CMMixer-Solo', best) for s in ('mean', 'std'))
     r = a / b if b > 0 else float('inf')
@@ -73,7 +79,8 @@ def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
     spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a > 0 and b > 0 and min(seeds.values()) > 1 else float('nan')   # one seed: unknown
     p = PAPER_TABLE2[column]
     pbest = max(BASELINE_ROWS, key=p.get)
-    return dict(best_baseline=best, ratio=r, ratio_std=spread, seeds=seeds, paper_column=column, paper_best_baseline=pbest,
+    return dict(best_baseline=best, ratio=r, ratio_std=spread, seeds=seeds, paper_column=column,
+                paper_best_baseline=pbest,
                 paper_ratio=p['CMMixer-Solo'] / p[pbest])
 
 # %% ../../nbs/09c_table2.ipynb #b78ddcdd
@@ -86,8 +93,10 @@ def table2_figure(t:pd.DataFrame, title:str='', column:str='m2m'):
     x = np.arange(len(m))
     ax.bar(x - 0.2, m['v2m_R@1_mean'], 0.4, yerr=m['v2m_R@1_std'], capsize=3, label='ours (V→M R@1)')
     ax.bar(x + 0.2, m['v2m_R@1_paper'], 0.4, alpha=0.5, label=f"paper ({PAPER_COLUMNS[column]}, real data)")
-    for name, ls in (('chance', ':'), ('no pre-training', '-.'), ("CCA, the model's inputs", '--'), ('CCA, full resolution', '-')):
-        if name in r.index: ax.axhline(r.loc[name, 'v2m_R@1_mean'], color='grey', ls=ls, lw=1, label=name)
+    for name, ls in (('chance', ':'), ('no pre-training', '-.'), ("CCA, the model's inputs", '--'),
+                     ('CCA, full resolution', '-')):
+        if name in r.index:
+            ax.axhline(r.loc[name, 'v2m_R@1_mean'], color='grey', ls=ls, lw=1, label=name)
     ax.set_xticks(x, m.method, rotation=20, ha='right', fontsize=8)
     ax.set_ylabel('R@1 (%)')
     ax.legend(fontsize=7, ncol=2)
@@ -106,7 +115,8 @@ def write_table2(runs='runs', data='synth', scale='cpu', results='results', colu
     ratio = table2_ratio(t, column)
     write_json(Path(f"{stem}_ratio.json"), ratio)
     tt = tuning_table(runs, data, scale)                                 # the budget's search, when one was run
-    if len(tt): tt.to_csv(f"{stem}_tuning.csv", index=False, float_format='%.4g')
+    if len(tt):
+        tt.to_csv(f"{stem}_tuning.csv", index=False, float_format='%.4g')
     fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the paper's {PAPER_COLUMNS[column]} column", column)
     fig.savefig(stem.with_suffix('.png'), dpi=110)
     plt.close(fig)
@@ -116,7 +126,8 @@ def write_table2(runs='runs', data='synth', scale='cpu', results='results', colu
 TABLE2_TUNED = {'CBVMR': dict(table='table2', method='cbvmr'), 'CMMVR': dict(table='table2', method='cmmvr'),
                 'CVMVAE': dict(table='table2', method='cvmvae'), 'MVPt': dict(table='table2', method='mvpt'),
                 TABLE2_NAMES[SINGLE_MAE]: dict(table='table2', method=SINGLE_MAE),
-                'CMMixer-Solo': dict(table='table1', decoder='solo'), 'CMMixer-Duet': dict(table='table1', decoder='duet'),
+                'CMMixer-Solo': dict(table='table1', decoder='solo'), 'CMMixer-Duet': dict(table='table1',
+                                                                                           decoder='duet'),
                 # every trained row: the rows and the random-init reference
                 'no pre-training': dict(table='table1', init='random')}
 
@@ -138,12 +149,14 @@ def tuning_choices(doc:dict) -> dict:
     "Each row's chosen lr factor in a tuning document (`tune_table2`'s, or the tuning file's)."
     return {r: float(v['lr_scale']) for r, v in doc['rows'].items()}
 
-def tune_table2(data='synth', scale='cpu', runs='runs', factors=LR_FACTORS, seed:int=0, rows=None, exp_kw:dict|None=None,
+def tune_table2(data='synth', scale='cpu', runs='runs', factors=LR_FACTORS, seed:int=0, rows=None,
+                exp_kw:dict|None=None,
                 **run_kw) -> dict:
     """The budget of Table 2: `tune_lr` of every row (`TABLE2_TUNED`, or `rows`) at the tuning `seed`; the choices
     (merged into the tuning file, which is rewritten after each row, so a stopped search resumes) and their trials."""
     rows = list(TABLE2_TUNED) if rows is None else list(rows)
-    for r in rows: check_choice('row', r, tuple(TABLE2_TUNED))
+    for r in rows:
+        check_choice('row', r, tuple(TABLE2_TUNED))
     p = tuning_path(runs, data, scale)
     doc = json.loads(p.read_text()) if p.is_file() else dict(rows={})
     for r in rows:
@@ -162,7 +175,8 @@ def run_table2(data='synth', scale='cpu', seeds:int=3, runs='runs', factors=LR_F
 def tuning_table(runs='runs', data='synth', scale='cpu') -> pd.DataFrame:
     "The search as a table: one row per (row, factor) with its lr, val R@10 and MedR (means of both directions), and which was chosen."
     p = tuning_path(runs, data, scale)
-    if not p.is_file(): return pd.DataFrame()
+    if not p.is_file():
+        return pd.DataFrame()
     doc = json.loads(p.read_text())
     return pd.DataFrame([dict(row=r, lr_scale=t['lr_scale'], lr=t['lr'], val_R10=t['val_score'], val_MedR=t['val_MedR'],
                               chosen=t['lr_scale'] == v['lr_scale'], seed=doc.get('seed', 0))
@@ -175,7 +189,8 @@ def plan(scale:str='cpu', data:str='synth', seeds:int=3, runs='runs', factors=LR
     check_int('seeds', seeds)
     kw = dict(epochs=epochs, finetune_epochs=finetune_epochs)
     budget = [table2_experiment(r, data, scale, 0, lr_scale=float(f), **kw) for r in TABLE2_TUNED for f in factors]
-    if not all(record_path(e, runs).is_file() for e in budget): return budget
+    if not all(record_path(e, runs).is_file() for e in budget):
+        return budget
     sel = tuning_choices(tune_table2(data, scale, runs, factors, 0, exp_kw=kw, progress=False))
     chosen = [table2_experiment(r, data, scale, s, lr_scale=sel[r], **kw) for s in range(seeds) for r in TABLE2_TUNED]
     return budget + [e for e in chosen if e not in budget]
@@ -191,6 +206,7 @@ def write(runs='runs', results='results', scale:str='cpu', data:str='synth', col
 def lines(written:dict) -> str:
     "Table 2 (mean ± std of V→M R@1 and MedR, the lr factor, the paper's R@1) and the ratio the paper's text claims."
     t = written['table']
-    cols = ['method', 'kind', 'seeds', 'lr_scale', 'v2m_R@1_mean', 'v2m_R@1_std', 'v2m_R@1_paper', 'v2m_MedR_mean', 'm2v_MedR_mean']
+    cols = ['method', 'kind', 'seeds', 'lr_scale', 'v2m_R@1_mean', 'v2m_R@1_std', 'v2m_R@1_paper', 'v2m_MedR_mean',
+            'm2v_MedR_mean']
     with pd.option_context('display.width', 250, 'display.max_columns', 20):
         return t[[c for c in cols if c in t]].round(2).to_string(index=False) + f"\nratio: {written['ratio']}"
