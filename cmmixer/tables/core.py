@@ -15,7 +15,7 @@ from ..experiment import Experiment, record_path, record_line, run, check_device
 
 # %% auto #0
 __all__ = ['TABLES', 'HOOKS', 'COMMON', 'table_module', 'TableRun', 'experiment_args', 'log_path', 'run_one', 'option_names',
-           'table_options', 'todo', 'shared_start', 'run_round', 'run_table', 'report']
+           'table_options', 'todo', 'shared_start', 'run_round', 'ensure_data', 'run_table', 'report']
 
 # %% ../../nbs/09_tables.ipynb #6c0a1532
 TABLES = {   # name -> (module, what it makes)
@@ -148,7 +148,17 @@ def run_round(name:str, exps:list, how:TableRun, start:int, total:int) -> list:
                   flush=True)
     return recs
 
-# %% ../../nbs/09_tables.ipynb #a84d00db
+# %% ../../nbs/09_tables.ipynb #9fbf877a
+def ensure_data(mod, how:TableRun, scale:str, data:str, options:dict, table:str=''):
+    "The table's cache, generated and prepared once before parallel runs (the module's `ensure_data` if it has one)."
+    if hasattr(mod, 'ensure_data'):
+        return _call(mod.ensure_data, how=how, scale=scale, data=data, table=table, **options)
+    t = time.perf_counter()
+    cache = ensure_cache(data, scale_config(scale), root=how.data_root, workers=how.workers, progress=how.progress)
+    print(f"data: {cache} ready in {time.perf_counter() - t:.1f} s", flush=True)
+    return cache
+
+# %% ../../nbs/09_tables.ipynb #eccfcff6
 def run_table(name:str, scale:str='cpu', data:str='synth', seeds:int=3, how:TableRun|None=None, **options) -> dict:
     """Plan table `name`, run its missing experiments, write its files. Returns what `write` returned, with `ran`,
     `reused` (record names) and `wall_s`."""
@@ -182,7 +192,7 @@ def run_table(name:str, scale:str='cpu', data:str='synth', seeds:int=3, how:Tabl
     reused = sorted({e.name for e in exps} - done)
     return dict(written, ran=sorted(done), reused=reused, wall_s=round(time.perf_counter() - t0, 1))
 
-# %% ../../nbs/09_tables.ipynb #20da562f
+# %% ../../nbs/09_tables.ipynb #a14a2077
 def report(name:str, w:dict, verdict:bool=False, **kw) -> str:
     "The text `cmmixer run` prints after a table: the module's lines, its verdict (if asked), the files and times."
     mod = table_module(name)
