@@ -1,4 +1,4 @@
-"""Catalogue search speed, recall and memory: exact (one matrix product) vs faiss's IVF as cmmixer.recommend builds it.
+"""Catalogue search speed, recall and memory: exact (one matrix product) vs faiss's IVF as cmmixer.indexing builds it.
 
     python benchmarks/retrieval.py                    # 1e3, 1e4, 1e5, 1e6 rows, clustered and uniform; writes benchmarks/retrieval_results.md
     python benchmarks/retrieval.py --sizes 1000 10000 --hnsw-sizes 10000 --out /tmp/r.md
@@ -47,7 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import faiss
-from cmmixer.recommend import IVFIndex, SCORE_BYTES, tune_nprobe, recall_at, exact_topk
+from cmmixer.ann import IVFIndex, SCORE_BYTES, tune_nprobe, recall_at, exact_topk
 
 WIDTH = 8 * 128
 MiB = 2**20

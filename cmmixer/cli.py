@@ -102,7 +102,7 @@ def index(music_dir:Param("folder of tracks (any audio or video format; searched
         raise ValueError("checkpoint: required (the fine-tuned retriever's run or checkpoint folder)")
     if out is None:
         raise ValueError("out: required (the index folder to write)")
-    from cmmixer.recommend import build_index
+    from cmmixer.indexing import build_index
     s = build_index(music_dir, checkpoint, out, modality=modality, span_s=span_s, hop_s=hop_s, batch_size=batch_size,
                     device=device, ann=ann, nlist=nlist, rebuild=rebuild, progress=not quiet)
     print(f"index {out}: {s['status']}; {s['indexed']} indexed ({s['rows']} excerpts), {s['rejected']} rejected (rejects.csv), "

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import CMMIXER, run_cli, run_main
 from cmmixer.media import write_media
-from cmmixer.recommend import INDEX_FILES
+from cmmixer.indexing import INDEX_FILES
 
 DAMAGES = ('empty', 'half', 'delete')
 

@@ -1,4 +1,4 @@
-"""End-to-end tests of the retrieval chapters (cmmixer.retrieval, cmmixer.recommend) in subprocesses, as users run them.
+"""End-to-end tests of the retrieval chapters (cmmixer.retrieval, cmmixer.indexing, cmmixer.recommend) in subprocesses, as users run them.
 
 - fine-tuning under torchrun (2 gloo processes) equals one process: InfoNCE negatives are the GLOBAL batch
   (embeddings gathered with gradients), so losses and final weights match;
@@ -114,17 +114,18 @@ import signal, sys, time
 # A shell starts background jobs with SIGINT ignored and Python then installs no KeyboardInterrupt handler:
 # restore it, so the test behaves as a user's Ctrl-C however the suite itself was launched.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import cmmixer.recommend as R
-real = R._embed_file
+import cmmixer.indexing as I
+real = I._embed_file
 def slow(*a):
     time.sleep(0.4); return real(*a)
-R._embed_file = slow
-R.build_index(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)
+I._embed_file = slow
+I.build_index(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)
 """
 
 
 def test_index_build_resumes_after_sigint(tmp_path):
-    from cmmixer.recommend import build_index, recommend, Index
+    from cmmixer.indexing import build_index, Index
+    from cmmixer.recommend import recommend
     ckpt, media = _checkpoint(tmp_path)
     lib = tmp_path / 'lib'; lib.mkdir()
     for i in range(12):                                                # 12 tracks (copies of 4 tones, other names)
