@@ -26,7 +26,8 @@ import torch
 from cmmixer.mae import CMMixerMAE, count_flops
 from cmmixer.mixer import CrossModalMixer, MixerConfig
 from cmmixer.pretrain import scale_config, pretrain_step
-from cmmixer.train import StepGenerator, param_groups, make_optimizer
+from cmmixer.train import param_groups, make_optimizer
+from cmmixer.randomness import StepGenerator
 from timm.models.vision_transformer import Block
 
 
@@ -103,7 +104,7 @@ def run_real(scale, train, mixer_cfg, steps, warmup, preload) -> tuple:
     commit 6c837d5). (seconds per step, peak MB)."""
     from cmmixer.cache import PretrainDataset, PRELOAD_MB
     from cmmixer.pretrain import ensure_cache
-    from cmmixer.train import EpochSampler
+    from cmmixer.randomness import EpochSampler
     from torch.utils.data import DataLoader
     cache = ensure_cache('synth', scale, root=Path(__file__).resolve().parents[1] / 'data', workers=2)
     ds = PretrainDataset(cache, 'train', repeats=scale.repeats, image_size=scale.image_size, augment=True, seed=0,

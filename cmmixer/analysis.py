@@ -16,7 +16,7 @@ from .core import check, check_int, check_number, check_choice, is_int, derive_s
 from .cache import as_cache, RetrievalDataset
 from .mixer import MIXERS, MixerConfig, CrossModalMixer
 from .mae import reconstruct, check_mask_ratio, display_image
-from .train import read_checkpoint
+from .checkpoint import read_checkpoint
 from .paper import PAPER_TABLE6, PAPER_TABLE6_SOURCE
 from .pretrain import load_pretrained, scale_config
 from .retrieval import Retriever, embed_split, load_retriever, pair_scores, synth_root, SCORES

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from .media import (MediaConfig, MediaError, load_clips, probe, clip_times, window_starts, decode_audio,
                            log_mel_fbank, spectrogram_image, frames_to_float)
 from .retrieval import Retriever, SCORES
-from .train import resolve_device
+from .distributed import resolve_device
 from .core import check
 
 # %% auto #0

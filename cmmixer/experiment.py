@@ -18,9 +18,9 @@ from .mixer import MIXERS
 from .mae import DECODERS, CMMixerMAE
 from .cache import as_cache
 from .core import derive_seed
-from .train import (TrainConfig, read_checkpoint, read_log, resolve_device, env_world, init_distributed,
-                           main_first,
-                           barrier)
+from .train import TrainConfig
+from .checkpoint import read_checkpoint, read_log
+from .distributed import resolve_device, env_world, init_distributed, main_first, barrier
 from .pretrain import SCALES, SYNTH_DATA, scale_config
 from .references import reference_points
 from .retrieval import Retriever, finetune_config, finetune, evaluate, pair_subset, chance_of

@@ -19,9 +19,10 @@ from torch.utils.data import Dataset, DataLoader
 from .cache import RetrievalDataset, PretrainDataset, as_cache, group_overlap
 from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, init_mae_weights, check_images,
                          check_mask_ratio, patch_targets, masked_mse, clip_embeddings)
-from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier,
-                           env_world,
-                           all_gather_cat, main_first, resolve_device, read_log, unwrap, distributed)
+from .train import TrainConfig, fit, check_plan
+from .randomness import StepGenerator
+from .checkpoint import read_checkpoint, load_weights, read_log, unwrap
+from .distributed import barrier, env_world, all_gather_cat, main_first, resolve_device, distributed
 from .retrieval import (Retriever, info_nce, evaluate_embeddings, pair_subset, synth_root, finetune_config,
                                finetune)
 from .synth import video_name

@@ -16,8 +16,10 @@ from .media import MediaConfig
 from .cache import Cache, PretrainDataset, RetrievalDataset, prepare, as_cache
 from .mixer import MIXERS, MixerConfig, CrossModalMixer
 from .mae import DECODERS, MAEConfig, CMMixerMAE
-from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier,
-                           unwrap, env_world)
+from .train import TrainConfig, fit, check_plan
+from .randomness import StepGenerator
+from .checkpoint import read_checkpoint, load_weights, unwrap
+from .distributed import barrier, env_world
 from .core import check_int, check_choice, derive_seed, write_json, project_path
 
 # %% auto #0

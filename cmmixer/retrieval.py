@@ -20,7 +20,9 @@ from .media import IMAGENET_MEAN, IMAGENET_STD
 from .cache import PretrainDataset, RetrievalDataset, pool_groups, group_overlap, as_cache
 from .metrics import retrieval_metrics, chance_metrics
 from .mae import MAEConfig, CMMixerEncoder, CMMixerMAE, clip_embeddings
-from .train import TrainConfig, fit, all_gather_cat, read_checkpoint, load_weights, resolve_device, param_groups
+from .train import TrainConfig, fit, param_groups
+from .checkpoint import read_checkpoint, load_weights
+from .distributed import all_gather_cat, resolve_device
 from .pretrain import SCALES, scale_config
 from .core import check, is_int, derive_seed, progress_bar
 from .metrics import POOL_SIZE

@@ -21,7 +21,9 @@ from .cache import ClassificationDataset, as_cache, prepare
 from .media import MediaConfig
 from .metrics import top1_accuracy, mean_average_precision, fold_accuracy
 from .paper import PAPER_TABLE4, PAPER_TABLE5     # Tables 4 and 5 as printed
-from .train import TrainConfig, fit, param_groups, resolve_device, read_log
+from .train import TrainConfig, fit, param_groups
+from .checkpoint import read_log
+from .distributed import resolve_device
 from .labelled import TASK_LAYOUTS, write_labelled
 from .references import view_features
 
@@ -310,7 +312,7 @@ def start_encoder(exp, task:TransferTask, sc, where) -> tuple:
     CMMixer's random initialisation. `(encoder, origin)`."""
     from cmmixer import pretrain as pt
     from cmmixer.experiment import cmmixer_start
-    from cmmixer.train import main_first
+    from cmmixer.distributed import main_first
     pre = None
     if exp.init != 'random':
         pre = as_cache(main_first(pt.ensure_cache, 'synth', sc, root=project_path(where.data_root),
@@ -330,7 +332,7 @@ def run_transfer(exp, where) -> dict:
     "The transfer runner: data -> starting encoder -> one fine-tuning per scored split -> metric, references, times."
     import copy
     from cmmixer import pretrain as pt
-    from cmmixer.train import main_first
+    from cmmixer.distributed import main_first
     task, sc, t0, times = check_task(exp.method), pt.scale_config(exp.scale, exp.decoder), time.perf_counter(), {}
     root = project_path(where.data_root)
     cache = as_cache(main_first(transfer_data, task.name, exp.scale, root, where.workers,

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
-from cmmixer.train import TrainConfig, fit, all_gather_cat
+from cmmixer.train import TrainConfig, fit
+from cmmixer.distributed import all_gather_cat
 
 class JobModel(nn.Module):
     "Per-token regression with per-sample masking, plus a contrastive term over the global batch."

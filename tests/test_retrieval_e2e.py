@@ -75,7 +75,7 @@ def ddp_job(cache, out):
 
 def test_ddp_finetune_equals_single_process(tmp_path):
     from safetensors.torch import load_file
-    from cmmixer.train import read_log
+    from cmmixer.checkpoint import read_log
     cache = tiny_cache(tmp_path / 'media')
     one, two = tmp_path / 'one', tmp_path / 'two'
     _run([sys.executable, THIS, 'ddp-job', cache, one])

@@ -3,7 +3,7 @@ import json, os, subprocess, sys
 from pathlib import Path
 import torch
 from safetensors.torch import load_file
-from cmmixer.train import read_log
+from cmmixer.checkpoint import read_log
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = ROOT / 'tests' / 'ddp_job.py'

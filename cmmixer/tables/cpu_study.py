@@ -15,7 +15,7 @@ import torch
 from ..core import check_choice, digest, derive_seed, project_path, project_root
 from ..cache import Cache
 from ..mae import CMMixerMAE
-from ..train import read_log
+from ..checkpoint import read_log
 from ..pretrain import ensure_cache, pretrain, load_pretrained, scale_config
 from ..retrieval import Retriever, finetune, finetune_config, evaluate
 from ..references import reference_points, full_resolution_cache

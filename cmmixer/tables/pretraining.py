@@ -15,7 +15,8 @@ from ..core import check, check_choice, check_int, derive_seed, write_json, proj
 from ..mixer import MixerConfig
 from ..paper import PAPER_TABLE3
 from ..mae import MAEConfig, param_breakdown, meta_model, count_flops, reconstruction_figure
-from ..train import read_log, loss_curve_figure
+from ..train import loss_curve_figure
+from ..checkpoint import read_log
 from ..pretrain import (SCALES, scale_config, check_decoder, check_mixer, check_data, run_name, load_pretrained,
                               ensure_cache, pretrain, heldout_batch)
 
