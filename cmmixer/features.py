@@ -22,8 +22,8 @@ from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, ini
 from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier,
                            env_world,
                            all_gather_cat, main_first, resolve_device, read_log, unwrap, distributed)
-from .retrieval import (Retriever, info_nce, evaluate_embeddings, pair_subset, synth_root, finetune_config,
-                               finetune)
+from .retrieval import Retriever, info_nce, pair_subset, synth_root, finetune_config, finetune
+from .metrics import evaluate_embeddings
 from .synth import video_name
 from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest,
                           write_json,

@@ -18,7 +18,8 @@ from fastcore.basics import patch
 from .media import (MediaConfig, MediaError, load_clips, probe, clip_times, window_starts, decode_audio,
                            log_mel_fbank, spectrogram_image, frames_to_float)
 from .data import VIDEO_EXTS, AUDIO_EXTS
-from .retrieval import Retriever, load_retriever, SCORES
+from .retrieval import Retriever, load_retriever
+from .metrics import SCORES
 from .train import resolve_device
 from .core import check, changes, check_int, check_number, check_choice, digest, atomic_write, progress_bar
 

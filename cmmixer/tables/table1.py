@@ -16,8 +16,9 @@ from ..mae import DECODERS
 from ..paper import PAPER_TABLE1, PAPER_TABLE1_SOURCE
 from ..pretrain import SYNTH_DATA, scale_config
 from ..references import full_resolution_cache
-from ..experiment import (Experiment, INITS, METRICS, records_dir, references_path, write_references, data_name,
-                                read_records, record_files, gather, gather_references, own_share)
+from ..experiment import (Experiment, INITS, METRICS, records_dir, references_path, data_name, read_records,
+                                record_files, gather, gather_references, own_share)
+from ..references import write_references
 
 # %% auto #0
 __all__ = ['VARIANTS', 'parse_variants', 'plan', 'prepare', 'gather_table1', 'table1_text', 'references_text', 'table1_figure',
