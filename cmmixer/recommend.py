@@ -15,8 +15,9 @@ import torch.nn.functional as F
 import faiss
 from fastcore.basics import patch
 
-from .media import (MediaConfig, MediaError, load_clips, probe, clip_times, window_starts, decode_audio,
-                           log_mel_fbank, spectrogram_image, frames_to_float)
+from .media import MediaConfig, MediaError, probe, clip_times, window_starts
+from .audio import decode_audio, log_mel_fbank
+from .clips import load_clips, spectrogram_image, frames_to_float
 from .data import VIDEO_EXTS, AUDIO_EXTS
 from .retrieval import Retriever, load_retriever
 from .metrics import SCORES

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from .core import check, check_choice, check_int, run_pool, project_path, write_json
 from .experiment import references_path, code_version
-from .media import MediaConfig, load_clips, spectrogram_image
+from .media import MediaConfig
+from .clips import load_clips, spectrogram_image
 from .metrics import POOL_SIZE, retrieval_metrics, chance_metrics
 from .cache import as_cache, prepare, group_overlap, RetrievalDataset
 from .synth import (TEMPO_BPM, TIMBRES, RHYTHMS, ENERGY_BRIGHTNESS, ENERGY_OBJECTS, REGISTER_Y, palette_hue,
@@ -131,7 +132,7 @@ def _features_one(video, audio, offset, cfg):
 
 def synth_features(root, names:list|None=None, image_size:int=64, workers:int=2, progress:bool=False) -> tuple:
     """Decode each video of a SynthM2M benchmark (its frames) and its pair's sound (the track at the offset, or the
-    video's own sound) with `cmmixer.media.load_clips`, and compute the hand-crafted features:
+    video's own sound) with `cmmixer.clips.load_clips`, and compute the hand-crafted features:
     (video [n,K,31], audio [n,K,31], names)."""
     check_int('workers', workers)
     root = Path(root)
