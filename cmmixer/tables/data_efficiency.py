@@ -14,7 +14,7 @@ from ..core import check, project_path
 from ..metrics import POOL_SIZE
 from ..experiment import (Experiment, INITS, METRICS, records_dir, references_path, read_records, data_name,
                                 own_share)
-from .core import num, pm, span, two_sigma, and_list, claim
+from .reading import num, pm, span, two_sigma, and_list, claim
 from .table1 import publish_records, table_stem, DIRECTIONS
 
 # %% auto #0

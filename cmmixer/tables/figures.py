@@ -11,7 +11,7 @@ import torch
 
 from ..core import project_path
 from ..analysis import write_analysis, summarize_numbers
-from .core import num, pm, span, count_word, claim
+from .reading import num, pm, span, count_word, claim
 from .table1 import table_stem
 
 # %% auto #0

@@ -20,7 +20,7 @@ from ..references import full_resolution_cache
 from ..experiment import (Experiment, INITS, METRICS, records_dir, references_path, data_name, read_records,
                                 record_files, gather, gather_references, own_share)
 from ..references import write_references
-from .core import num, pm, span, sigmas, two_sigma, and_list, claim
+from .reading import num, pm, span, sigmas, two_sigma, and_list, claim
 
 # %% auto #0
 __all__ = ['VARIANTS', 'MIXER_NAMES', 'DIRECTIONS', 'SHARES', 'parse_variants', 'plan', 'prepare', 'gather_table1', 'table1_text',

@@ -18,7 +18,7 @@ from ..experiment import (Experiment, records_dir, record_path, read_records, ga
                                 METRICS, run, tune_lr, LR_FACTORS, VAL_SCORE)
 from ..baselines import BASELINES, SINGLE_MAE
 from . import table1
-from .core import num, pm, span, two_sigma, and_list, count_word, claim
+from .reading import num, pm, span, two_sigma, and_list, count_word, claim
 
 # %% auto #0
 __all__ = ['TABLE2_NAMES', 'TABLE2_ORDER', 'BASELINE_ROWS', 'TABLE2_TUNED', 'SHORT_NAMES', 'LR_WORDS', 'table2_rows',

@@ -13,7 +13,7 @@ from ..core import check_choice, project_path
 from ..pretrain import ensure_cache, scale_config
 from ..experiment import Experiment, TRANSFER_INITS, records_dir, data_name
 from ..transfer import transfer_data, write_transfer_tables
-from .core import num, pm, two_sigma, claim
+from .reading import num, pm, two_sigma, claim
 
 # %% auto #0
 __all__ = ['TABLE_TASKS', 'STARTS', 'plan', 'ensure_data', 'write', 'lines', 'task_reading', 'transfer_reading']
