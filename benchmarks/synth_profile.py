@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # part -> substrings of "file:function" (the first match wins)
 PARTS = [('AAC audio encoding (PyAV)', ("encode' of 'av.audio",)),
          ('H.264 video encoding (PyAV)', ("encode' of 'av.video",)),
-         ('muxing, frames into PyAV, container', ('av.', 'media.py')),
+         ('muxing, frames into PyAV, container', ('av.', 'encode.py')),
          ('rendering video frames (numpy)', ('synth.py:render_video', 'synth.py:_shape_mask', 'synth.py:inside',
                                              'synth.py:_positions', 'synth.py:_texture', 'synth.py:_hsv', 'numeric.py:roll')),
          ('synthesising music and natural sound (numpy)', ('synth.py:', 'pocketfft', '_methods.py'))]

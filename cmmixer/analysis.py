@@ -19,7 +19,8 @@ from .mae import reconstruct, check_mask_ratio, display_image
 from .checkpoint import read_checkpoint
 from .paper import PAPER_TABLE6, PAPER_TABLE6_SOURCE
 from .pretrain import load_pretrained, scale_config
-from .retrieval import Retriever, embed_split, load_retriever, pair_scores, synth_root, SCORES
+from .retrieval import Retriever, embed_split, load_retriever, synth_root
+from .metrics import pair_scores, SCORES
 from .embedder import index_vectors
 from .pretrain import heldout_batch
 from .synth import load_synth, video_name

@@ -21,11 +21,11 @@ from .cache import RetrievalDataset, PretrainDataset, as_cache, group_overlap
 from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, init_mae_weights, check_images,
                          check_mask_ratio, patch_targets, masked_mse, clip_embeddings)
 from .train import TrainConfig, fit, check_plan
-from .randomness import StepGenerator
 from .checkpoint import read_checkpoint, load_weights, read_log, unwrap
 from .distributed import barrier, env_world, all_gather_cat, main_first, resolve_device, distributed
-from .retrieval import (Retriever, info_nce, evaluate_embeddings, pair_subset, synth_root, finetune_config,
-                               finetune)
+from .randomness import StepGenerator
+from .retrieval import Retriever, info_nce, pair_subset, synth_root, finetune_config, finetune
+from .metrics import evaluate_embeddings
 from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest,
                           write_json,
                           project_path)
@@ -598,7 +598,7 @@ SINGLE_MAE = 'single-mae'   # the ablation's method name: separate single-modali
 def run_single_modal_mae(exp, where) -> dict:
     "The ablation's runner: cache -> frame and spectrogram MAEs -> their encoders in the towers -> fine-tune -> evaluate."
     from cmmixer import pretrain as pt
-    from cmmixer.experiment import evaluate_splits                      # the experiment layer's shared evaluation
+    from cmmixer.retrieval import evaluate_splits                      # the experiment layer's shared evaluation
     times, t_all = {}, time.perf_counter()
     sc = pt.scale_config(exp.scale)
     t = time.perf_counter()

@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .media import (MediaConfig, MediaError, load_clips, spectrogram_image, frames_to_float, augment_frames,
-                           IMAGENET_MEAN, IMAGENET_STD)
+from .media import MediaConfig, MediaError, IMAGENET_MEAN, IMAGENET_STD
+from .clips import load_clips, spectrogram_image, frames_to_float, augment_frames
 from .data import Record, RecordSet, READERS, VIDEO_EXTS, AUDIO_EXTS, read_source, assign_splits, check_fractions
 from fastcore.basics import patch
 
@@ -28,7 +28,7 @@ __all__ = ['CACHE_VERSION', 'FBANK_DTYPES', 'CACHE_FILES', 'MANIFEST_COLUMNS', '
            'ClassificationDataset']
 
 # %% ../nbs/01c_cache.ipynb #a49410b5
-CACHE_VERSION = 2   # 2: audio windows cut on the stream's sample grid, decoded forward (the media chapter's exact path)
+CACHE_VERSION = 2   # 2: audio windows cut on the stream's sample grid, decoded forward (the audio chapter's exact path)
 FBANK_DTYPES = ('float16', 'float32')
 CACHE_FILES = ('frames.npy', 'fbank.npy', 'manifest.csv', 'rejects.csv', 'stats.json', 'meta.json')
 _log = logging.getLogger('cmmixer.cache.prepare')

@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from .media import (MediaConfig, MediaError, load_clips, probe, clip_times, window_starts, decode_audio,
-                           log_mel_fbank, spectrogram_image, frames_to_float)
-from .retrieval import Retriever, SCORES
+from .media import MediaConfig, MediaError, probe, clip_times, window_starts
+from .audio import decode_audio, log_mel_fbank
+from .clips import load_clips, spectrogram_image, frames_to_float
+from .retrieval import Retriever
+from .metrics import SCORES
 from .distributed import resolve_device
 from .core import check
 

@@ -20,11 +20,11 @@ from .cache import RetrievalDataset, PretrainDataset, as_cache, group_overlap
 from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, init_mae_weights, check_images,
                          check_mask_ratio, patch_targets, masked_mse, clip_embeddings)
 from .train import TrainConfig, fit, check_plan
-from .randomness import StepGenerator
 from .checkpoint import read_checkpoint, load_weights, read_log, unwrap
 from .distributed import barrier, env_world, all_gather_cat, main_first, resolve_device, distributed
-from .retrieval import (Retriever, info_nce, evaluate_embeddings, pair_subset, synth_root, finetune_config,
-                               finetune)
+from .randomness import StepGenerator
+from .retrieval import Retriever, info_nce, pair_subset, synth_root, finetune_config, finetune
+from .metrics import evaluate_embeddings
 from .synth import video_name
 from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest,
                           write_json,

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from .synth import load_synth, SHAPES, LAYOUTS, TIMBRES, RHYTHMS, NATURAL_TEXTURES, ENERGIES, MODES
-from .media import decode_audio, write_media
+from .encode import write_media
+from .audio import decode_audio
 from .core import check, check_int, run_pool
 
 # %% auto #0

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from fastcore.basics import patch
 
-from .media import MediaError, probe, decode_audio
+from .media import MediaError, probe
+from .audio import decode_audio
 from .retrieval import Retriever, load_retriever
 from .core import check, check_int, check_choice
 from .ann import topk, query_groups, exact_scores

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .media import write_media, load_clips, clip_times, MediaConfig
+from .encode import write_media
+from .media import clip_times, MediaConfig
+from .clips import load_clips
 from .core import check, check_int, is_int, is_number, run_pool
 
 # %% auto #0

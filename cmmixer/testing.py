@@ -9,7 +9,7 @@ __all__ = ['tiny_frames', 'tiny_audio', 'tiny_video', 'tiny_wav', 'make_mini_yt8
 # %% ../nbs/00b_testing.ipynb #5a2ee002
 from pathlib import Path
 import numpy as np
-from .media import write_media
+from .encode import write_media
 
 # %% ../nbs/00b_testing.ipynb #bd9ebf17
 def tiny_frames(seconds=1.5, size=32, fps=8, seed=0):

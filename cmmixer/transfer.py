@@ -311,7 +311,7 @@ def start_encoder(exp, task:TransferTask, sc, where) -> tuple:
     MAE of the task's view (frame or spectrogram MAE of chapter 04c, pre-trained on the same data with the same recipe), or
     CMMixer's random initialisation. `(encoder, origin)`."""
     from cmmixer import pretrain as pt
-    from cmmixer.experiment import cmmixer_start
+    from cmmixer.retrieval import cmmixer_start
     from cmmixer.distributed import main_first
     pre = None
     if exp.init != 'random':

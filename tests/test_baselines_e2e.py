@@ -12,7 +12,7 @@ from conftest import make_synth
 from cmmixer.baselines import BASELINES, run_baseline, run_single_modal_mae
 from cmmixer.experiment import Experiment, Where, flat_record, run
 from cmmixer.cache import RetrievalDataset, as_cache
-from cmmixer.retrieval import draw_pools
+from cmmixer.metrics import draw_pools
 
 from conftest import CMMIXER
 

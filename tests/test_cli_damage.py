@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import CMMIXER, run_cli, run_main
-from cmmixer.media import write_media
+from cmmixer.encode import write_media
 from cmmixer.indexing import INDEX_FILES
 
 DAMAGES = ('empty', 'half', 'delete')

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_main, CMMIXER, run_cli
-from cmmixer.media import write_media
+from cmmixer.encode import write_media
 
 
 def _tone(seconds, sr=16000, f=440.0, channels=1):

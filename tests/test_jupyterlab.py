@@ -335,7 +335,7 @@ def check_retrieval(driver, path: str, state: dict, out: Path):
     unfinished = [b for b in bars if not done(b)]
     assert not unfinished, f'progress bars short of 100 %: {unfinished}'
     assert any('R@1' in t for t in seen['tables']), f'the results table is not rendered as HTML: {seen["tables"]}'
-    figure = cell_index(state, 'plot_record(')
+    figure = cell_index(state, 'plot_record(result)')
     images = driver.execute_script(SEEN, path, figure)['images']
     assert len(images) == 1 and images[0]['complete'] and images[0]['width'] > 0, f'the figure, once: {images}'
     screenshot(driver, path, run, '04_retrieval_experiment.png', out)

@@ -11,10 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# chapter -> later modules it still imports, and why (the tables-layer issue moves these experiment cells)
-KNOWN = {
-    '04_retrieval.ipynb': ({'experiment'}, "Table 1's papermill entry runs through the experiment layer"),
-}
+# chapter -> later modules it still imports, and why (empty: every chapter imports only earlier ones)
+KNOWN = {}
 
 
 def chapters():

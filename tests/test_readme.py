@@ -1,5 +1,5 @@
 """tools/readme.py: the README's tables are the results/ CSVs, laid out for reading."""
-import csv, importlib.util
+import csv, importlib.util, json
 from pathlib import Path
 import pytest
 
@@ -36,12 +36,12 @@ def test_table2_markdown_shows_mean_std_choice_and_paper(tmp_path):
 
 
 def test_every_directive_points_at_a_committed_csv():
-    import json
     nb = json.loads((ROOT / 'nbs' / 'index.ipynb').read_text())
     directives = [l for c in nb['cells'] if c['cell_type'] == 'code' for l in ''.join(c['source']).split('\n')
                   if l.startswith('#| readme_')]
     assert any(d.startswith('#| readme_table2 ') for d in directives)
     for d in directives:
+        if readme.is_markdown_cell([d]): continue                           # a reading, made by its code
         assert readme.directive_table([d]) is not None, d                   # a known kind, and the file exists
     with pytest.raises(SystemExit, match='does not exist'):
         readme.directive_table(['#| readme_table2 results/no_such_table.csv'])
@@ -57,3 +57,36 @@ def test_table6_markdown_keeps_the_papers_rows_and_measures_ours(tmp_path):
     paper, ours = ([c.strip() for c in l.strip('|').split('|')] for l in lines[2:4])
     assert paper[:4] == ['AST', 'AS+LS', '55', 'paper'] and paper[4:] == [''] * 5     # the paper gives no retrieval number
     assert ours[4] == '839 videos × 8 epochs (832 steps; smoke)' and ours[6:] == ['16 / 14 / 34', '21 / 15 / 43', '1.14, 1.4']
+
+
+def _nb(path, cells):
+    "A notebook of (cell_type, source) pairs."
+    nb = dict(cells=[dict(cell_type=t, source=src, metadata={}, **({'outputs': [], 'execution_count': None}
+                                                                     if t == 'code' else {})) for t, src in cells],
+              metadata={}, nbformat=4, nbformat_minor=5)
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def test_readme_md_cell_renders_its_markdown(tmp_path):
+    nb = _nb(tmp_path / 'index.ipynb', [
+        ('markdown', '# Title'),
+        ('code', '#| hide\nfrom IPython.display import Markdown\nN = 41'),
+        ('code', '#| readme_md\nfrom pathlib import Path\nhere = Path("settings.ini").is_file()\n'
+                 'Markdown(f"N is **{N + 1}**, run in the root: {here}")'),
+        ('code', '#| readme_md\n" ".join(["a", "plain", "str"])'),
+        ('code', 'print("shown as code")')])
+    readme.main(nb, tmp_path / 'README.md')
+    parts = (tmp_path / 'README.md').read_text().split('\n\n')
+    assert parts[1:] == ['# Title', 'N is **42**, run in the root: True', 'a plain str',
+                         '```python\nprint("shown as code")\n```\n']      # the hidden cell ran first, and is left out
+    with pytest.raises(SystemExit, match='must end with an expression'):
+        readme.run_markdown('x = 1')
+    with pytest.raises(SystemExit, match='gave int, not Markdown'):
+        readme.run_markdown('1 + 1')
+
+
+def test_readme_is_what_the_index_renders_now(tmp_path):
+    "README.md equals tools/readme.py's rendering of nbs/index.ipynb (also `make sync-check`, which git-diffs it)."
+    readme.main(ROOT / 'nbs' / 'index.ipynb', tmp_path / 'README.md')
+    assert (tmp_path / 'README.md').read_text() == (ROOT / 'README.md').read_text(), 'README.md is stale: make readme'

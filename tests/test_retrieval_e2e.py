@@ -39,7 +39,8 @@ def _run(cmd, timeout=600, cwd=ROOT):
 
 def tiny_cache(root: Path, n_tracks=4, per_track=2, natural=2):
     "Generated media (plain colours, tones) and their prepared cache: all in the train split."
-    from cmmixer.media import MediaConfig, write_media
+    from cmmixer.encode import write_media
+    from cmmixer.media import MediaConfig
     from cmmixer.data import Record
     from cmmixer.cache import prepare
     recs, t = [], np.arange(int(5.0 * 16000)) / 16000

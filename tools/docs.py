@@ -7,9 +7,9 @@ cell template (tools/docs_template/cells/) inside our page (tools/docs_template/
 chapters in nbs/ order, index first, each titled by its first markdown heading. nbdev directives act as in nbdev's
 docs: `#| hide` cells are left out, `show_doc` inputs and `#| echo: false` inputs hidden, `#| output: false` outputs
 dropped, exported source folded. The index page is nbs/index.ipynb with each `#| readme_table*` cell replaced by the
-table README.md shows (tools/readme.py). Links to notebooks point to their pages; repository files that markdown links
-to, or that a `code` span names under results/ or benchmarks/, are copied into the site at the same relative path
-(markdown files rendered as pages). Math becomes MathML at build time: the site loads nothing from the network.
+table README.md shows, and each `#| readme_md` cell by the Markdown its code makes (tools/readme.py). Links to
+notebooks point to their pages; repository files that markdown links to, or that a `code` span names under results/
+or benchmarks/, are copied into the site at the same relative path (markdown files rendered as pages). Math becomes MathML at build time: the site loads nothing from the network.
 """
 import argparse, configparser, html, posixpath, re, shutil, sys, time
 from collections import Counter
@@ -113,8 +113,9 @@ def module_of(nb) -> str:
     return ''
 
 
-def prepare_code(cell, lines: list[str], body: str, module: str):
-    "A code cell as the docs show it (None: left out): README tables, hidden inputs and outputs, folded exports."
+def prepare_code(cell, lines: list[str], body: str, module: str, setup: str = ''):
+    "A code cell as the docs show it (None: left out): README tables and readings, hidden input/output, folded exports."
+    if readme.is_markdown_cell(lines): return nbformat.v4.new_markdown_cell(readme.run_markdown(body, setup))
     table = readme.directive_table(lines)
     if table is not None: return nbformat.v4.new_markdown_cell(table)
     d = parse(lines)
@@ -130,11 +131,11 @@ def prepare_code(cell, lines: list[str], body: str, module: str):
 
 def prepare(nb):
     "The notebook with nbdev's directives applied (its cells are changed in place)."
-    module, cells = module_of(nb), []
+    module, cells, setup = module_of(nb), [], readme.setup_code(nb)
     for cell in nb.cells:
         lines, body = split_directives(cell.source)
         if 'hide' in parse(lines) or (cell.cell_type == 'markdown' and not body): continue
-        cell = prepare_code(cell, lines, body, module) if cell.cell_type == 'code' else cell
+        cell = prepare_code(cell, lines, body, module, setup) if cell.cell_type == 'code' else cell
         if cell is not None: cells.append(cell)
     nb.cells = cells
     return nb

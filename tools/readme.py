@@ -3,8 +3,12 @@ Used instead of nbdev_readme, which needs Quarto (not installable on these machi
 
 A code cell holding the directive `#| readme_table PATH` (PATH relative to the repository) is replaced by the
 CSV at PATH as a markdown table, so the README shows exactly the numbers the notebook runs wrote to results/.
+A code cell holding `#| readme_md` is replaced by the Markdown its code makes: the code runs in the project root, in a
+fresh namespace after the index's `#| hide` code cells (its imports), with this checkout's `cmmixer` first on the path;
+its last expression is the Markdown (a str, or an object with a str `.data`, as IPython's `Markdown`, which shows the
+same text in JupyterLab). The readings' numbers are computed that way from results/ and benchmarks/, never typed.
 Cells marked `#| hide` are left out."""
-import csv, json, sys
+import ast, csv, json, os, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,19 +117,59 @@ def directive_table(directives) -> str | None:
     return None
 
 
+def is_hidden(directives) -> bool:
+    return any(d.replace(' ', '') == '#|hide' for d in directives)
+
+
+def is_markdown_cell(directives) -> bool:
+    "Whether a code cell's directives mark it `#| readme_md`."
+    return any(d.split()[1:2] == ['readme_md'] for d in directives)
+
+
+def setup_code(nb) -> str:
+    "The code of a notebook's `#| hide` code cells (the index's imports), which every `#| readme_md` cell runs after."
+    srcs = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
+    return '\n\n'.join(s for s in srcs if is_hidden([l for l in s.split('\n') if l.startswith('#|')]))
+
+
+def run_markdown(code: str, setup: str = '') -> str:
+    """The Markdown a `#| readme_md` cell stands for: `setup`, then `code`, run in a fresh namespace in the project
+    root with this checkout's `cmmixer` first on the path; the value of its last expression (a str, or `.data`)."""
+    tree = ast.parse(code)
+    if not tree.body or not isinstance(tree.body[-1], ast.Expr):
+        raise SystemExit('readme: a `#| readme_md` cell must end with an expression (the Markdown)')
+    last = ast.Expression(tree.body.pop().value)
+    ns, cwd = {'__name__': '__readme__'}, os.getcwd()
+    if str(ROOT) not in sys.path[:1]: sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    try:
+        exec(compile(setup, '<index: hidden cells>', 'exec'), ns)
+        exec(compile(tree, '<readme_md cell>', 'exec'), ns)
+        out = eval(compile(last, '<readme_md cell>', 'eval'), ns)
+    finally:
+        os.chdir(cwd)
+    out = getattr(out, 'data', out)
+    if not isinstance(out, str):
+        raise SystemExit(f'readme: a `#| readme_md` cell gave {type(out).__name__}, not Markdown')
+    return out.strip()
+
+
 def main(nb_path, out_path):
     nb = json.loads(Path(nb_path).read_text())
-    parts = []
+    parts, setup = [], setup_code(nb)
     for c in nb['cells']:
         src = ''.join(c['source']).strip()
         lines = src.split('\n')
         directives = [l for l in lines if l.startswith('#|')]
-        if not src or any(d.replace(' ', '') == '#|hide' for d in directives): continue
+        if not src or is_hidden(directives): continue
+        body = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
+        if c['cell_type'] == 'code' and is_markdown_cell(directives):
+            parts.append(run_markdown(body, setup))
+            continue
         table = directive_table(directives) if c['cell_type'] == 'code' else None
         if table is not None:
             parts.append(table)
             continue
-        body = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
         parts.append(body if c['cell_type'] == 'markdown' else f'```python\n{body}\n```')
     header = '<!-- generated from nbs/index.ipynb by tools/readme.py (make readme); edit the notebook -->\n\n'
     Path(out_path).write_text(header + '\n\n'.join(parts) + '\n')
