@@ -156,8 +156,9 @@ table4: setup
 table5: setup
 	$(CMMIXER) run table5 --scale $(TRANSFER_SCALE) --seeds 3
 
-# Figs. 2, 5-8 and Table 6 of the paper (chapter 07_analysis) from the CPU-scale CutMix-Solo and random-init runs of
-# Table 1 (the records in results/retrieval/ name their checkpoints under runs/: make table1 first): results/analysis/.
+# Figs. 2, 5-8 and Table 6 of the paper (chapters 07_analysis, 09f_figures) from the CPU-scale CutMix-Solo and
+# random-init runs of Table 1 (the records in results/retrieval/ name their checkpoints under runs/: make table1
+# first) and the CPU-scale study: results/analysis/.
 figures: setup
 	$(CMMIXER) run figures --seeds 3
 

@@ -31,7 +31,7 @@ __all__ = ['TABLES', 'TABLE_MODULES', 'INITS', 'TRANSFER_INITS', 'DEVICES', 'GPU
 # %% ../nbs/03c_experiment.ipynb #78692cee
 TABLES = ('table1', 'table2', 'transfer')
 # the chapter whose import registers a table's runners (`register`)
-TABLE_MODULES = {'table1': 'cmmixer.retrieval', 'table2': 'cmmixer.baselines', 'transfer': 'cmmixer.transfer'}
+TABLE_MODULES = {'table1': 'cmmixer.retrieval', 'table2': 'cmmixer.baseline_runs', 'transfer': 'cmmixer.transfer'}
 # the towers start from the pre-trained encoder, or from its random initial weights
 INITS = ('pretrained', 'random')
 # transfer also starts from a single-modality MAE (Table 2's ablation) of its view

@@ -1,4 +1,4 @@
-"""End-to-end: Table 2's runners (`cmmixer.baselines.run_baseline` for the four baselines, `run_single_modal_mae` for the
+"""End-to-end: Table 2's runners (`cmmixer.baseline_runs.run_baseline` for the four baselines, `run_single_modal_mae` for the
 single-modality-MAE ablation) on a 40-video SynthM2M at the smoke scale, one epoch each, through the experiment layer
 (`run(Experiment(table='table2', ...))`): the two MAEs are pre-trained once and reused, the features extracted once,
 every record has the keys the gather reads, on the pools CMMixer's evaluation draws; the gather writes Table 2."""
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import make_synth
-from cmmixer.baselines import BASELINES, run_baseline, run_single_modal_mae
+from cmmixer.baselines import BASELINES
+from cmmixer.baseline_runs import run_baseline, run_single_modal_mae
 from cmmixer.experiment import Experiment, Where, flat_record, run
 from cmmixer.cache import RetrievalDataset, as_cache
 from cmmixer.metrics import draw_pools

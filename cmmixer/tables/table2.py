@@ -16,7 +16,8 @@ from ..paper import PAPER_TABLE2, PAPER_COLUMNS
 from ..experiment import (Experiment, records_dir, record_path, read_records, gather, gather_references,
                                 data_name,
                                 METRICS, run, tune_lr, LR_FACTORS, VAL_SCORE)
-from ..baselines import BASELINES, SINGLE_MAE
+from ..baselines import BASELINES
+from ..baseline_runs import SINGLE_MAE
 from . import table1
 from .reading import num, pm, span, two_sigma, and_list, count_word, claim
 
