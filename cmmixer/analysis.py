@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from .core import check, check_int, check_number, check_choice, is_int, derive_seed, project_path
 from .cache import as_cache, RetrievalDataset
 from .mixer import MIXERS, MixerConfig, CrossModalMixer
-from .mae import reconstruct, check_mask_ratio, display_image
+from .mae import check_mask_ratio
+from .reconstruct import reconstruct, display_image
 from .checkpoint import read_checkpoint
 from .pretrain import load_pretrained
 from .retrieval import Retriever, embed_split, synth_root
@@ -369,7 +370,7 @@ def zero_shot_figure(cache, res:dict, examples:int=3, clip:int=0) -> 'matplotlib
 
 # %% ../nbs/07_analysis.ipynb #954c117d
 def reconstruction_panel(r:dict, mixed, original, target:str, clip:int=0, title:str='') -> 'matplotlib.figure.Figure':
-    """Fig. 7 (`target='audio'`) or 8 ('video') from `cmmixer.mae.reconstruct`'s result `r` on `mixed` [B, K, 3, S, S] and the
+    """Fig. 7 (`target='audio'`) or 8 ('video') from `cmmixer.reconstruct.reconstruct`'s result `r` on `mixed` [B, K, 3, S, S] and the
     `original` images of that target: a row per video; what the model saw, its output, the output with the original's
     visible patches pasted in, the original."""
     from matplotlib.figure import Figure

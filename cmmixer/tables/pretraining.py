@@ -14,7 +14,8 @@ import torch
 from ..core import check, check_choice, check_int, derive_seed, write_json, project_path, project_root
 from ..mixer import MixerConfig
 from ..paper import PAPER_TABLE3
-from ..mae import MAEConfig, param_breakdown, meta_model, count_flops, reconstruction_figure
+from ..mae import MAEConfig, param_breakdown, meta_model, count_flops
+from ..reconstruct import reconstruction_figure
 from ..train import loss_curve_figure
 from ..checkpoint import read_log
 from ..pretrain import (SCALES, scale_config, check_decoder, check_mixer, check_data, run_name, load_pretrained,
