@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .core import check, check_int, check_number, check_choice, is_int, derive_seed, project_path
-from .cache import as_cache, RetrievalDataset
+from .cache import as_cache
+from .datasets import RetrievalDataset
 from .mixer import MIXERS, MixerConfig, CrossModalMixer
 from .mae import reconstruct, check_mask_ratio, display_image
 from .train import read_checkpoint

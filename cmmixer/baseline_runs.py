@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import as_cache, group_overlap
+from .cache import as_cache
+from .datasets import group_overlap
 from .train import TrainConfig, fit, read_checkpoint, env_world, main_first, resolve_device, read_log
 from .retrieval import pair_subset, retrieval_run
 from .core import check, check_int, check_choice, derive_seed, digest, project_path

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch.utils.data import Dataset, DataLoader
 
-from .cache import RetrievalDataset, PretrainDataset, as_cache, group_overlap
+from .cache import as_cache
+from .datasets import RetrievalDataset, PretrainDataset, group_overlap
 from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, init_mae_weights, check_images,
                          check_mask_ratio, patch_targets, masked_mse, clip_embeddings)
 from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier,

@@ -13,7 +13,8 @@ from typing import Callable, Optional
 import torch
 
 from .media import MediaConfig
-from .cache import Cache, PretrainDataset, RetrievalDataset, prepare, as_cache
+from .cache import Cache, prepare, as_cache
+from .datasets import PretrainDataset, RetrievalDataset
 from .mixer import MIXERS, MixerConfig, CrossModalMixer
 from .mae import DECODERS, MAEConfig, CMMixerMAE
 from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint, load_weights, barrier,

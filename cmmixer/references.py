@@ -17,7 +17,8 @@ from .experiment import references_path, code_version
 from .media import MediaConfig
 from .clips import load_clips, spectrogram_image
 from .metrics import POOL_SIZE, retrieval_metrics, chance_metrics
-from .cache import as_cache, prepare, group_overlap, RetrievalDataset
+from .cache import as_cache, prepare
+from .datasets import group_overlap, RetrievalDataset
 from .synth import (TEMPO_BPM, TIMBRES, RHYTHMS, ENERGY_BRIGHTNESS, ENERGY_OBJECTS, REGISTER_Y, palette_hue,
                            stripe_freq, load_synth, video_name)
 from .retrieval import synth_root
