@@ -23,7 +23,7 @@ from .retrieval import Retriever, embed_split, synth_root
 from .metrics import pair_scores, SCORES
 from .recommend import index_vectors
 from .pretrain import heldout_batch
-from .synth import load_synth, video_name
+from .synth_m2m import load_synth, video_name
 
 # %% auto #0
 __all__ = ['MIXER_NAMES', 'VIDEO_FACTORS', 'CLIP_FACTORS', 'VIEWS', 'mixer_figure', 'knn_accuracy', 'cluster_scores', 'tsne_2d',

@@ -25,7 +25,7 @@ from .train import (TrainConfig, StepGenerator, fit, check_plan, read_checkpoint
                            all_gather_cat, main_first, resolve_device, read_log, unwrap, distributed)
 from .retrieval import Retriever, info_nce, pair_subset, synth_root, finetune_config, finetune
 from .metrics import evaluate_embeddings
-from .synth import video_name
+from .synth_m2m import video_name
 from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest,
                           write_json,
                           project_path)
@@ -364,7 +364,7 @@ def cache_tags(cache, rows, source:str='auto') -> torch.Tensor|None:
     c = as_cache(cache)
     if source in ('auto', 'synth'):
         try:
-            from cmmixer.synth import load_synth
+            from cmmixer.synth_m2m import load_synth
             meta = load_synth(synth_root(c))
             return synth_tags(meta, c.manifest['id'].to_numpy()[np.asarray(rows, dtype=np.int64)])
         except ValueError:
