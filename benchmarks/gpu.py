@@ -8,7 +8,7 @@ It measures, on the device it finds:
 2. the pre-training step (cmmixer.pretrain.pretrain_step: CutMix mixer + MAE forward/backward + fused AdamW) for
    CMMixer-Solo and -Duet, eager and torch.compile: samples/s, MFU (model FLOPs forward+backward counted by
    cmmixer.mae.count_flops x samples/s / the matmul rate), peak memory;
-3. the data loader: samples/s of cmmixer.cache.PretrainDataset (random resized crop, spectrogram images) over a
+3. the data loader: samples/s of cmmixer.datasets.PretrainDataset (random resized crop, spectrogram images) over a
    cache of random content in the real format, through a DataLoader with the machine's cores, against the best
    pre-training samples/s (can the loader feed the model? target >= 1.5x);
 4. the retrieval fine-tuning step (two towers of the same encoder, InfoNCE, bf16): samples/s.
@@ -64,7 +64,7 @@ def synthetic_cache(root: Path, n: int, cfg: MediaConfig, seed: int = 0) -> Path
 
 def loader_rate(cache: Path, image_size: int, batch: int, workers: int, seconds: float, pin: bool) -> float:
     "Samples/s of PretrainDataset through a DataLoader (after its first batches), over about `seconds`."
-    from cmmixer.cache import PretrainDataset
+    from cmmixer.datasets import PretrainDataset
     ds = PretrainDataset(cache, 'train', repeats=2, image_size=image_size, augment=True, seed=0)
     dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, pin_memory=pin, drop_last=True,
                                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)

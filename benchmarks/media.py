@@ -27,7 +27,7 @@ import torch
 
 from cmmixer.media import MediaConfig, clip_times, decode_frames, probe
 from cmmixer.cache import prepare
-from cmmixer.synth import generate
+from cmmixer.synth_m2m import SynthConfig, generate
 
 
 def ffmpeg_floor(files) -> float:
@@ -97,7 +97,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         synth = tmp / 'synth'
-        generate(synth, videos=a.videos, tracks=max(2, a.videos // 2), seed=0, workers=1, progress=False)
+        generate(synth, SynthConfig(videos=a.videos, tracks=max(2, a.videos // 2), seed=0), workers=1, progress=False)
         files = sorted((synth / 'videos').glob('*.mp4'))
         rows += measure(f'SynthM2M ({len(files)} videos, 8 s)', files, synth, tmp, cfg, (1, 2), a.repeats)
         for gop in (60, 300):

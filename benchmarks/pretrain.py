@@ -102,7 +102,7 @@ def run_real(scale, train, mixer_cfg, steps, warmup, preload) -> tuple:
     the batch read and augmented by PretrainDataset through a DataLoader (the engine's loader, 0 workers), then the
     step. `preload`: hold the split in memory (PRELOAD_MB) or read each record from the memory-mapped arrays (as at
     commit 6c837d5). (seconds per step, peak MB)."""
-    from cmmixer.cache import PretrainDataset, PRELOAD_MB
+    from cmmixer.datasets import PretrainDataset, PRELOAD_MB
     from cmmixer.pretrain import ensure_cache
     from cmmixer.randomness import EpochSampler
     from torch.utils.data import DataLoader

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = [
     ('cache loading', 'cmmixer.pretrain', 'ensure_cache'),
     ('cache loading', 'cmmixer.cache', 'Cache.__init__'),
-    ('cache loading', 'cmmixer.cache', 'SplitInputs.load'),
+    ('cache loading', 'cmmixer.datasets', 'SplitInputs.load'),
+    ('cache loading', 'cmmixer.cache', 'SplitInputs.load'),          # where it was before chapter 01c_datasets
     ('batch assembly (cache reads, augmentation, collate)', 'torch.utils.data._utils.fetch', '_MapDatasetFetcher.fetch'),
     ('batch assembly (cache reads, augmentation, collate)', 'cmmixer.train', 'to_device'),
     ('mixer + masking draws', 'cmmixer.mixer', 'CrossModalMixer.forward'),

@@ -1,4 +1,4 @@
-"""Where SynthM2M generation spends its time: `cmmixer.synth.generate` at the cpu scale's settings on a sample of
+"""Where SynthM2M generation spends its time: `cmmixer.synth_m2m.generate` at the cpu scale's settings on a sample of
 videos, profiled in one process (cProfile, exclusive time), grouped into parts.
 
     python benchmarks/synth_profile.py                 # 120 videos, 48 tracks, one worker
@@ -19,7 +19,7 @@ PARTS = [('AAC audio encoding (PyAV)', ("encode' of 'av.audio",)),
          ('muxing, frames into PyAV, container', ('av.', 'encode.py')),
          ('rendering video frames (numpy)', ('synth.py:render_video', 'synth.py:_shape_mask', 'synth.py:inside',
                                              'synth.py:_positions', 'synth.py:_texture', 'synth.py:_hsv', 'numeric.py:roll')),
-         ('synthesising music and natural sound (numpy)', ('synth.py:', 'pocketfft', '_methods.py'))]
+         ('synthesising music and natural sound (numpy)', ('synth.py:', 'synth_m2m.py:', 'pocketfft', '_methods.py'))]
 
 
 def part_of(key: str) -> str:
@@ -31,14 +31,14 @@ def main(argv=None):
     p.add_argument('--videos', type=int, default=120)
     p.add_argument('--out', default=str(ROOT / 'benchmarks' / 'synth_profile_cpu.md'))
     a = p.parse_args(argv)
-    from cmmixer.synth import generate
+    from cmmixer.synth_m2m import SynthConfig, generate
     from cmmixer.pretrain import scale_config
     kw = dict(scale_config('cpu').synth, videos=a.videos, tracks=round(a.videos * 0.4))
     out = Path(tempfile.mkdtemp()) / 'synth'
     prof = cProfile.Profile()
     t0 = time.perf_counter()
     prof.enable()
-    generate(out, workers=1, progress=False, **kw)
+    generate(out, SynthConfig(**kw), workers=1, progress=False)
     prof.disable()
     wall = time.perf_counter() - t0
     shutil.rmtree(out.parent, ignore_errors=True)

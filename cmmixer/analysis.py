@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .core import check, check_int, check_number, check_choice, is_int, derive_seed, project_path
-from .cache import as_cache, RetrievalDataset
+from .cache import as_cache
+from .datasets import RetrievalDataset
 from .mixer import MIXERS, MixerConfig, CrossModalMixer
 from .mae import check_mask_ratio
 from .reconstruct import reconstruct, display_image
@@ -23,7 +24,7 @@ from .retrieval import Retriever, embed_split, synth_root
 from .metrics import pair_scores, SCORES
 from .embedder import index_vectors
 from .pretrain import heldout_batch
-from .synth import load_synth, video_name
+from .synth_m2m import load_synth, video_name
 
 # %% auto #0
 __all__ = ['MIXER_NAMES', 'VIDEO_FACTORS', 'CLIP_FACTORS', 'VIEWS', 'mixer_figure', 'knn_accuracy', 'cluster_scores', 'tsne_2d',

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import as_cache, group_overlap
+from .cache import as_cache
+from .datasets import group_overlap
 from .train import TrainConfig, fit
 from .checkpoint import read_checkpoint, read_log
 from .distributed import env_world, main_first, resolve_device

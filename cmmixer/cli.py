@@ -46,14 +46,14 @@ def synth(out:Param("folder to write the benchmark into (M2M-style layout: video
                      "k400 (Kinetics-400), audioset20k (AudioSet) or esc50 (ESC-50)", str)=None,
           quiet:Param("no progress bar", store_true)=False):
     "Generate SynthM2M, the embedded music-video retrieval benchmark (real H.264/AAC mp4 files and a pairing CSV)."
-    from cmmixer.synth import generate
+    from cmmixer.synth_m2m import SynthConfig, generate
     from cmmixer.labelled import WRITERS, write_labelled
     if task is not None and task not in WRITERS:
         raise ValueError(f"task: expected one of {list(WRITERS)}, got {task!r}")
     bench = out if task is None else str(Path(out).with_name(Path(out).name + '.synthm2m'))
-    summary = generate(bench, videos=videos, tracks=tracks, seed=seed, difficulty=difficulty,
-                       natural_share=natural_share,
-                       duration=duration, image_size=size, fps=fps, workers=workers, progress=not quiet)
+    cfg = SynthConfig(videos=videos, tracks=tracks, seed=seed, difficulty=difficulty, natural_share=natural_share,
+                      duration=duration, image_size=size, fps=fps)
+    summary = generate(bench, cfg, workers=workers, progress=not quiet)
     print(f"SynthM2M written to {bench}: {summary}")
     if task is not None:
         s = write_labelled(bench, out, task, workers=workers, progress=not quiet)

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch.utils.data import Dataset, DataLoader
 
-from .cache import RetrievalDataset, PretrainDataset, as_cache, group_overlap
+from .cache import as_cache
+from .datasets import RetrievalDataset, PretrainDataset, group_overlap
 from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, init_mae_weights, check_images,
                          check_mask_ratio, patch_targets, masked_mse, clip_embeddings)
 from .train import TrainConfig, fit, check_plan
@@ -25,7 +26,7 @@ from .distributed import barrier, env_world, all_gather_cat, main_first, resolve
 from .randomness import StepGenerator
 from .retrieval import Retriever, info_nce, pair_subset, synth_root, finetune_config, finetune
 from .metrics import evaluate_embeddings
-from .synth import video_name
+from .synth_m2m import video_name
 from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest,
                           write_json,
                           project_path)
@@ -364,7 +365,7 @@ def cache_tags(cache, rows, source:str='auto') -> torch.Tensor|None:
     c = as_cache(cache)
     if source in ('auto', 'synth'):
         try:
-            from cmmixer.synth import load_synth
+            from cmmixer.synth_m2m import load_synth
             meta = load_synth(synth_root(c))
             return synth_tags(meta, c.manifest['id'].to_numpy()[np.asarray(rows, dtype=np.int64)])
         except ValueError:

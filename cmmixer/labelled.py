@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .synth import load_synth, SHAPES, LAYOUTS, TIMBRES, RHYTHMS, NATURAL_TEXTURES, ENERGIES, MODES
+from .synth import SHAPES, LAYOUTS, TIMBRES, RHYTHMS, NATURAL_TEXTURES, ENERGIES, MODES
+from .synth_m2m import load_synth
 from .encode import write_media
 from .audio import decode_audio
 from .core import check, check_int, run_pool

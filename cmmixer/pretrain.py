@@ -13,7 +13,8 @@ from typing import Callable, Optional
 import torch
 
 from .media import MediaConfig
-from .cache import Cache, PretrainDataset, RetrievalDataset, prepare, as_cache
+from .cache import Cache, prepare, as_cache
+from .datasets import PretrainDataset, RetrievalDataset
 from .mixer import MIXERS, MixerConfig, CrossModalMixer
 from .mae import DECODERS, MAEConfig, CMMixerMAE
 from .train import TrainConfig, fit, check_plan
@@ -54,7 +55,7 @@ class Scale:
     image_size: int      # S: frame and spectrogram image size (= the model's image_size)
     mae: MAEConfig       # the model
     train: TrainConfig   # the recipe (epochs are passes over the repeated dataset)
-    synth: dict          # keyword arguments of cmmixer.synth.generate for data='synth'
+    synth: dict          # SynthConfig fields (the others at their defaults) of the SynthM2M for data='synth'
     repeats: int = 2     # r: repeated sampling, fresh augmentations of each video per epoch
     # Duet at the paper's Duet:Solo lr ratio (1e-4 : 2e-4); False: one lr for both decoders
     decoder_lr_ratio: bool = True
@@ -74,7 +75,7 @@ class Scale:
         if not isinstance(self.train, TrainConfig):
             raise ValueError(f"train: expected a TrainConfig, got {type(self.train).__name__}")
         if not isinstance(self.synth, dict):
-            raise ValueError(f"synth: expected a dict of generate() arguments, got {type(self.synth).__name__}")
+            raise ValueError(f"synth: expected a dict of SynthConfig fields, got {type(self.synth).__name__}")
         if self.finetune is not None and not isinstance(self.finetune, TrainConfig):
             raise ValueError(f"finetune: expected a TrainConfig, got {type(self.finetune).__name__}")
         if not (isinstance(self.finetune_pairs, (int, float)) and 0 < self.finetune_pairs <= 1):
@@ -187,7 +188,7 @@ def check_data(data) -> str:
     return str(data)
 
 def synth_args(data:str, scale:Scale) -> dict:
-    """`cmmixer.synth.generate`'s arguments for the generated dataset `data` at `scale`: the scale's SynthM2M, or for
+    """The `SynthConfig` fields of the generated dataset `data` at `scale`: the scale's SynthM2M, or for
     'synth-yt8m' the same with 80 % natural sound and as many videos per track (fewer tracks)."""
     a = dict(scale.synth)
     if data == 'synth-yt8m':
@@ -211,7 +212,7 @@ def _synth_matches(folder: Path, kwargs: dict) -> bool:
 
 def ensure_synth(folder: Path, scale: Scale, seed: int, workers: int, progress: bool):
     "Generate SynthM2M into `folder` unless it holds one of the scale's arguments and `seed` (also the transfer stand-ins' source)."
-    from cmmixer.synth import generate
+    from cmmixer.synth_m2m import SynthConfig, generate
     kwargs = dict(scale.synth, seed=seed)
     if _synth_matches(folder, kwargs):
         return
@@ -220,7 +221,7 @@ def ensure_synth(folder: Path, scale: Scale, seed: int, workers: int, progress: 
         if stray:
             raise ValueError(f"root: {folder} holds files that are not SynthM2M's ({stray[:3]}); move them away")
         shutil.rmtree(folder)
-    generate(folder, workers=workers, progress=progress, **kwargs)
+    generate(folder, SynthConfig(**kwargs), workers=workers, progress=progress)
 
 def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers: int = 2, seed: int = 0,
                  progress: bool = False) -> Path:

@@ -17,9 +17,11 @@ from .experiment import references_path, code_version
 from .media import MediaConfig
 from .clips import load_clips, spectrogram_image
 from .metrics import POOL_SIZE, retrieval_metrics, chance_metrics
-from .cache import as_cache, prepare, group_overlap, RetrievalDataset
+from .cache import as_cache, prepare
+from .datasets import group_overlap, RetrievalDataset
 from .synth import (TEMPO_BPM, TIMBRES, RHYTHMS, ENERGY_BRIGHTNESS, ENERGY_OBJECTS, REGISTER_Y, palette_hue,
-                           stripe_freq, load_synth, video_name)
+                           stripe_freq)
+from .synth_m2m import load_synth, video_name
 from .retrieval import synth_root
 from .metrics import draw_pools, evaluate_scores
 
@@ -243,7 +245,7 @@ def write_floor_ceiling(root, out_csv, **kwargs) -> pd.DataFrame:
 
 # %% ../nbs/04a_references.ipynb #55a0d77e
 def view_features(cache, rows, modality:str) -> np.ndarray:
-    "Hand-crafted features of one view of cache rows (`cmmixer.synth.video_features` or `audio_features`): [n, K, 31]."
+    "Hand-crafted features of one view of cache rows (`video_features` or `audio_features`): [n, K, 31]."
     check_choice('modality', modality, ('video', 'audio'))
     c = as_cache(cache)
     if modality == 'video':
@@ -317,7 +319,7 @@ def reference_points(cache, split:str='test', train_split:str='train', pool_size
 
 # %% ../nbs/04a_references.ipynb #1f06a962
 def floor_ceiling_of_cache(cache, out_csv=None, split:str='test', method:str='cca') -> pd.DataFrame:
-    "`cmmixer.synth.floor_ceiling` (its own pools) of the SynthM2M behind `cache`, on the cached features; saved to `out_csv`."
+    "`floor_ceiling` (its own pools) of the SynthM2M behind `cache`, on the cached features; saved to `out_csv`."
     c = as_cache(cache)
     root = synth_root(c)
     names = list(load_synth(root)['videos'])

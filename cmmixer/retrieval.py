@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .media import IMAGENET_MEAN, IMAGENET_STD
-from .cache import PretrainDataset, RetrievalDataset, pool_groups, group_overlap, as_cache
+from .cache import as_cache
+from .datasets import PretrainDataset, RetrievalDataset, pool_groups, group_overlap
 from .metrics import POOL_SIZE, SCORES, chance_of, draw_pools, evaluate_embeddings
 from .mae import MAEConfig, CMMixerEncoder, CMMixerMAE, clip_embeddings
 from .train import TrainConfig, fit, param_groups

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from .core import check, check_int, is_number, project_path, derive_seed, write_json, digest
 from .mae import CMMixerMAE, CMMixerEncoder, clip_embeddings
-from .cache import ClassificationDataset, as_cache, prepare
+from .cache import as_cache, prepare
+from .datasets import ClassificationDataset
 from .media import MediaConfig
 from .metrics import top1_accuracy, mean_average_precision, fold_accuracy
 from .paper import PAPER_TABLE4, PAPER_TABLE5     # Tables 4 and 5 as printed

@@ -12,7 +12,8 @@ from conftest import make_synth
 from cmmixer.baselines import BASELINES
 from cmmixer.baseline_runs import run_baseline, run_single_modal_mae
 from cmmixer.experiment import Experiment, Where, flat_record, run
-from cmmixer.cache import RetrievalDataset, as_cache
+from cmmixer.cache import as_cache
+from cmmixer.datasets import RetrievalDataset
 from cmmixer.metrics import draw_pools
 
 from conftest import CMMIXER

@@ -17,13 +17,13 @@ TINY = dict(image_size=16, patch_size=4, clips=4, embed_dim=48, depth=1, num_hea
 
 @pytest.fixture(scope='module')
 def easy_cache(tmp_path_factory):
-    from cmmixer.synth import generate
+    from cmmixer.synth_m2m import SynthConfig, generate
     from cmmixer.cache import prepare
     from cmmixer.media import MediaConfig
     root = tmp_path_factory.mktemp('easy')
     # about one video per track, so the test pool holds ~70 tracks (chance R@10 ~ 9 %)
-    generate(root / 'synth', videos=600, tracks=460, seed=5, difficulty=0.0, duration=3.0, image_size=32, fps=4.0,
-             clips=4, workers=2, progress=False)
+    generate(root / 'synth', SynthConfig(videos=600, tracks=460, seed=5, difficulty=0.0, duration=3.0, image_size=32,
+                                         fps=4.0, clips=4), workers=2, progress=False)
     prepare(root / 'synth', root / 'cache', MediaConfig(clips=4, image_size=16), workers=2, progress=False)
     return root / 'cache'
 

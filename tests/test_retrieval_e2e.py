@@ -166,7 +166,7 @@ def test_table1_driver_one_variant(tmp_path):
         assert res['whole_track'][d]['N'] == res[d]['N']             # the whole-track scoring, on the same pools
     assert res['params']['decoder'] == 'solo' and res['finetune_steps'] > 0
     assert {'cache_s', 'pretrain_s', 'finetune_s', 'evaluate_s', 'total_s'} <= set(res['times'])
-    from cmmixer.cache import group_overlap
+    from cmmixer.datasets import group_overlap
     cache = next((tmp_path / 'data').glob('*_cache'))
     assert group_overlap(cache) == set()                               # the pool's tracks and videos were never trained on
     t = pd.read_csv(tmp_path / 'results' / 'table1_synth_smoke.csv')

@@ -37,11 +37,11 @@ def _pair(s) -> tuple:
 @functools.lru_cache(maxsize=1)
 def _train_videos() -> dict:
     "SynthM2M size -> its train split, for the smoke and cpu data (the generator's plan: no media rendered)."
-    from cmmixer.synth import plan as synth_plan
+    from cmmixer.synth_m2m import SynthConfig, plan as synth_plan
     out = {}
     for name in ('smoke', 'cpu'):
         sy = scale_config(name).synth
-        out[sy['videos']] = sum(v['split'] == 'train' for v in synth_plan(**sy)['videos'].values())
+        out[sy['videos']] = sum(v['split'] == 'train' for v in synth_plan(SynthConfig(**sy))['videos'].values())
     return out
 
 # %% ../../nbs/09f_figures.ipynb #d5c5347e

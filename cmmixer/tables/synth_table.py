@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from ..core import project_path
-from ..synth import generate
+from ..synth_m2m import SynthConfig, generate
 from ..references import write_floor_ceiling
 
 # %% auto #0
@@ -22,10 +22,10 @@ def plan(scale:str='cpu', data:str='synth', seeds:int=1) -> list:
     return []
 
 def ensure_data(how) -> Path:
-    "The default SynthM2M (`generate`'s defaults, seed 0), generated once."
+    "The default SynthM2M (`SynthConfig()`: seed 0), generated once."
     root = project_path(how.data_root) / DEFAULT
     if not (root / 'synth.json').is_file():
-        generate(root, workers=how.workers, progress=how.progress)
+        generate(root, SynthConfig(), workers=how.workers, progress=how.progress)
     return root
 
 def write(runs='runs', results='results', data_root='data') -> dict:
