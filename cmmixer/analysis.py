@@ -105,7 +105,8 @@ def cluster_scores(x, labels, k:int=5, permutations:int=20, seed:int=0) -> dict:
                 chance_silhouette=float(np.mean([sil(p) for p in perms])))
 
 def tsne_2d(x, perplexity:float=30.0, seed:int=0) -> np.ndarray:
-    "[n, 2] t-SNE map (scikit-learn, cosine, PCA start) of points [n, d]; perplexity capped at (n - 1) / 3 for few points."
+    """[n, 2] t-SNE map (scikit-learn, cosine, PCA start) of points [n, d]; perplexity capped at (n - 1) / 3 for few
+    points."""
     from sklearn.manifold import TSNE
     x, _ = _points(x, np.zeros(len(np.asarray(x))))
     check_number('perplexity', perplexity)
@@ -210,7 +211,8 @@ def _natural(s:str) -> list:
     return [(0, int(t), '') if t.isdigit() else (1, 0, t) for t in re.split(r'(\d+)', str(s)) if t]
 
 def tsne_figure(points:pd.DataFrame, scores:pd.DataFrame) -> 'matplotlib.figure.Figure':
-    "Fig. 5: seaborn scatter of `clustering`'s t-SNE points, a row per panel, a column per model, its numbers in the title."
+    """Fig. 5: seaborn scatter of `clustering`'s t-SNE points, a row per panel, a column per model, its numbers in the
+    title."""
     import seaborn as sns
     from matplotlib.figure import Figure
     panels, names = list(dict.fromkeys(points.panel)), list(dict.fromkeys(points.model))
@@ -237,7 +239,8 @@ def tsne_figure(points:pd.DataFrame, scores:pd.DataFrame) -> 'matplotlib.figure.
 # %% ../nbs/07_analysis.ipynb #cd27f709
 def flexible_query(m:torch.Tensor, plus=(), minus=()) -> torch.Tensor:
     """Sec. 5.2's $M \\pm M_a$: unit clip embeddings `m` [..., K, d] plus each of `plus` minus each of `minus` (tensors
-    broadcastable to `m`, each renormalised per clip first), renormalised per clip (`recommend.query_embedding`'s arithmetic)."""
+    broadcastable to `m`, each renormalised per clip first), renormalised per clip (`recommend.query_embedding`'s
+    arithmetic)."""
     check(isinstance(m, torch.Tensor) and m.ndim >= 2 and m.is_floating_point(), 'm',
           f"expected float clip embeddings [..., K, d], got {type(m).__name__}")
     def fits(a):
@@ -259,7 +262,8 @@ def flexible_query(m:torch.Tensor, plus=(), minus=()) -> torch.Tensor:
 
 # %% ../nbs/07_analysis.ipynb #f9856483
 def factor_share(cache, rows, factor:str='energy', level='high', view:str='truth') -> np.ndarray:
-    "[n] the share of each cache row's K clips at `level` (a name or index) of `factor`, as its music is ('truth') or its picture shows ('observed')."
+    """[n] the share of each cache row's K clips at `level` (a name or index) of `factor`, as its music is ('truth') or
+    its picture shows ('observed')."""
     check_choice('factor', factor, VIDEO_FACTORS + CLIP_FACTORS)
     check_choice('view', view, VIEWS)
     meta, items = _synth_items(cache, rows)
@@ -366,12 +370,14 @@ def zero_shot_figure(cache, res:dict, examples:int=3, clip:int=0) -> 'matplotlib
             for j, pos in enumerate(t[key][e]):
                 _show_item(axes[3 * e + i, j + 1], cache, p['target'], res['rows'][pos], clip)
                 axes[3 * e + i, j + 1].set_title(f"{res['share'][pos]:.2f}", fontsize=7.5)
-    fig.suptitle(f"Zero-shot {p['factor']} = {p['level']}: share of each retrieved {p['target']}'s clips at that level", fontsize=9)
+    fig.suptitle(f"Zero-shot {p['factor']} = {p['level']}: share of each retrieved {p['target']}'s clips at that "
+                 "level", fontsize=9)
     return fig
 
 # %% ../nbs/07_analysis.ipynb #954c117d
 def reconstruction_panel(r:dict, mixed, original, target:str, clip:int=0, title:str='') -> 'matplotlib.figure.Figure':
-    """Fig. 7 (`target='audio'`) or 8 ('video') from `cmmixer.reconstruct.reconstruct`'s result `r` on `mixed` [B, K, 3, S, S] and the
+    """Fig. 7 (`target='audio'`) or 8 ('video') from `cmmixer.reconstruct.reconstruct`'s result `r` on `mixed` [B,
+    K, 3, S, S] and the
     `original` images of that target: a row per video; what the model saw, its output, the output with the original's
     visible patches pasted in, the original."""
     from matplotlib.figure import Figure
@@ -402,7 +408,8 @@ def reconstruction_panel(r:dict, mixed, original, target:str, clip:int=0, title:
 
 # %% ../nbs/07_analysis.ipynb #472fe59c
 def reconstruction_figures(run_dir, cache, n:int=3, mask_ratio:float=0.5, clip:int=0, seed:int=0, mixer=None) -> tuple:
-    """(Fig. 7, Fig. 8, loss) of the pre-trained CMMixer in `run_dir` on the first `n` held-out videos of `cache`, mixed by
+    """(Fig. 7, Fig. 8, loss) of the pre-trained CMMixer in `run_dir` on the first `n` held-out videos of `cache`,
+    mixed by
     the run's mixer (or `mixer`), `mask_ratio` of the patches hidden (seeded)."""
     check_mask_ratio(mask_ratio)
     check_int('n', n)
@@ -421,6 +428,7 @@ def reconstruction_figures(run_dir, cache, n:int=3, mask_ratio:float=0.5, clip:i
     clip = _pick('clip', clip, mixed.shape[1])
     r = reconstruct(model, mixed, video, audio, torch.Generator().manual_seed(derive_seed(seed, 'figure', 'mask')),
                     mask_ratio)
-    head = f"CMMixer-{model.cfg.decoder.title()} ({mixer.name}), {len(mixed)} {split} videos, mask {mask_ratio}, loss {r['loss']:.3f}"
+    head = (f"CMMixer-{model.cfg.decoder.title()} ({mixer.name}), {len(mixed)} {split} videos, mask {mask_ratio}, "
+            f"loss {r['loss']:.3f}")
     return (reconstruction_panel(r, mixed, audio, 'audio', clip, f"Fig. 7: spectrogram images. {head}"),
             reconstruction_panel(r, mixed, video, 'video', clip, f"Fig. 8: frames. {head}"), r['loss'])

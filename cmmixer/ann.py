@@ -33,7 +33,8 @@ def query_groups(queries:int, rows:int, budget:int=SCORE_BYTES) -> list:
     return [slice(i, i + group) for i in range(0, queries, group)]
 
 def exact_scores(x:np.ndarray, q:np.ndarray, chunk:int=262_144) -> np.ndarray:
-    "[Q, rows] dot products of the queries `q` with every row of `x` (which may be memory-mapped), `chunk` rows at a time."
+    """[Q, rows] dot products of the queries `q` with every row of `x` (which may be memory-mapped), `chunk` rows at a
+    time."""
     return np.concatenate([q @ np.asarray(x[i:i + chunk]).T for i in range(0, len(x), chunk)], 1)
 
 def exact_topk(x:np.ndarray, q:np.ndarray, k:int, budget:int=SCORE_BYTES) -> tuple:
@@ -96,7 +97,8 @@ def recall_at(approx_rows:np.ndarray, exact_rows:np.ndarray) -> float:
     return float(np.mean([len(set(a[a >= 0]) & set(e)) / len(e) for a, e in zip(approx_rows, exact_rows)]))
 
 def tune_nprobe(ivf:IVFIndex, x:np.ndarray, target:float=0.95, queries:int=200, k:int=10, seed:int=0) -> tuple:
-    "The smallest power-of-two `nprobe` (or all lists) whose recall@k on `queries` sampled rows reaches `target`: `(nprobe, recall)`."
+    """The smallest power-of-two `nprobe` (or all lists) whose recall@k on `queries` sampled rows reaches `target`:
+    `(nprobe, recall)`."""
     rng = np.random.default_rng(seed)
     q = np.ascontiguousarray(x[np.sort(rng.choice(len(x), min(queries, len(x)), replace=False))], dtype=np.float32)
     exact = exact_topk(x, q, k)[0]

@@ -35,7 +35,8 @@ BASELINE_OPTIM = dict(lr=1e-3, weight_decay=1e-4, betas=(0.9, 0.999))   # ours: 
 def baseline_train_config(scale:str='cpu', epochs:int|None=None, seed:int=0, out_dir='runs/baselines/run',
                           **overrides) -> TrainConfig:
     """The baselines' starting recipe at `scale`: CMMixer's fine-tuning recipe of that scale (epochs, batch size,
-    warm-up, cosine floor, loader: the same budget) with `BASELINE_OPTIM`; then `epochs`, `seed`, `out_dir`, `overrides`."""
+    warm-up, cosine floor, loader: the same budget) with `BASELINE_OPTIM`; then `epochs`, `seed`, `out_dir`,
+    `overrides`."""
     from cmmixer.pretrain import SCALES, scale_config
     check_choice('scale', scale, SCALES)
     check_int('finetune_epochs', epochs, none=True)
@@ -53,7 +54,8 @@ def baseline_step(model, batch:dict, generator:torch.Generator) -> dict:
 # %% ../nbs/05a_baseline_runs.ipynb #39389c6e
 def train_baseline(method, data:FeatureSet, train:TrainConfig, seed:int=0, resume='auto', **cfg) -> Baseline:
     """Train the baseline `method` (a name of BASELINES, or a built `Baseline`) on `data` with the engine and recipe
-    `train` (its out_dir receives checkpoint/, log.jsonl, state.pt; a finished run there is reused); `cfg`: config fields."""
+    `train` (its out_dir receives checkpoint/, log.jsonl, state.pt; a finished run there is reused); `cfg`: config
+    fields."""
     check(isinstance(data, FeatureSet), 'data', f"expected a FeatureSet, got {type(data).__name__}")
     check(isinstance(train, TrainConfig), 'train', f"expected a TrainConfig, got {type(train).__name__}")
     if isinstance(method, Baseline):
@@ -84,7 +86,8 @@ def embed_features(model:Baseline, data:FeatureSet, batch_size:int=512, device='
 
 def evaluate_baseline(model:Baseline, data:FeatureSet, pool_size:int=POOL_SIZE, seed:int=0, split:str='test',
                       train_split:str='train', batch_size:int=512, device='cpu') -> dict:
-    "Section 4.4 on a baseline: `evaluate`'s dict (v2m, m2v, chance levels, pool, whole_track) on the pools of `data`'s groups."
+    """Section 4.4 on a baseline: `evaluate`'s dict (v2m, m2v, chance levels, pool, whole_track) on the pools of
+    `data`'s groups."""
     check(isinstance(model, Baseline), 'model', f"expected a Baseline, got {type(model).__name__}")
     t0 = time.perf_counter()
     ev, ea = embed_features(model, data, batch_size, device)
@@ -98,7 +101,8 @@ def evaluate_baseline(model:Baseline, data:FeatureSet, pool_size:int=POOL_SIZE, 
 FEATURES_VERSION = 1   # bump when a feature extractor changes: saved features of older versions are not reused
 
 def single_modal_start(exp, sc, cache, where) -> tuple:
-    "The frame and spectrogram MAEs of `exp`'s seed, pre-trained with the scale's recipe (or reused): `({modality: mae}, {modality: run_dir})`."
+    """The frame and spectrogram MAEs of `exp`'s seed, pre-trained with the scale's recipe (or reused): `({modality:
+    mae}, {modality: run_dir})`."""
     from cmmixer import pretrain as pt
     maes, dirs = {}, {}
     for m in MODALITIES:
@@ -180,7 +184,8 @@ def evaluate_baseline_splits(model:Baseline, data:dict, cache, exp, where) -> tu
 
 # %% ../nbs/05a_baseline_runs.ipynb #b7da2480
 def run_baseline(exp, where) -> dict:
-    "Table 2's runner of a baseline (`exp.method` in BASELINES): cache -> single-modality MAEs -> features -> train -> evaluate (test and val)."
+    """Table 2's runner of a baseline (`exp.method` in BASELINES): cache -> single-modality MAEs -> features -> train
+    -> evaluate (test and val)."""
     check_choice('method', exp.method, BASELINES)
     times, t_all = {}, time.perf_counter()
     sc, cache_dir, cache, maes, dirs = single_modal_inputs(exp, where, times)
@@ -202,7 +207,8 @@ def run_baseline(exp, where) -> dict:
     return dict(params=dict(params, fraction=exp.share), **test, val=val, times={k: round(v, 2) for k,
                                                                                  v in times.items()},
                 pretrain_run=None, pretrain_runs={m: str(d) for m, d in dirs.items()}, finetune_run=str(out),
-                finetune_steps=int(log.step.max() + 1) if len(log) else 0, final_loss=float(log.loss.iloc[-1]) if len(log) else None,
+                finetune_steps=int(log.step.max() + 1) if len(log) else 0,
+                final_loss=float(log.loss.iloc[-1]) if len(log) else None,
                 baseline=dict(method=exp.method, config=asdict(model.cfg),
                               inputs=spec), retriever=None, mae=asdict(sc.mae),
                 finetune=tcfg.to_dict(), finetune_data=dict(fraction=exp.share,
@@ -213,7 +219,8 @@ def run_baseline(exp, where) -> dict:
 SINGLE_MAE = 'single-mae'   # the ablation's method name: separate single-modality pre-training, fine-tuned like CMMixer
 
 def run_single_modal_mae(exp, where) -> dict:
-    "The ablation's runner: cache -> frame and spectrogram MAEs -> their encoders in the towers -> fine-tune -> evaluate."
+    """The ablation's runner: cache -> frame and spectrogram MAEs -> their encoders in the towers -> fine-tune ->
+    evaluate."""
     from cmmixer import pretrain as pt
     sc = pt.scale_config(exp.scale)
 

@@ -24,7 +24,8 @@ __all__ = ['AGGREGATIONS', 'BASELINES', 'BASELINE_MODELS', 'METHOD_INPUTS', 'Bas
 
 # %% ../nbs/05_baselines.ipynb #0f8c7591
 class Baseline(nn.Module):
-    "The interface of the baselines: `loss` (the method's objective, dict with 'loss'), `embed_video`, `embed_audio` ([B, K', d] unit)."
+    """The interface of the baselines: `loss` (the method's objective, dict with 'loss'), `embed_video`, `embed_audio`
+    ([B, K', d] unit)."""
     per_clip:bool = False     # True: one embedding per clip (K' = K); False: one per video (K' = 1)
     uses_tags:bool = False    # True: `embed_video` reads the tags
     config_class:type = object  # the method's config dataclass: `__init__` refuses any other `cfg`
@@ -92,7 +93,8 @@ def _pos_neg(S:torch.Tensor, group:torch.Tensor|None) -> torch.Tensor:
 def inter_modal_ranking_loss(x:torch.Tensor, y:torch.Tensor, margin:float=0.1, top_k:int=100,
                              group:torch.Tensor|None=None) -> torch.Tensor:
     """VM-NET's ranking loss anchored on `x` [B, d] against `y` [B, d] (unit vectors, distance = -cosine): for each
-    anchor, hinge(margin + its farthest positive - each of its `top_k` closest negatives), mean over anchors and the k."""
+    anchor, hinge(margin + its farthest positive - each of its `top_k` closest negatives), mean over anchors and
+    the k."""
     check(x.ndim == 2 and y.shape == x.shape, 'y', f"expected the shape of x {list(x.shape)}, got {list(y.shape)}")
     check_number('margin', margin, inclusive=True)
     check_int('top_k', top_k)
@@ -244,13 +246,15 @@ class CMMVR(Baseline):
 
 # %% ../nbs/05_baselines.ipynb #70adc035
 def gaussian_kl(mu_q, logvar_q, mu_p=None, logvar_p=None) -> torch.Tensor:
-    "KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) of diagonal Gaussians, summed over the last dim ([..., Z] -> [...]); p = N(0, I) by default."
+    """KL(N(mu_q, e^logvar_q) || N(mu_p, e^logvar_p)) of diagonal Gaussians, summed over the last dim ([..., Z] ->
+    [...]); p = N(0, I) by default."""
     mu_p = torch.zeros_like(mu_q) if mu_p is None else mu_p
     logvar_p = torch.zeros_like(logvar_q) if logvar_p is None else logvar_p
     return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p) ** 2) / logvar_p.exp() - 1).sum(-1)
 
 def product_of_experts(mus:list, logvars:list) -> tuple:
-    "The Gaussian product of diagonal Gaussian experts (prior N(0, I) included): precision-weighted mean, 1 / summed precision."
+    """The Gaussian product of diagonal Gaussian experts (prior N(0, I) included): precision-weighted mean, 1 / summed
+    precision."""
     prec = [torch.ones_like(mus[0])] + [(-lv).exp() for lv in logvars]
     mean = [torch.zeros_like(mus[0])] + list(mus)
     P = sum(prec)
@@ -289,7 +293,8 @@ class CVMVAE(Baseline):
         self.video_decoder, self.music_decoder = mlp([Z, H, H, cfg.video_dim]), mlp([Z, H, H, cfg.audio_dim])
 
     def posterior_video(self, video, tags=None) -> tuple:
-        "(mu, logvar) of q(z | video, tags): the product of the visual expert, the tag expert (when given) and the prior."
+        """(mu, logvar) of q(z | video, tags): the product of the visual expert, the tag expert (when given) and the
+        prior."""
         mus, lvs = self.visual_expert(video.mean(1)).chunk(2, -1)
         mus, lvs = [mus], [lvs.clamp(-8, 8)]
         if self.tag_expert is not None and tags is not None and tags.numel():
@@ -395,7 +400,8 @@ METHOD_INPUTS = {   # which feature blocks each method reads (see the table at t
     'mvpt': dict(video=('mae',), audio=('mae',), tags=False)}
 
 def make_baseline(method:str, video_dim:int, audio_dim:int, clips:int=8, tag_dim:int=0, **cfg) -> Baseline:
-    "The baseline `method` for inputs of these widths (`clips`: MVPt's positions; `tag_dim`: CVMVAE's tags); `cfg`: config fields."
+    """The baseline `method` for inputs of these widths (`clips`: MVPt's positions; `tag_dim`: CVMVAE's tags); `cfg`:
+    config fields."""
     check_choice('method', method, BASELINES)
     cls, ccls = BASELINE_MODELS[method]
     known = {f.name for f in fields(ccls)}

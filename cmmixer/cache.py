@@ -36,7 +36,8 @@ def _cfg_dict(cfg:MediaConfig) -> dict:
     return d
 
 def shard_key(rec:Record, cfg:MediaConfig) -> str:
-    "Name of `rec`'s shard: a hash of its decoding inputs, the media config and the cache version (shards of older decoders are not reused)."
+    """Name of `rec`'s shard: a hash of its decoding inputs, the media config and the cache version (shards of older
+    decoders are not reused)."""
     return digest([CACHE_VERSION, rec.id, rec.video, rec.audio, float(rec.audio_offset), list(rec.need),
                    _cfg_dict(cfg)])[:24]
 
@@ -57,8 +58,8 @@ def _prepare_one(rec:dict, cfg:MediaConfig, base:str, fbank_dtype:str='float16')
     fb_stats = np.array([fb.sum(), np.square(fb).sum(), fb.size])
     x = frames.astype(np.float64) / 255.0
     n_px = x.size // 3 if c.has_video else 0
-    fr_stats = np.stack([x.sum((0, 2, 3)), np.square(x).sum((0, 2, 3)), np.full(3,
-                                                                                n_px)]) if c.has_video else np.zeros((3, 3))
+    sums = [x.sum((0, 2, 3)), np.square(x).sum((0, 2, 3)), np.full(3, n_px)] if c.has_video else None
+    fr_stats = np.stack(sums) if c.has_video else np.zeros((3, 3))
     info = dict(ok=True, duration=float(c.duration), has_video=bool(c.has_video), has_audio=bool(c.has_audio),
                 flags=dict(c.flags), times=[float(t) for t in np.asarray(c.times)])
     buf = io.BytesIO()
@@ -92,7 +93,8 @@ def _source_records(source, kind) -> RecordSet:
     recs = read_source(source, kind) if isinstance(source, (str, os.PathLike)) else (
         source if isinstance(source, RecordSet) else RecordSet(source, kind='records'))
     if not recs:
-        raise ValueError(f"source: no records found in {source if isinstance(source, (str, os.PathLike)) else 'the list'}")
+        raise ValueError("source: no records found in "
+                         f"{source if isinstance(source, (str, os.PathLike)) else 'the list'}")
     ids = pd.Series([r.id for r in recs])
     dup = ids[ids.duplicated()].unique().tolist()
     if dup:
@@ -118,7 +120,8 @@ def _run_decoders(jobs:list, workers:int, progress:bool) -> list:
     def done(i, info):
         rec = jobs[i][0]
         if info['ok']:
-            _log.info(f"ok     {rec['id']} ({info['duration']:.2f} s{', ' + str(info['flags']) if info['flags'] else ''})")
+            _log.info(f"ok     {rec['id']} ({info['duration']:.2f} "
+                      f"s{', ' + str(info['flags']) if info['flags'] else ''})")
         else:
             _log.info(f"reject {rec['id']}: {info['file']}: {info['reason']}")
     return run_pool(_prepare_one, jobs, workers, 'prepare', progress, done, module='cmmixer.cache', unit='file')
@@ -222,7 +225,8 @@ def skipped_files(source, records:RecordSet) -> pd.DataFrame:
         elif ext not in VIDEO_EXTS + AUDIO_EXTS:
             why = f"not a media file extension ({ext or 'none'})"
         elif records.kind == 'yt8m' and ext in AUDIO_EXTS:
-            why = "audio-only file: a folder of videos pairs each video with its own sound (pair music in pairs.csv, M2M layout)"
+            why = ("audio-only file: a folder of videos pairs each video with its own sound "
+                   "(pair music in pairs.csv, M2M layout)")
         else:
             why = f"not listed by the {records.kind} layout's index"
         rows.append(dict(file=str(rel), reason=why))
@@ -322,13 +326,15 @@ def prepare(source, out, cfg:MediaConfig|None=None, workers:int=1, kind:str='aut
             (out / 'meta.json').unlink()
         (out / 'shards').mkdir(exist_ok=True)
         _clean_tmp(out)
-        _log.info(f"prepare {src} (kind {records.kind}) -> {out}: {len(records)} records, {len(skipped)} other files skipped, "
+        _log.info(f"prepare {src} (kind {records.kind}) -> {out}: {len(records)} records, {len(skipped)} other files "
+                  "skipped, "
                   f"cfg {asdict(cfg)}, workers {workers}, fbank {fbank_dtype}")
         decoded = _decode_missing(out, records, keys, cfg, fbank_dtype, workers, progress)
         manifest, rejects, stats = _assemble(out, records, keys, cfg, fbank_dtype, stats_split)
         splits = {str(k): int(v) for k, v in manifest['split'].value_counts().sort_index().items()}
         summary = dict(out=str(out), source=src, kind=records.kind, records=len(records), prepared=len(manifest),
-                       rejected=len(rejects), skipped=len(skipped), splits=splits, decoded=decoded, reused=len(records) - decoded)
+                       rejected=len(rejects), skipped=len(skipped), splits=splits, decoded=decoded,
+                       reused=len(records) - decoded)
         atomic_write(out / 'skipped.csv', skipped.to_csv(index=False).encode())
         _write_final(out, manifest, rejects, stats,
                      _cache_meta(fp, records, cfg, fbank_dtype, fractions, stats_split, len(manifest), summary))
@@ -380,7 +386,8 @@ class Cache:
     def __len__(self):
         return len(self.manifest)
     def __repr__(self):
-        return f"Cache({str(self.root)!r}, kind={self.meta['kind']}, n={len(self)}, rejected={len(self.rejects)}, splits={self.meta['summary']['splits']})"
+        return (f"Cache({str(self.root)!r}, kind={self.meta['kind']}, n={len(self)}, rejected={len(self.rejects)}, "
+                f"splits={self.meta['summary']['splits']})")
     def __getstate__(self):
         return {'root': str(self.root)}
     def __setstate__(self, state):

@@ -74,7 +74,8 @@ def weights_step(path) -> int:
 
 def save_checkpoint(model:nn.Module, ckpt_dir, train_cfg=None, step:int=0, epoch:int=0, extra:Optional[dict]=None,
                     weights_name:str=WEIGHTS) -> Path:
-    "Write `ckpt_dir/model.safetensors` and `ckpt_dir/config.json` (model class and config, `train_cfg.to_dict()`, step)."
+    """Write `ckpt_dir/model.safetensors` and `ckpt_dir/config.json` (model class and config, `train_cfg.to_dict()`,
+    step)."""
     d = Path(ckpt_dir)
     d.mkdir(parents=True, exist_ok=True)
     m = unwrap(model)

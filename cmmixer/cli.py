@@ -42,7 +42,8 @@ def synth(out:Param("folder to write the benchmark into (M2M-style layout: video
           size:Param("video frame size in pixels (square)", int)=96,
           fps:Param("video frame rate", float)=10.0,
           workers:Param("generator processes", int)=2,
-          task:Param("also write a class-labelled stand-in in a real layout into OUT (the benchmark goes to OUT.synthm2m): "
+          task:Param("also write a class-labelled stand-in in a real layout into OUT (the benchmark goes to "
+                     "OUT.synthm2m): "
                      "k400 (Kinetics-400), audioset20k (AudioSet) or esc50 (ESC-50)", str)=None,
           quiet:Param("no progress bar", store_true)=False):
     "Generate SynthM2M, the embedded music-video retrieval benchmark (real H.264/AAC mp4 files and a pairing CSV)."
@@ -57,7 +58,8 @@ def synth(out:Param("folder to write the benchmark into (M2M-style layout: video
     print(f"SynthM2M written to {bench}: {summary}")
     if task is not None:
         s = write_labelled(bench, out, task, workers=workers, progress=not quiet)
-        print(f"{task} stand-in written to {out} ({s['layout']} layout): {len(s['classes'])} classes, splits {s['splits']}")
+        print(f"{task} stand-in written to {out} ({s['layout']} layout): {len(s['classes'])} classes, splits "
+              f"{s['splits']}")
     return 0
 
 # %% ../nbs/10_cli.ipynb #a2590241
@@ -71,7 +73,8 @@ def prepare(source:Param("dataset folder: M2M-style, YouTube-8M-style, Kinetics-
             threads:Param("decoder threads per process", int)=1,
             rebuild:Param("replace a cache of other settings in OUT", store_true)=False,
             quiet:Param("no progress bar", store_true)=False):
-    "Decode a dataset into the memory-mapped cache; unreadable files go to OUT/rejects.csv, other files to OUT/skipped.csv."
+    """Decode a dataset into the memory-mapped cache; unreadable files go to OUT/rejects.csv, other files to
+    OUT/skipped.csv."""
     from cmmixer.media import MediaConfig
     from cmmixer.cache import prepare as prepare_cache
     cfg = MediaConfig(clips=clips, image_size=image_size, threads=threads)
@@ -83,7 +86,8 @@ def prepare(source:Param("dataset folder: M2M-style, YouTube-8M-style, Kinetics-
 
 # %% ../nbs/10_cli.ipynb #902979d8
 @call_parse
-def index(music_dir:Param("folder of tracks (any audio or video format; searched recursively), or of videos with --modality video", str),
+def index(music_dir:Param("folder of tracks (any audio or video format; searched recursively), or of videos with "
+                          "--modality video", str),
           checkpoint:Param("fine-tuned retriever: a run folder or its checkpoint/ folder (required)", str)=None,
           out:Param("index folder to write (an interrupted build resumes; a finished one is updated)", str)=None,
           modality:Param("audio: index the sound of each file (music); video: index the pictures of videos",
@@ -105,8 +109,10 @@ def index(music_dir:Param("folder of tracks (any audio or video format; searched
     from cmmixer.indexing import build_index
     s = build_index(music_dir, checkpoint, out, modality=modality, span_s=span_s, hop_s=hop_s, batch_size=batch_size,
                     device=device, ann=ann, nlist=nlist, rebuild=rebuild, progress=not quiet)
-    print(f"index {out}: {s['status']}; {s['indexed']} indexed ({s['rows']} excerpts), {s['rejected']} rejected (rejects.csv), "
-          f"{s['skipped']} other files skipped (skipped.csv); {s['embedded']} embedded, {s['reused']} reused; {s['seconds']:.1f} s")
+    print(f"index {out}: {s['status']}; {s['indexed']} indexed ({s['rows']} excerpts), {s['rejected']} rejected "
+          "(rejects.csv), "
+          f"{s['skipped']} other files skipped (skipped.csv); {s['embedded']} embedded, {s['reused']} reused; "
+          f"{s['seconds']:.1f} s")
     return 0
 
 # %% ../nbs/10_cli.ipynb #ae4bd09e
@@ -204,7 +210,8 @@ def _underscored(arg:str) -> str:
 
 # %% ../nbs/10_cli.ipynb #d8a90bc5
 def option_name(command:str, name:str) -> str|None:
-    "How `cmmixer COMMAND` spells the library argument `name`: `--name`, or the positional's name as `--help` shows it; None when it has no option."
+    """How `cmmixer COMMAND` spells the library argument `name`: `--name`, or the positional's name as `--help` shows
+    it; None when it has no option."""
     name = ALIASES.get(command, {}).get(name, name)
     p = inspect.signature(COMMANDS[command]).parameters.get(name)
     if p is None:

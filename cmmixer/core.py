@@ -57,7 +57,8 @@ def derive_seed(*keys) -> int:
     return int.from_bytes(hashlib.blake2b(repr(keys).encode(), digest_size=8).digest(), 'little') >> 1
 
 def changes(old:dict, new:dict) -> list:
-    "`['key: old -> new', ...]` for each key of `new` whose value differs from `old`'s as JSON (a tuple equals its list)."
+    """`['key: old -> new', ...]` for each key of `new` whose value differs from `old`'s as JSON (a tuple equals its
+    list)."""
     return [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if digest(old.get(k)) != digest(v)]
 
 # %% ../nbs/00_core.ipynb #fc2487fe
@@ -94,7 +95,8 @@ def _is_root(d:Path) -> bool:
     return ini.is_file() and 'lib_name = cmmixer' in ini.read_text(errors='ignore')
 
 def project_root(start=None) -> Path:
-    "The folder holding cmmixer's `settings.ini`: above `start`, the package, or the working directory (else the latter)."
+    """The folder holding cmmixer's `settings.ini`: above `start`, the package, or the working directory (else the
+    latter)."""
     import cmmixer                                                   # the package's own folder (an editable install)
     here = [Path(start).absolute()] if start is not None else [Path(cmmixer.__file__).absolute().parent, Path.cwd()]
     for s in here:
@@ -134,7 +136,8 @@ def worker_init(parent:int):
         os._exit(0)
 
 def importable(fn, module:str|None=None):
-    "`fn`, or when it was defined in a notebook (`__main__`) the same-named function of `module`, so spawned workers can load it."
+    """`fn`, or when it was defined in a notebook (`__main__`) the same-named function of `module`, so spawned workers
+    can load it."""
     if module and getattr(fn, '__module__', None) == '__main__':
         return getattr(importlib.import_module(module), fn.__name__)
     return fn
@@ -150,7 +153,8 @@ def worker_pool(workers:int, jobs:int|None=None) -> ProcessPoolExecutor:
 # %% ../nbs/00_core.ipynb #efd0296f
 @contextmanager
 def quiet_children():
-    "Processes started in this block inherit an ignored SIGINT; a Ctrl-C meanwhile reaches this process after the block."
+    """Processes started in this block inherit an ignored SIGINT; a Ctrl-C meanwhile reaches this process after the
+    block."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -165,7 +169,8 @@ def quiet_children():
 # %% ../nbs/00_core.ipynb #3065d015
 def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done=None, module:str|None=None,
              unit:str='it') -> list:
-    "`fn(*job)` for every job (in a `worker_pool` when `workers` > 1), a labelled bar, `done(i, result)` as each ends; results in job order."
+    """`fn(*job)` for every job (in a `worker_pool` when `workers` > 1), a labelled bar, `done(i, result)` as each
+    ends; results in job order."""
     check_int('workers', workers)
     res = [None] * len(jobs)
     with progress_bar(total=len(jobs), desc=desc, disable=not progress, unit=unit) as bar:
@@ -197,7 +202,8 @@ def run_pool(fn, jobs:list, workers:int=1, desc:str='', progress:bool=True, done
 
 # %% ../nbs/00_core.ipynb #afca7926
 def to_device(x, device):
-    "`x` (a tensor or nested dict/list/tuple of them) on `device`; CPU tensors to a GPU via pinned memory, non-blocking."
+    """`x` (a tensor or nested dict/list/tuple of them) on `device`; CPU tensors to a GPU via pinned memory,
+    non-blocking."""
     device = torch.device(device)
     if isinstance(x, torch.Tensor):
         if device.type == 'cuda' and x.device.type == 'cpu':

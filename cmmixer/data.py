@@ -34,7 +34,8 @@ class RecordSet(list):
         super().__init__(records)
         self.kind, self.classes, self.multilabel, self.root = kind, list(classes), bool(multilabel), str(root)
     def __repr__(self):
-        return f"RecordSet(kind={self.kind!r}, n={len(self)}, classes={len(self.classes)}, multilabel={self.multilabel})"
+        return (f"RecordSet(kind={self.kind!r}, n={len(self)}, classes={len(self.classes)}, "
+                f"multilabel={self.multilabel})")
 
 # %% ../nbs/01_data.ipynb #8f3ba217
 VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v', '.flv', '.mpg', '.mpeg', '.3gp', '.ts')
@@ -134,7 +135,8 @@ def read_kinetics(root, clips=None, need=('video', 'audio')) -> RecordSet:
     rows = []
     for p in csvs:
         df = _read_csv(p)
-        split_from_name = _norm_split(p.stem.split('_')[-1]) if _norm_split(p.stem.split('_')[-1]) in ('train', 'val', 'test') else ''
+        last = _norm_split(p.stem.split('_')[-1])
+        split_from_name = last if last in ('train', 'val', 'test') else ''
         for r in df.to_dict('records'):
             rows.append((r.get('label', '').strip(), r['youtube_id'].strip(), r['time_start'], r['time_end'],
                          _norm_split(r.get('split', '')) or split_from_name))
@@ -263,7 +265,8 @@ def check_fractions(fractions):
     except (TypeError, ValueError):
         fr = []
     if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-6:
-        raise ValueError(f"fractions: expected three non-negative numbers (train, val, test) summing to 1, got {fractions!r}")
+        raise ValueError("fractions: expected three non-negative numbers (train, val, test) summing to 1, got "
+                         f"{fractions!r}")
     return fr
 
 def group_unit(group:str, salt:str='cmmixer') -> float:

@@ -21,7 +21,8 @@ __all__ = ['PRELOAD_MB', 'MODALITIES', 'pool_groups', 'group_overlap', 'record_s
 
 # %% ../nbs/01c_datasets.ipynb #bfedf850
 def pool_groups(cache, split='test') -> list:
-    "The sorted distinct pairing groups of `split`: the candidate pool's targets (a music track, or a video's own audio)."
+    """The sorted distinct pairing groups of `split`: the candidate pool's targets (a music track, or a video's own
+    audio)."""
     c = as_cache(cache)
     return sorted(set(c.manifest.loc[c.manifest['index'].isin(c.indices(split)), 'group']))
 
@@ -98,7 +99,8 @@ class _CacheDataset(torch.utils.data.Dataset):
         st = self.cache.stats
         self.frame_mean, self.frame_std = ((IMAGENET_MEAN, IMAGENET_STD) if frame_norm == 'imagenet'
                                           else (tuple(st['frame_mean']), tuple(st['frame_std'])))
-        self.augment, self.seed, self.scale, self.flip_p, self.epoch = bool(augment), int(seed), tuple(scale), float(flip_p), 0
+        self.augment, self.seed, self.scale = bool(augment), int(seed), tuple(scale)
+        self.flip_p, self.epoch = float(flip_p), 0
         check(preload_mb is None or (is_number(preload_mb) and preload_mb >= 0), 'preload_mb',
               f"must be None or a number >= 0, got {preload_mb!r}")
         self.preload_mb = preload_mb

@@ -79,7 +79,8 @@ def barrier():
         dist.barrier()
 
 def main_first(fn:Callable, *args, **kw):
-    "`fn(*args, **kw)` on rank 0, then, after a barrier, on the other ranks (where it should find the work done); alone, just the call."
+    """`fn(*args, **kw)` on rank 0, then, after a barrier, on the other ranks (where it should find the work done);
+    alone, just the call."""
     if not distributed():
         return fn(*args, **kw)
     res = fn(*args, **kw) if dist.get_rank() == 0 else None

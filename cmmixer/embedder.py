@@ -89,7 +89,8 @@ def _tower(self:Embedder, tower, x:torch.Tensor) -> torch.Tensor:
 
 @patch
 def embed(self:Embedder, path, modality:str, span_s=None, hop_s=None) -> dict:
-    "dict(emb [E, K, d], starts [E], ends [E], duration) of a file: its excerpts ('audio') or the whole video ('video')."
+    """dict(emb [E, K, d], starts [E], ends [E], duration) of a file: its excerpts ('audio') or the whole video
+    ('video')."""
     check(modality in MODALITIES, 'modality', f"must be one of {MODALITIES}, got {modality!r}")
     if modality == 'video':
         c = self.video_inputs(path)
@@ -101,7 +102,8 @@ def embed(self:Embedder, path, modality:str, span_s=None, hop_s=None) -> dict:
 
 # %% ../nbs/04a_embedder.ipynb #932e704b
 def index_vectors(emb, score:str='clip') -> np.ndarray:
-    "Unit vectors whose dot product is the retrieval score: flattened clips / sqrt(K) ('clip'), or the mean-pooled clip ('mean')."
+    """Unit vectors whose dot product is the retrieval score: flattened clips / sqrt(K) ('clip'), or the mean-pooled
+    clip ('mean')."""
     check(score in SCORES, 'score', f"must be one of {SCORES}, got {score!r}")
     e = torch.as_tensor(emb).float()
     v = e.flatten(1) / math.sqrt(e.shape[1]) if score == 'clip' else F.normalize(e.mean(1), dim=-1)

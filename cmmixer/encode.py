@@ -33,7 +33,8 @@ def _check_audio(audio):
     if audio.ndim == 1:
         audio = audio[None]
     if audio.ndim != 2 or audio.shape[0] not in _LAYOUTS or audio.shape[1] == 0:
-        raise ValueError(f"audio: expected float32 [C,n] with C in {sorted(_LAYOUTS)} and n >= 1, got {list(audio.shape)}")
+        raise ValueError(f"audio: expected float32 [C,n] with C in {sorted(_LAYOUTS)} and n >= 1, got "
+                         f"{list(audio.shape)}")
     return np.ascontiguousarray(np.clip(audio, -1.0, 1.0))
 
 def _frame_pts(n, fps, pts, time_base):
@@ -127,7 +128,8 @@ def write_media(path, frames=None, fps=25.0, audio=None, sample_rate=16000, vcod
         vcodec = vcodec or dv
         if vcodec in ('libx264', 'h264', 'libx265', 'libvpx-vp9', 'libvpx',
                       'mpeg4') and (frames.shape[1] % 2 or frames.shape[2] % 2):
-            raise ValueError(f"frames: {vcodec} with yuv420p needs even height and width, got {frames.shape[1]}x{frames.shape[2]}")
+            raise ValueError(f"frames: {vcodec} with yuv420p needs even height and width, got "
+                             f"{frames.shape[1]}x{frames.shape[2]}")
         if not (fps > 0 and math.isfinite(fps)):
             raise ValueError(f"fps: must be positive, got {fps}")
         if pts is not None and suf == '.avi':

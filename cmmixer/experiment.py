@@ -83,7 +83,9 @@ class Experiment:
         """`<data>_<scale>_<variant>[_probe][_frac<f>]_seed<S>`: the record's file name (variant: `<decoder>_<mixer>` or
         `random-init`, after `<task>_` for a transfer task; another method's name)."""
         start = {'pretrained': f"{self.decoder}_{self.mixer}", 'random': 'random-init'}.get(self.init, self.init)
-        variant = start if self.method == 'cmmixer' else f"{self.method}_{start}" if self.table == 'transfer' else self.method
+        variant = start if self.method == 'cmmixer' else self.method
+        if self.method != 'cmmixer' and self.table == 'transfer':
+            variant = f"{self.method}_{start}"
         tag = ('_probe' if self.probe else '') + ('' if self.share == own_share(self.scale) else f"_frac{self.share:g}")
         tag += '' if self.lr_scale == 1 else f"_lr{self.lr_scale:g}x"
         return f"{data_name(self.data)}_{self.scale}_{variant}{tag}_seed{self.seed}"
@@ -137,7 +139,8 @@ GPU_SCALES = {'paper': "ViT-B on 224 px, 100 epochs, paper-size data",
               'gpu-small': "ViT-S on 8 x 112 px, 10,000 videos, 40 epochs"}
 
 def check_device(scale:str, device:str='auto'):
-    "Refuse a GPU scale (`GPU_SCALES`) on a machine without a GPU unless the device is given explicitly (ValueError naming `device`)."
+    """Refuse a GPU scale (`GPU_SCALES`) on a machine without a GPU unless the device is given explicitly (ValueError
+    naming `device`)."""
     check(isinstance(device, str) and (device in DEVICES or device.startswith('cuda:')), 'device',
           f"expected one of {DEVICES} or 'cuda:N', got {device!r}")
     if device.startswith('cuda'):
@@ -167,8 +170,10 @@ def register(table:str, method:str):
 
 def run(exp:Experiment, runs='runs', data_root='data', device:str='auto', workers:int=2, threads:int|None=1,
         progress:bool=True, force:bool=False) -> dict:
-    """Run `exp` (or return its existing record) and write its record under `runs/records/`; the record, with its `path`.
-    Under torchrun every process runs this: data are prepared once, training is data-parallel, rank 0 evaluates and writes."""
+    """Run `exp` (or return its existing record) and write its record under `runs/records/`; the record, with its
+    `path`.
+    Under torchrun every process runs this: data are prepared once, training is data-parallel, rank 0 evaluates and
+    writes."""
     check(isinstance(exp, Experiment), 'exp', f"expected an Experiment, got {type(exp).__name__}")
     check_device(exp.scale, device)
     check_int('workers', workers)
@@ -190,7 +195,8 @@ def run(exp:Experiment, runs='runs', data_root='data', device:str='auto', worker
         res = METHODS[(exp.table, exp.method)](exp, Where(str(runs), str(data_root), device, workers,
                                                           progress and info.is_main))
         rec = dict(experiment=exp.to_dict(), **res, code=code_version(), wall_s=round(time.perf_counter() - t0, 2),
-                   threads=threads if threads is not None else before, device=str(info.device), world_size=info.world_size,
+                   threads=threads if threads is not None else before, device=str(info.device),
+                   world_size=info.world_size,
                    created=time.strftime('%Y-%m-%dT%H:%M:%S'))
         if info.is_main:
             write_json(path, rec)
@@ -214,7 +220,8 @@ def scaled_lr(cfg:TrainConfig, lr_scale:float=1.0) -> TrainConfig:
 def val_score(rec:dict) -> float:
     "The selection score of a record on the val split: the mean of V→M and M→V R@10 (%), higher is better."
     v = rec.get('val')
-    check(bool(v), 'val', f"record {rec.get('path', '?')} has no val-split metrics: the budget is spent on val, never on test")
+    check(bool(v), 'val', f"record {rec.get('path', '?')} has no val-split metrics: the budget is spent on val, never "
+                          "on test")
     return (float(v['v2m']['R@10']) + float(v['m2v']['R@10'])) / 2
 
 def tune_lr(exp:Experiment, factors=LR_FACTORS, runs='runs', **run_kw) -> dict:
@@ -250,7 +257,8 @@ REFERENCES = ('chance', 'no pre-training', 'probe: pre-trained encoder', 'probe:
 
 # %% ../nbs/03c_experiment.ipynb #c257ccb6
 def flat_record(rec:dict, split:str='test') -> dict|None:
-    "One record as a flat row: its parameters and the eight metrics (+ chance, time) of `split` (None: not evaluated there)."
+    """One record as a flat row: its parameters and the eight metrics (+ chance, time) of `split` (None: not evaluated
+    there)."""
     p = rec['params']
     row = {k: p[k] for k in ('decoder', 'mixer', 'seed', 'scale', 'data', 'pool_size')}
     row.update(method=rec.get('experiment', {}).get('method', 'cmmixer'), init=p.get('init', 'pretrained'),
@@ -291,7 +299,8 @@ def _stats(g:pd.DataFrame, row:dict) -> dict:
     return row
 
 def gather(df:pd.DataFrame, keys:list, paper:pd.DataFrame|None=None, order:list|None=None) -> pd.DataFrame:
-    "One row per value of `keys` in the flat records `df`: metrics over seeds, chance, and `paper`'s numbers (NaN where it has no row)."
+    """One row per value of `keys` in the flat records `df`: metrics over seeds, chance, and `paper`'s numbers (NaN
+    where it has no row)."""
     rows = []
     for vals, g in df.groupby(list(keys), sort=False):
         vals = vals if isinstance(vals, tuple) else (vals,)
@@ -302,7 +311,8 @@ def gather(df:pd.DataFrame, keys:list, paper:pd.DataFrame|None=None, order:list|
         rows.append(row)
     t = pd.DataFrame(rows)
     if order is not None and len(t):
-        t['_o'] = [order.index(tuple(r)) if tuple(r) in order else len(order) for r in t[list(keys)].itertuples(index=False)]
+        rank = lambda r: order.index(tuple(r)) if tuple(r) in order else len(order)
+        t['_o'] = [rank(r) for r in t[list(keys)].itertuples(index=False)]
         t = t.sort_values('_o', kind='stable').drop(columns='_o')
     return t.reset_index(drop=True)
 
@@ -372,7 +382,8 @@ def experiment_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/03c_experiment.ipynb #dd6cf7f5
 def record_line(rec:dict) -> str:
-    "A finished run's headline numbers beside chance, in one line (a transfer task's score, or both retrieval directions)."
+    """A finished run's headline numbers beside chance, in one line (a transfer task's score, or both retrieval
+    directions)."""
     if 'task' in rec:
         refs = rec['references']
         return (f"{rec['task']} {rec['metric']} {rec['score']:.1f} (chance {refs['chance']:.1f}, "

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04c_features.ipynb #40cb4a74
 from __future__ import annotations
-import copy, json, math, time
+import copy, json, math
 from dataclasses import dataclass, asdict, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -17,19 +17,16 @@ import torchaudio
 from torch.utils.data import Dataset, DataLoader
 
 from .cache import as_cache
-from .datasets import RetrievalDataset, PretrainDataset, group_overlap
+from .datasets import RetrievalDataset, PretrainDataset
 from .mae import (MAEConfig, CMMixerEncoder, DecoderStack, sincos_pos_embed, init_mae_weights, check_images,
                          check_mask_ratio, patch_targets, masked_mse, clip_embeddings)
 from .train import TrainConfig, fit, check_plan
-from .checkpoint import read_checkpoint, load_weights, read_log, unwrap
-from .distributed import barrier, env_world, all_gather_cat, main_first, resolve_device, distributed
+from .checkpoint import read_checkpoint, load_weights, unwrap
+from .distributed import barrier, env_world
 from .randomness import StepGenerator
-from .retrieval import Retriever, info_nce, pair_subset, synth_root, finetune_config, finetune
-from .metrics import evaluate_embeddings
+from .retrieval import Retriever, synth_root
 from .synth_m2m import video_name
-from .core import (check, check_int, check_number, check_choice, is_int, is_number, derive_seed, digest,
-                          write_json,
-                          project_path)
+from .core import check, check_int, check_choice, is_int, derive_seed, write_json, project_path
 
 # %% auto #0
 __all__ = ['AUDIO_DESCRIPTORS', 'MODALITIES', 'MODALITY_NAMES', 'SYNTH_TAGS', 'FEATURE_BLOCKS', 'TAG_SOURCES', 'mel_scale',
@@ -75,7 +72,8 @@ def mfcc(fbank, n_mfcc:int=20) -> torch.Tensor:
 # %% ../nbs/04c_features.ipynb #71ced6aa
 @lru_cache(maxsize=8)
 def pitch_class_map(num_bins:int=128, sample_rate:int=16000, band:tuple=(400.0, 5000.0)) -> torch.Tensor:
-    "[num_bins, 12]: the share of each mel filter's triangle inside `band` that falls in each pitch class (C = 0, A = 9)."
+    """[num_bins, 12]: the share of each mel filter's triangle inside `band` that falls in each pitch class (C = 0, A =
+    9)."""
     check(len(band) == 2 and 0 < band[0] < band[1], 'band',
           f"expected (low, high) Hz with 0 < low < high, got {band!r}")
     w, f, _ = mel_filters(num_bins, sample_rate)
@@ -85,14 +83,16 @@ def pitch_class_map(num_bins:int=128, sample_rate:int=16000, band:tuple=(400.0, 
     return (C / w.sum(1, keepdim=True).clamp_min(1e-12)).float()
 
 def chroma(fbank, sample_rate:int=16000, band:tuple=(400.0, 5000.0)) -> torch.Tensor:
-    "Log-mel fbank [..., bins, T] -> pitch-class profile [..., 12, T], each frame divided by its maximum (0 in silence)."
+    """Log-mel fbank [..., bins, T] -> pitch-class profile [..., 12, T], each frame divided by its maximum (0 in
+    silence)."""
     x = check_fbank(fbank)
     c = torch.einsum('...bt,bp->...pt', x.double().exp(), pitch_class_map(x.shape[-2], sample_rate,
                                                                           tuple(band)).double())
     return (c / c.amax(-2, keepdim=True).clamp_min(1e-12)).float()
 
 def spectral_stats(fbank, sample_rate:int=16000) -> torch.Tensor:
-    "Log-mel fbank [..., bins, T] -> [..., 4, T]: centroid and bandwidth (kHz) of the mel power, onset flux, log energy."
+    """Log-mel fbank [..., bins, T] -> [..., 4, T]: centroid and bandwidth (kHz) of the mel power, onset flux, log
+    energy."""
     x = check_fbank(fbank)
     c = mel_filters(x.shape[-2], sample_rate)[2].float().to(x.device)[:, None] / 1000.0   # [bins, 1] kHz
     p = x.softmax(-2)                                                            # mel power shares per frame
@@ -105,14 +105,16 @@ def spectral_stats(fbank, sample_rate:int=16000) -> torch.Tensor:
 AUDIO_DESCRIPTORS = 20 + 20 + 12 + 4      # MFCC, delta MFCC, chroma, spectral statistics per frame
 
 def audio_descriptors(fbank, sample_rate:int=16000, n_mfcc:int=20) -> torch.Tensor:
-    "Log-mel fbank [..., bins, T] -> the frame descriptors [..., 2*n_mfcc + 16, T]: MFCC, their deltas, chroma, spectral statistics."
+    """Log-mel fbank [..., bins, T] -> the frame descriptors [..., 2*n_mfcc + 16, T]: MFCC, their deltas, chroma,
+    spectral statistics."""
     x = check_fbank(fbank)
     m = mfcc(x, n_mfcc)
     d = torchaudio.functional.compute_deltas(m, win_length=5) if x.shape[-1] > 1 else torch.zeros_like(m)
     return torch.cat([m, d, chroma(x, sample_rate), spectral_stats(x, sample_rate)], -2)
 
 def audio_handcrafted(fbank, sample_rate:int=16000) -> torch.Tensor:
-    "Log-mel fbank of K clips [..., K, bins, T] -> [..., K, 168]: mean, std and max over each clip's frames of its descriptors."
+    """Log-mel fbank of K clips [..., K, bins, T] -> [..., K, 168]: mean, std and max over each clip's frames of its
+    descriptors."""
     d = audio_descriptors(fbank, sample_rate)
     return torch.cat([d.mean(-1), d.std(-1, unbiased=False), d.amax(-1)], -1)
 
@@ -142,7 +144,8 @@ MODALITIES = ('video', 'audio')
 MODALITY_NAMES = {'video': 'frame-mae', 'audio': 'spectrogram-mae'}
 
 class SingleModalMAE(nn.Module):
-    "A masked autoencoder of ONE modality (frames or spectrogram images): CMMixer's encoder, one decoder stack, no mixer."
+    """A masked autoencoder of ONE modality (frames or spectrogram images): CMMixer's encoder, one decoder stack, no
+    mixer."""
     def __init__(self, cfg:MAEConfig, modality:str='video'):
         super().__init__()
         check(isinstance(cfg, MAEConfig), 'cfg', f"expected an MAEConfig, got {type(cfg).__name__}")
@@ -169,7 +172,8 @@ class SingleModalMAE(nn.Module):
         return {'loss': loss, f'loss_{self.modality}': loss, 'pred': pred, 'mask': mask}
 
 def single_modal_step(model, batch:dict, generator:StepGenerator) -> dict:
-    "The engine's step_fn: the model's own modality of the batch, per-sample masking noise (as `pretrain_step` draws it)."
+    """The engine's step_fn: the model's own modality of the batch, per-sample masking noise (as `pretrain_step` draws
+    it)."""
     m = unwrap(model)
     x = batch[m.modality]
     noise = generator.rand_per_sample(x.shape[1] * m.cfg.num_patches, device=x.device)
@@ -248,7 +252,8 @@ def load_single_modal(run_dir) -> SingleModalMAE:
     d = Path(run_dir)
     ck = d / 'checkpoint' if (d / 'checkpoint').is_dir() else d
     meta = read_checkpoint(ck)
-    check(str(meta.get('model_class', '')).endswith('SingleModalMAE') and (meta.get('pretrain') or {}).get('modality') in MODALITIES,
+    single = str(meta.get('model_class', '')).endswith('SingleModalMAE')
+    check(single and (meta.get('pretrain') or {}).get('modality') in MODALITIES,
           'run_dir', f"{ck} is not a finished SingleModalMAE run (model_class {meta.get('model_class')!r})")
     return load_weights(SingleModalMAE(MAEConfig(**meta['model']), meta['pretrain']['modality']), ck)
 
@@ -318,7 +323,8 @@ class FeatureSet:
 
 # %% ../nbs/04c_features.ipynb #e4043bb5
 class FeatureDataset(Dataset):
-    "The engine's dataset over a `FeatureSet`: dict(video [K,Dv], audio [K,Da], tags [T] (empty without tags), group, index)."
+    """The engine's dataset over a `FeatureSet`: dict(video [K,Dv], audio [K,Da], tags [T] (empty without tags), group,
+    index)."""
     def __init__(self, data:FeatureSet):
         check(isinstance(data, FeatureSet), 'data', f"expected a FeatureSet, got {type(data).__name__}")
         self.data, self._none = data, torch.zeros(0)
@@ -382,7 +388,8 @@ def cache_tags(cache, rows, source:str='auto') -> torch.Tensor|None:
 @torch.no_grad()
 def encoder_features(encoder:CMMixerEncoder, cache, split:str, modality:str, batch_size:int=64,
                      device='cpu') -> torch.Tensor:
-    "[N, K, D]: a frozen encoder's clip embeddings of the `modality` images of `split` (the towers' inputs, no augmentation)."
+    """[N, K, D]: a frozen encoder's clip embeddings of the `modality` images of `split` (the towers' inputs, no
+    augmentation)."""
     check_choice('modality', modality, MODALITIES)
     check_int('batch_size', batch_size)
     ds = RetrievalDataset(as_cache(cache), split, image_size=encoder.cfg.image_size)
@@ -438,7 +445,8 @@ def extract_features(cache, video_encoder=None, audio_encoder=None, tags:str='au
     return bank
 
 def select_features(bank:dict, split:str, video=('mae',), audio=('mae',), tags:bool=False) -> FeatureSet:
-    "The `FeatureSet` of `split`: the blocks `video_<source>` and `audio_<source>` of `bank` concatenated, tags if asked."
+    """The `FeatureSet` of `split`: the blocks `video_<source>` and `audio_<source>` of `bank` concatenated, tags if
+    asked."""
     check(split in bank, 'split', f"{split!r} not in the features (splits {sorted(bank)})")
     b = bank[split]
     parts = {}

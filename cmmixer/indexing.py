@@ -28,7 +28,8 @@ INDEX_VERSION = 2
 INDEX_FILES = ('index.json', 'embeddings.npy', 'items.csv', 'rejects.csv', 'skipped.csv')
 
 def index_inventory(folder, modality:str='audio') -> tuple:
-    "`(media files, skipped)` under `folder` (recursive, sorted, hidden files left out): the files to index and the others with why."
+    """`(media files, skipped)` under `folder` (recursive, sorted, hidden files left out): the files to index and the
+    others with why."""
     exts = set(AUDIO_EXTS + VIDEO_EXTS) if modality == 'audio' else set(VIDEO_EXTS)
     root, files, skipped = Path(folder), [], []
     for p in sorted(root.rglob('*')):
@@ -71,7 +72,8 @@ def _check_build(source, checkpoint, out, modality, span_s, hop_s, batch_size, a
 
 # %% ../nbs/04a_indexing.ipynb #22a15364
 def index_settings(model:Retriever, modality:str, span_s:float, hop_s:float) -> dict:
-    "The settings that fix an index's vectors: modality, excerpt span and hop, score, the inputs and a fingerprint of the weights."
+    """The settings that fix an index's vectors: modality, excerpt span and hop, score, the inputs and a fingerprint of
+    the weights."""
     weights = digest({k: v.tolist() for k, v in model.state_dict().items() if 'head' in k})[:16]
     return dict(modality=modality, span_s=span_s, hop_s=hop_s, score=model.cfg.score, inputs=model.cfg.inputs,
                 weights=weights)
@@ -91,7 +93,8 @@ def _refuse_other_settings(out:Path, settings:dict, rebuild:bool):
     diff = changes(old, {k: v for k, v in settings.items() if k != 'inputs'})
     if digest(old.get('inputs')) != digest(settings['inputs']):
         diff.append("the checkpoint's input spec")
-    check(False, 'out', f"{out} holds an index built with other settings ({'; '.join(diff) or 'an older index format'}); "
+    check(False, 'out', f"{out} holds an index built with other settings "
+                        f"({'; '.join(diff) or 'an older index format'}); "
           "rebuild=True replaces it, or choose another folder")
 
 # %% ../nbs/04a_indexing.ipynb #b49de706
@@ -116,7 +119,8 @@ def _old_rows(out:Path, settings:dict) -> dict:
 def _embed_missing(emb:Embedder, files:list, keys:list, root:Path, shards:Path, modality, span, hop, reuse:dict,
                    progress) -> int:
     "Embed the files with neither a shard, a reject note nor reusable rows into `shards/`; returns how many."
-    todo = [i for i, k in enumerate(keys) if k not in reuse and not ((shards / f'{k}.npz').exists() or (shards / f'{k}.reject.json').exists())]
+    done = lambda k: (shards / f'{k}.npz').exists() or (shards / f'{k}.reject.json').exists()
+    todo = [i for i, k in enumerate(keys) if k not in reuse and not done(k)]
     with progress_bar(total=len(files), initial=len(files) - len(todo), disable=not progress,
                       desc=f'index {modality}', unit='file') as bar:
         for i in todo:
@@ -158,8 +162,9 @@ def _gather_rows(files:list, keys:list, root:Path, shards:Path, reuse:dict) -> t
             if not parts:
                 width = v.shape[1]
             parts.append(v)
-        items += [dict(file=rel, excerpt=j, start_s=float(s), end_s=float(t)) for j, (s,
-                                                                                      t) in enumerate(zip(starts, ends))]
+        items += [dict(file=rel, excerpt=j, start_s=float(s), end_s=float(t))
+                  for j, (s, t) in enumerate(zip(starts, ends))]
+
     items = pd.DataFrame(items, columns=['file', 'excerpt', 'start_s', 'end_s'])
     return parts, items, pd.DataFrame(rejects, columns=['file', 'reason']), kd, int(width)
 
@@ -186,7 +191,8 @@ def _write_rows(path:Path, parts:list, rows:int, width:int):
     del out
 
 def _file_facts(path:Path) -> dict:
-    "Size and SHA-1 of a file; for a large one, of its first and last MiB (cheap, and a cut or swapped file still shows)."
+    """Size and SHA-1 of a file; for a large one, of its first and last MiB (cheap, and a cut or swapped file still
+    shows)."""
     n, h = path.stat().st_size, hashlib.sha1()
     with open(path, 'rb') as f:
         if n <= 8 << 20:
@@ -264,7 +270,8 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
                 nlist:int|None=None,       # IVF lists (default sqrt(rows))
                 rebuild:bool=False,        # replace an index of other settings in `out`
                 progress:bool=True) -> dict:
-    "Embed every media file of `music_dir` into the index `out` (resumable; undecodable files in rejects.csv, others in skipped.csv)."
+    """Embed every media file of `music_dir` into the index `out` (resumable; undecodable files in rejects.csv, others
+    in skipped.csv)."""
     _check_build(music_dir, checkpoint, out, modality, span_s, hop_s, batch_size, ann, rebuild)
     check_int('nlist', nlist, none=True)
     t0 = time.perf_counter()
@@ -274,7 +281,8 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
     hop = float(hop_s or span / 2)
     root, out = Path(music_dir).absolute(), Path(out)
     files, skipped = index_inventory(root, modality)
-    check(len(files) > 0, 'music_dir', f"{str(music_dir)!r} holds no {'audio or video' if modality == 'audio' else 'video'} files")
+    check(len(files) > 0, 'music_dir', f"{str(music_dir)!r} holds no "
+                                       f"{'audio or video' if modality == 'audio' else 'video'} files")
     settings = index_settings(model, modality, span, hop)
     _refuse_other_settings(out, settings, rebuild)                   # before anything is written
     sfp = digest(settings)
@@ -311,12 +319,14 @@ def _index_meta(root:Path) -> dict:
     except (ValueError, UnicodeDecodeError) as e:
         _damaged(root / 'index.json', f"is damaged (not JSON: {e})")
     if not isinstance(meta, dict) or meta.get('version') != INDEX_VERSION or 'facts' not in meta:
-        _damaged(root / 'index.json', f"is not an index of this cmmixer (format {meta.get('version') if isinstance(meta, dict) else '?'}, "
+        _damaged(root / 'index.json', "is not an index of this cmmixer (format "
+                                      f"{meta.get('version') if isinstance(meta, dict) else '?'}, "
                  f"expected {INDEX_VERSION})")
     return meta
 
 def check_index(root, modality:str|None=None) -> dict:
-    "The `index.json` of the index folder `root` once every file matches it (ValueError naming the file and why); `modality` checks its kind."
+    """The `index.json` of the index folder `root` once every file matches it (ValueError naming the file and why);
+    `modality` checks its kind."""
     root = Path(root)
     meta = _index_meta(root)
     for name in INDEX_FILES[1:]:
@@ -333,12 +343,14 @@ def check_index(root, modality:str|None=None) -> dict:
     if modality is not None and meta['settings']['modality'] != modality:
         kinds = dict(audio='a music index (cmmixer index MUSIC_DIR)',
                      video='a video index (cmmixer index VIDEO_DIR --modality video)')
-        check(False, 'index', f"{root} is {kinds[meta['settings']['modality']]}, but {kinds[modality]} is expected here")
+        check(False, 'index', f"{root} is {kinds[meta['settings']['modality']]}, but {kinds[modality]} is expected "
+                              "here")
     return meta
 
 # %% ../nbs/04a_indexing.ipynb #561616bc
 class Index:
-    "A checked, finished index folder: `vectors` [rows, width] (memory-mapped), `items` (row -> file, excerpt), `meta`, `rejects`, `skipped`."
+    """A checked, finished index folder: `vectors` [rows, width] (memory-mapped), `items` (row -> file, excerpt),
+    `meta`, `rejects`, `skipped`."""
     def __init__(self, root, modality:str|None=None):
         self.root = Path(root)
         self.meta = check_index(self.root, modality)
@@ -351,12 +363,13 @@ class Index:
             _damaged(self.root, f"cannot be read ({e})")
         s = self.meta['summary']
         if self.vectors.shape[0] != s['rows'] or len(self.items) != s['rows']:
-            _damaged(self.root, f"holds {self.vectors.shape[0]} vectors and {len(self.items)} items, index.json says {s['rows']}")
+            _damaged(self.root, f"holds {self.vectors.shape[0]} vectors and {len(self.items)} items, index.json says "
+                                f"{s['rows']}")
         f = self.items['file'].to_numpy()
         starts = np.flatnonzero(np.r_[True, f[1:] != f[:-1]]) if len(f) else np.zeros(0, np.int64)
         self.file_start, self.files = starts, f[starts] if len(f) else f
-        self.file_of_row = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts,
-                                                                           len(f)])) if len(f) else np.zeros(0, np.int64)
+        counts = np.diff(np.r_[starts, len(f)])
+        self.file_of_row = np.repeat(np.arange(len(starts)), counts) if len(f) else np.zeros(0, np.int64)
         self.max_excerpts = int(np.diff(np.r_[starts, len(f)]).max()) if len(f) else 0
         self._ann = None
     @property
@@ -368,13 +381,15 @@ class Index:
     def __len__(self):
         return len(self.files)
     def __repr__(self):
-        return f"Index({str(self.root)!r}, {self.modality}, files={len(self)}, rows={len(self.items)}, width={self.vectors.shape[1] if self.vectors.ndim == 2 else 0})"
+        width = self.vectors.shape[1] if self.vectors.ndim == 2 else 0
+        return f"Index({str(self.root)!r}, {self.modality}, files={len(self)}, rows={len(self.items)}, width={width})"
 
 # %% ../nbs/04a_indexing.ipynb #e34c6b83
 ANN_FILE = 'ivf.faiss'
 
 def build_ann(index, nlist:int|None=None, seed:int=0, target_recall:float=0.95) -> IVFIndex:
-    "Build the faiss IVF of the index folder `index`, tune its `nprobe` to `target_recall`, save it and record both in `index.json`."
+    """Build the faiss IVF of the index folder `index`, tune its `nprobe` to `target_recall`, save it and record both
+    in `index.json`."""
     check_number('target_recall', target_recall)
     check(target_recall <= 1, 'target_recall', f"must be <= 1, got {target_recall}")
     idx = index if isinstance(index, Index) else Index(index)

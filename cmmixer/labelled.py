@@ -74,7 +74,8 @@ def assign_folds(videos:dict, folds:int=5, seed:int=0) -> dict:
 # %% ../nbs/01d_labelled.ipynb #81b0e704
 SPLIT_FILES = {'train': 'train', 'val': 'validate', 'test': 'test'}              # Kinetics' CSV names
 AUDIOSET_FILES = {'train': 'balanced_train', 'val': 'val', 'test': 'eval'}       # AudioSet's segment CSV names
-_AS_HEADER = "# Segments csv written by cmmixer.labelled from SynthM2M\n# YTID, start_seconds, end_seconds, positive_labels\n"
+_AS_HEADER = ("# Segments csv written by cmmixer.labelled from SynthM2M\n"
+              "# YTID, start_seconds, end_seconds, positive_labels\n")
 
 def _link(src:Path, dst:Path):
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +103,8 @@ def _write_csv(path:Path, header:list, rows:list, preamble:str=''):
 
 # %% ../nbs/01d_labelled.ipynb #cd91061c
 def write_kinetics(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False) -> list:
-    "Kinetics-400 layout: one annotation CSV per split, clips in class folders with the downloader's names. Returns the classes."
+    """Kinetics-400 layout: one annotation CSV per split, clips in class folders with the downloader's names. Returns
+    the classes."""
     seconds, rows = int(round(meta['params']['duration'])), {s: [] for s in SPLIT_FILES}
     for n, v in meta['videos'].items():
         label = picture_class(v)
@@ -114,7 +116,8 @@ def write_kinetics(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=F
     return sorted({picture_class(v) for v in meta['videos'].values()})
 
 def write_audioset(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False) -> list:
-    "AudioSet layout: the class index, one segment CSV per split (quoted mids), audio as `<id>_0.000.wav`. Returns the labels."
+    """AudioSet layout: the class index, one segment CSV per split (quoted mids), audio as `<id>_0.000.wav`. Returns
+    the labels."""
     tags = all_tags()
     mid = {t: f"/m/synth{i:02d}" for i, t in enumerate(tags)}
     _write_csv(out / 'class_labels_indices.csv', ['index', 'mid', 'display_name'], [[i, mid[t], t] for i,
@@ -129,7 +132,8 @@ def write_audioset(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=F
     return tags
 
 def write_esc50(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False, seed:int=0) -> list:
-    "ESC-50 layout: `meta/esc50.csv` (filename, fold, target, category, esc10, src_file, take) and `audio/*.wav`. Returns the classes."
+    """ESC-50 layout: `meta/esc50.csv` (filename, fold, target, category, esc10, src_file, take) and `audio/*.wav`.
+    Returns the classes."""
     classes = sorted({sound_class(v) for v in meta['videos'].values()})
     target, folds = {c: i for i, c in enumerate(classes)}, assign_folds(meta['videos'], 5, seed)
     rows, jobs = [], []
@@ -145,7 +149,8 @@ def write_esc50(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=Fals
 
 # %% ../nbs/01d_labelled.ipynb #47b75d5e
 def write_yt8m(meta:dict, src:Path, out:Path, workers:int=1, progress:bool=False) -> list:
-    "YouTube-8M layout: videos in split folders, `labels.csv` (video_id, labels: the sound's tag indices), `synth.json`. Returns the labels."
+    """YouTube-8M layout: videos in split folders, `labels.csv` (video_id, labels: the sound's tag indices),
+    `synth.json`. Returns the labels."""
     tags = all_tags()
     index = {t: i for i, t in enumerate(tags)}
     rows = []

@@ -32,7 +32,8 @@ def check_mask_ratio(mask_ratio, low_inclusive=False):
     ok = isinstance(mask_ratio, (int, float)) and not isinstance(mask_ratio, bool) and math.isfinite(mask_ratio)
     ok = ok and (0 <= mask_ratio < 1 if low_inclusive else 0 < mask_ratio < 1)
     if not ok:
-        raise ValueError(f"mask_ratio: expected a number in {'[0, 1)' if low_inclusive else '(0, 1)'}, got {mask_ratio!r}")
+        raise ValueError(f"mask_ratio: expected a number in {'[0, 1)' if low_inclusive else '(0, 1)'}, got "
+                         f"{mask_ratio!r}")
 
 # %% ../nbs/03_mae.ipynb #0dba0af8
 @dataclass
@@ -71,7 +72,8 @@ class MAEConfig:
 
 # %% ../nbs/03_mae.ipynb #3ecd6277
 def check_mae_config(c:MAEConfig):
-    "Each field of `c` valid and the widths consistent with the heads and the sin-cos table, else a ValueError naming the field."
+    """Each field of `c` valid and the widths consistent with the heads and the sin-cos table, else a ValueError naming
+    the field."""
     for f in ('image_size', 'patch_size', 'clips', 'in_chans', 'embed_dim', 'depth', 'num_heads',
               'decoder_embed_dim', 'decoder_depth', 'decoder_num_heads'): check_int(f, getattr(c, f))
     check(c.image_size % c.patch_size == 0, 'image_size',
@@ -159,7 +161,8 @@ def check_noise(noise, batch: int, length: int, generator=None):
     if generator is not None:
         raise ValueError("noise: give the masking noise or a generator, not both")
     if not isinstance(noise, torch.Tensor) or not noise.is_floating_point() or tuple(noise.shape) != (batch, length):
-        raise ValueError(f"noise: expected a float [{batch}, {length}] tensor, got {getattr(noise, 'dtype', type(noise))} "
+        raise ValueError(f"noise: expected a float [{batch}, {length}] tensor, got "
+                         f"{getattr(noise, 'dtype', type(noise))} "
                          f"{tuple(getattr(noise, 'shape', ()))}")
 
 def random_masking(batch: int, length: int, mask_ratio: float,
@@ -185,7 +188,8 @@ def random_masking(batch: int, length: int, mask_ratio: float,
 
 # %% ../nbs/03_mae.ipynb #b2e2eed1
 def init_mae_weights(module: nn.Module):
-    "MAE's initialisation: xavier_uniform Linear and patch projection, zero biases, unit LayerNorm, N(0, .02) mask tokens."
+    """MAE's initialisation: xavier_uniform Linear and patch projection, zero biases, unit LayerNorm, N(0, .02) mask
+    tokens."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
@@ -218,7 +222,8 @@ def check_images(name: str, x, cfg: MAEConfig):
     if not 1 <= K <= cfg.clips:
         raise ValueError(f"{name}: {K} clips, the model has positions for 1..{cfg.clips}")
     if (C, H, W) != (cfg.in_chans, cfg.image_size, cfg.image_size):
-        raise ValueError(f"{name}: images {C}x{H}x{W}, the model expects {cfg.in_chans}x{cfg.image_size}x{cfg.image_size}")
+        raise ValueError(f"{name}: images {C}x{H}x{W}, the model expects "
+                         f"{cfg.in_chans}x{cfg.image_size}x{cfg.image_size}")
 
 # %% ../nbs/03_mae.ipynb #7618c823
 class CMMixerEncoder(nn.Module):
@@ -288,7 +293,8 @@ class DecoderStack(nn.Module):
         self.head = nn.Linear(d, out_dim)
 
     def forward(self, tokens, ids_keep, length, pos_embed):
-        "tokens [B, keep, D] at positions ids_keep [B, keep] of `length`; pos_embed [1, >=length, d] -> [B, length, out]."
+        """tokens [B, keep, D] at positions ids_keep [B, keep] of `length`; pos_embed [1, >=length, d] -> [B, length,
+        out]."""
         x = self.embed(tokens)
         B, _, d = x.shape
         full = self.mask_token.to(x.dtype).expand(B, length, d)
@@ -342,7 +348,8 @@ def masked_mse(pred: torch.Tensor,   # [B, L, P]
 
 # %% ../nbs/03_mae.ipynb #dfae49d7
 class CMMixerMAE(nn.Module):
-    "CMMixer pre-training model: ViT encoder on masked mixed images, Solo or Duet decoder reconstructing video and audio."
+    """CMMixer pre-training model: ViT encoder on masked mixed images, Solo or Duet decoder reconstructing video and
+    audio."""
     def __init__(self, cfg: MAEConfig):
         super().__init__()
         if not isinstance(cfg, MAEConfig):
@@ -365,7 +372,8 @@ class CMMixerMAE(nn.Module):
         check_images('mixed', mixed, cfg)
         for name, t in (('video', video), ('audio', audio)):
             if not isinstance(t, torch.Tensor) or t.shape != mixed.shape:
-                raise ValueError(f"{name}: expected the shape of mixed {tuple(mixed.shape)}, got {tuple(getattr(t, 'shape', ()))}")
+                raise ValueError(f"{name}: expected the shape of mixed {tuple(mixed.shape)}, got "
+                                 f"{tuple(getattr(t, 'shape', ()))}")
         tokens, ids_keep, mask = self.encoder.forward_masked(mixed, mask_ratio, generator, noise)
         pred_video, pred_audio = self.decoder(tokens, ids_keep, mask.shape[1])
         loss_video = masked_mse(pred_video, patch_targets(video, cfg.patch_size, cfg.norm_pix_loss), mask)

@@ -107,7 +107,8 @@ def open_media(path):
     try:
         c = av.open(str(path), 'r')
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
-        raise MediaError(path, "corrupt or truncated media" if _looks_like_media(head) else "not a media file") from None
+        raise MediaError(path, "corrupt or truncated "
+                               "media" if _looks_like_media(head) else "not a media file") from None
     if video_stream(c) is None and audio_stream(c) is None:
         c.close()
         raise MediaError(path, "not a media file")
@@ -125,7 +126,8 @@ def _tag_seconds(s):
 def _stream_info(c, s):
     tb = s.time_base
     start = float(s.start_time * tb) if s.start_time is not None else 0.0
-    dur = float(s.duration * tb) if s.duration else _tag_seconds(s.metadata.get('DURATION') or s.metadata.get('duration'))
+    tag = s.metadata.get('DURATION') or s.metadata.get('duration')
+    dur = float(s.duration * tb) if s.duration else _tag_seconds(tag)
     if dur is None and c.duration:
         dur = c.duration / av.time_base - max(start, 0.0)
     info = dict(codec=s.codec_context.name, start=start, duration=dur)

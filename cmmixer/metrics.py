@@ -117,7 +117,8 @@ def draw_pools(group, pool_size:int=POOL_SIZE, seed:int=0) -> dict:
                 videos=np.sort(g.permutation(len(group))[:pool_size]))
 
 def chance_best_of(n_pool:int, positives, ks=(1, 5, 10)) -> dict:
-    "Chance R@K and MedR when query q has `positives[q]` correct candidates among `n_pool` and its best-ranked one counts."
+    """Chance R@K and MedR when query q has `positives[q]` correct candidates among `n_pool` and its best-ranked one
+    counts."""
     m = np.asarray(positives, dtype=np.int64)
     def hit(k, mi):   # P(rank <= k) = 1 - C(N - m, k) / C(N, k)
         k = min(k, n_pool)
@@ -179,7 +180,8 @@ def evaluate_embeddings(video,         # [N, K, d] video-tower embeddings of the
                         group,         # [N] pairing group of each item (int or str): items of one group share a track
                         pool_size:int=POOL_SIZE, seed:int=0, score:str='clip', ks=(1, 5,
                                                                                    10), track_score:str='best') -> dict:
-    "Section 4.4 on embeddings: V->M and M->V metrics, chance levels and pool sizes (shared tracks as documented above)."
+    """Section 4.4 on embeddings: V->M and M->V metrics, chance levels and pool sizes (shared tracks as documented
+    above)."""
     video, music = torch.as_tensor(video).float(), torch.as_tensor(music).float()
     check(video.ndim == 3 and video.shape == music.shape, 'music',
           f"shape {tuple(music.shape)} differs from video {tuple(video.shape)}")
@@ -218,7 +220,8 @@ def top1_accuracy(logits, labels) -> float:
 
 def mean_average_precision(scores, targets) -> dict:
     """Macro mAP (percent) of multi-label `scores` [N, C] against multi-hot `targets` [N, C]: scikit-learn's average
-    precision per class, averaged over the classes with at least one positive. Returns `mAP`, `classes` (evaluated), `skipped`."""
+    precision per class, averaged over the classes with at least one positive. Returns `mAP`, `classes`
+    (evaluated), `skipped`."""
     from sklearn.metrics import average_precision_score
     s, t = _as_numpy(scores).astype(np.float64), _as_numpy(targets)
     if s.ndim != 2 or t.shape != s.shape:

@@ -269,7 +269,8 @@ def _check_shape_param(a):
         raise ValueError(f"alpha: expected a finite number > 0, got {a!r}")
 
 def _seeded_log_gamma(seeds: torch.Tensor, a: float, salt, candidates: int = _CANDIDATES) -> torch.Tensor:
-    "log Gamma(`a`) [n] (float32), value i a function of `seeds[i]` and `salt` only: fixed candidates, rounds for the rest."
+    """log Gamma(`a`) [n] (float32), value i a function of `seeds[i]` and `salt` only: fixed candidates, rounds for the
+    rest."""
     d = (a if a >= 1 else a + 1) - 1 / 3
     c = 1 / math.sqrt(9 * d)
     out = torch.empty(seeds.numel(), dtype=torch.float64, device=seeds.device)
@@ -415,7 +416,8 @@ class CrossModalMixer(nn.Module):
     def masks(self, shape, generator: torch.Generator = None, device=None, dtype=torch.float32, *,
               seeds: torch.Tensor = None,  # instead of `generator`: int64 [B], one seed per sample (dim 0 of `shape`)
              ) -> torch.Tensor:
-        "Masks for images of `shape` [..., C, H, W]: [..., 1, H, W], own per image, or shared along dim 1 if not per_clip."
+        """Masks for images of `shape` [..., C, H, W]: [..., 1, H, W], own per image, or shared along dim 1 if not
+        per_clip."""
         src = _one_source(generator, seeds)
         if len(shape) < 4:
             raise ValueError(f"iv: expected [B, 3, H, W] or [B, K, 3, H, W], got {tuple(shape)}")

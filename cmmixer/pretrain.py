@@ -49,7 +49,8 @@ def check_mixer(mixer) -> MixerConfig:
 # %% ../nbs/03b_pretrain.ipynb #d23f2eb1
 @dataclass
 class Scale:
-    "Every recipe of a scale: cache clips and image size, model, pre-training, SynthM2M at this scale, repeats, fine-tuning."
+    """Every recipe of a scale: cache clips and image size, model, pre-training, SynthM2M at this scale, repeats,
+    fine-tuning."""
     name: str            # 'smoke', 'paper' (or your own)
     clips: int           # K: clips per video in the cache (= the model's clips)
     image_size: int      # S: frame and spectrogram image size (= the model's image_size)
@@ -149,7 +150,8 @@ def _gpu_small() -> Scale:
                  repeats=2, decoder_lr_ratio=False, finetune=GPU_SMALL_FINETUNE, finetune_pairs=0.25)
 
 def _gpu_tiny() -> Scale:
-    "gpu-small's recipe (bf16 on a GPU, loader workers, a quarter of the pairs) at the smoke model's size, seconds on a CPU."
+    """gpu-small's recipe (bf16 on a GPU, loader workers, a quarter of the pairs) at the smoke model's size, seconds on
+    a CPU."""
     s = _override(_gpu_small(), dict(clips=2, image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4,
                                      decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4, epochs=1, batch_size=8,
                                      num_workers=1, ckpt_every_epochs=None, name='gpu-tiny',
@@ -160,7 +162,8 @@ def _gpu_tiny() -> Scale:
 _RECIPES = {'smoke': _smoke, 'cpu': _cpu, 'gpu-small': _gpu_small, 'gpu-tiny': _gpu_tiny, 'paper': _paper}
 
 def scale_config(name: str = 'smoke', decoder: str = 'solo', **overrides) -> Scale:
-    """The `smoke` (tests, minutes), `cpu` (2 cores, the README's tables), `gpu-small` (one GPU, minutes; `gpu-tiny`: its
+    """The `smoke` (tests, minutes), `cpu` (2 cores, the README's tables), `gpu-small` (one GPU, minutes;
+    `gpu-tiny`: its
     CPU test) or `paper` (GPU, Sec. 4.3) scale for `decoder`; `overrides` replace any field."""
     if name not in SCALES:
         raise ValueError(f"scale: expected one of {SCALES}, got {name!r}")
@@ -211,7 +214,8 @@ def _synth_matches(folder: Path, kwargs: dict) -> bool:
     return all(params.get(k) == v for k, v in json.loads(json.dumps(kwargs)).items())
 
 def ensure_synth(folder: Path, scale: Scale, seed: int, workers: int, progress: bool):
-    "Generate SynthM2M into `folder` unless it holds one of the scale's arguments and `seed` (also the transfer stand-ins' source)."
+    """Generate SynthM2M into `folder` unless it holds one of the scale's arguments and `seed` (also the transfer
+    stand-ins' source)."""
     from cmmixer.synth_m2m import SynthConfig, generate
     kwargs = dict(scale.synth, seed=seed)
     if _synth_matches(folder, kwargs):
@@ -225,7 +229,8 @@ def ensure_synth(folder: Path, scale: Scale, seed: int, workers: int, progress: 
 
 def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers: int = 2, seed: int = 0,
                  progress: bool = False) -> Path:
-    "A prepared cache of `data` ('synth', 'synth-yt8m' or a dataset folder) at the scale's clips and image size, under `root`."
+    """A prepared cache of `data` ('synth', 'synth-yt8m' or a dataset folder) at the scale's clips and image size,
+    under `root`."""
     data, scale = check_data(data), _check_scale(scale)
     check_int('workers', workers)
     check_int('seed', seed, lo=0)
@@ -247,7 +252,8 @@ def ensure_cache(data='synth', scale: Scale|str = 'smoke', root='data', workers:
 
 # %% ../nbs/03b_pretrain.ipynb #915907ed
 def pretrain_step(model, batch: dict, generator: StepGenerator, mixer: CrossModalMixer) -> dict:
-    "The engine's step_fn: per-sample mixer masks and masking noise, Eq. 1, the MAE's loss (loss, loss_video, loss_audio)."
+    """The engine's step_fn: per-sample mixer masks and masking noise, Eq. 1, the MAE's loss (loss, loss_video,
+    loss_audio)."""
     if not isinstance(generator, StepGenerator):
         raise ValueError(f"generator: expected the engine's StepGenerator, got {type(generator).__name__}")
     video, audio = batch['video'], batch['audio']
@@ -271,7 +277,8 @@ def run_name(data, scale, decoder: str, mixer, seed: int) -> str:
     return f"{d}_{s}_{decoder}_{m}_seed{seed}"
 
 def dataset_name(cache) -> str:
-    "The data part of a run's name: 'synth' for ensure_cache's SynthM2M (of data seed 0), else the dataset folder's name."
+    """The data part of a run's name: 'synth' for ensure_cache's SynthM2M (of data seed 0), else the dataset folder's
+    name."""
     c = as_cache(cache)
     cfg = c.meta['cfg']
     name = c.root.name.removesuffix('_cache').removesuffix(f"_{cfg['clips']}x{cfg['image_size']}")
@@ -297,7 +304,8 @@ def finished_run(run_dir, spec: dict) -> bool:
 
 # %% ../nbs/03b_pretrain.ipynb #33adca26
 def check_pretrain_args(scale, decoder, mixer, epochs, seed, resume, train_overrides:dict) -> tuple:
-    "`pretrain`'s arguments, checked before any compute or file (ValueError naming the argument): `(scale for the decoder, decoder, mixer config)`."
+    """`pretrain`'s arguments, checked before any compute or file (ValueError naming the argument): `(scale for the
+    decoder, decoder, mixer config)`."""
     scale = _check_scale(scale)
     decoder = scale.decoder if decoder is None else decoder
     check_decoder(decoder)
@@ -376,7 +384,8 @@ def load_pretrained(run_dir) -> CMMixerMAE:
 
 # %% ../nbs/03b_pretrain.ipynb #1152d4eb
 def heldout_batch(cache, mixer:MixerConfig, n:int=1, seed:int=0, image_size:int|None=None) -> tuple:
-    "(mixed, video, audio [n, K, 3, S, S], split) of the first held-out videos (test, else val, else train), mixed with a seeded mixer."
+    """(mixed, video, audio [n, K, 3, S, S], split) of the first held-out videos (test, else val, else train), mixed
+    with a seeded mixer."""
     cache = as_cache(cache)
     split = next(s for s in ('test', 'val', 'train') if len(cache.indices(s)))
     ds = RetrievalDataset(cache, split, image_size=image_size)

@@ -43,18 +43,21 @@ class StepGenerator(torch.Generator):
         return cache[dev]
 
     def uniform_per_sample(self, n:int, salt='rand_per_sample', device=None) -> torch.Tensor:
-        "Uniform [0, 1) numbers `[local_batch, n]` on `device`, row i a hash of (sample i's seed, `salt`) only; vectorised."
+        """Uniform [0, 1) numbers `[local_batch, n]` on `device`, row i a hash of (sample i's seed, `salt`) only;
+        vectorised."""
         return seeded_uniform(self.seeds(device), n, salt)
 
     def rand_per_sample(self, *shape, device=None) -> torch.Tensor:
-        "Uniform [0, 1) noise `[local_batch, *shape]`, row i from sample i's own seed (DDP-invariant), drawn on `device`."
+        """Uniform [0, 1) noise `[local_batch, *shape]`, row i from sample i's own seed (DDP-invariant), drawn on
+        `device`."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
             shape = tuple(shape[0])
         return self.uniform_per_sample(math.prod(shape), device=device).view(len(self.sample_seeds), *shape)
 
 # %% ../nbs/03a_randomness.ipynb #af1a19a0
 class EpochSampler(DistributedSampler):
-    "DistributedSampler whose epoch order is seeded by (seed, epoch), cut into global batches, and that can start mid-epoch."
+    """DistributedSampler whose epoch order is seeded by (seed, epoch), cut into global batches, and that can start
+    mid-epoch."""
     def __init__(self, dataset, batch_size:int, num_replicas:int=1, rank:int=0, seed:int=0, shuffle:bool=True):
         check(batch_size % num_replicas == 0, 'batch_size',
               f"({batch_size}) must be divisible by the world size ({num_replicas})")
@@ -72,7 +75,8 @@ class EpochSampler(DistributedSampler):
         self.start = step_in_epoch
 
     def global_batches(self) -> torch.Tensor:
-        "[steps_per_epoch, batch_size] dataset indices of every global batch of this epoch (the last partial batch dropped)."
+        """[steps_per_epoch, batch_size] dataset indices of every global batch of this epoch (the last partial batch
+        dropped)."""
         n = len(self.dataset)
         order = (torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(self.seed, self.epoch,
                                                                                        'shuffle')))

@@ -90,12 +90,14 @@ def _query_model(idx:Index, checkpoint=None) -> Retriever:
     "The retriever that embeds queries: `checkpoint`, or the one the index was built with."
     ck = checkpoint if checkpoint is not None else idx.meta['checkpoint']
     check(isinstance(ck, (str, os.PathLike)) and (checkpoint_dir(ck) / 'config.json').exists(), 'checkpoint',
-          f"{str(ck)!r} is not a retriever checkpoint" + (" (the index was built from a model in memory: give its checkpoint)"
+          f"{str(ck)!r} is not a retriever "
+          "checkpoint" + (" (the index was built from a model in memory: give its checkpoint)"
                                                             if checkpoint is None else ""))
     return load_retriever(ck)
 
 def _ranking(idx:Index, res:list, top:int) -> pd.DataFrame:
-    "Per-excerpt results of the query's excerpts -> one row per file, best first (rank, file, score, start_s, end_s, path)."
+    """Per-excerpt results of the query's excerpts -> one row per file, best first (rank, file, score, start_s, end_s,
+    path)."""
     df = pd.concat(res).sort_values('score', ascending=False,
                                     kind='stable').drop_duplicates('file').head(top).reset_index(drop=True)
     it = idx.items.loc[df['row'].to_numpy()]
@@ -144,7 +146,8 @@ RANKING_COLUMNS = ('rank', 'file', 'score', 'start_s', 'end_s', 'path')
 
 def media_player(path, start_s:float=0.0, end_s:float|None=None, sample_rate:int=16000, max_s:float=30.0,
                  max_embed_mb:float=50.0) -> str:
-    "HTML player of `path`: a video embedded (up to `max_embed_mb`), or the audio from `start_s` to `end_s` (at most `max_s`)."
+    """HTML player of `path`: a video embedded (up to `max_embed_mb`), or the audio from `start_s` to `end_s` (at most
+    `max_s`)."""
     from IPython.display import Audio, Video
     path = Path(path)
     if _modality_of(path) == 'video':
@@ -168,7 +171,8 @@ def show_recommendations(ranking:pd.DataFrame,   # what `recommend` returned
     play = dict(sample_rate=sample_rate, max_s=max_s, max_embed_mb=max_embed_mb)
     head = ''.join(f'<th>{h}</th>' for h in ('rank', 'file', 'score', 'excerpt (s)', 'play'))
     rows = ''.join(f"<tr><td>{r.rank}</td><td>{escape(str(r.file))}</td><td>{r.score:.3f}</td>"
-                   f"<td>{r.start_s:.1f}-{r.end_s:.1f}</td><td>{media_player(r.path, r.start_s, r.end_s, **play)}</td></tr>"
+                   f"<td>{r.start_s:.1f}-{r.end_s:.1f}</td>"
+                   f"<td>{media_player(r.path, r.start_s, r.end_s, **play)}</td></tr>"
                    for r in ranking.itertuples())
     query_html = f"<b>query</b><br>{escape(Path(query).name)}<br>{media_player(query, **play)}"
     return HTML(f'<div style="display:flex;gap:2em;align-items:flex-start"><div>{query_html}</div>'

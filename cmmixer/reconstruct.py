@@ -50,10 +50,12 @@ def display_image(img, ref):
     return ((img - lo) / (hi - lo + 1e-8)).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 def reconstruction_figure(model: CMMixerMAE, mixed, video, audio, generator: torch.Generator|None = None,
-                          sample: int = 0, max_clips: int = 4, mask_ratio: float|None = None) -> 'matplotlib.figure.Figure':
+                          sample: int = 0, max_clips: int = 4,
+                          mask_ratio: float|None = None) -> 'matplotlib.figure.Figure':
     """Figs. 7-8, one column per clip. Rows: the two originals; what the model saw (the mixture, then the mixture with
     the hidden patches grey); the decoder's raw output for each target at every patch; and the paper's convention,
-    the output in the hidden patches with the ORIGINAL visible patches pasted in (labelled: the model never saw them)."""
+    the output in the hidden patches with the ORIGINAL visible patches pasted in (labelled: the model never saw
+    them)."""
     r = reconstruct(model, mixed, video, audio, generator, mask_ratio)
     v, a, m = video[sample].float(), audio[sample].float(), mixed[sample].float()
     hidden = r['mask'][sample] > 0

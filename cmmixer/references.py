@@ -336,7 +336,8 @@ def floor_ceiling_of_cache(cache, out_csv=None, split:str='test', method:str='cc
 
 # %% ../nbs/04a_references.ipynb #bb12cfc8
 def full_resolution_cache(cache, root='data', workers:int=2) -> Path:
-    "The records of a SynthM2M cache prepared again at the generator's own frame size: the input of 'CCA, full resolution'."
+    """The records of a SynthM2M cache prepared again at the generator's own frame size: the input of 'CCA, full
+    resolution'."""
     c = as_cache(cache)
     src = synth_root(c)
     size = int(json.loads((src / 'synth.json').read_text())['params']['image_size'])

@@ -70,14 +70,16 @@ class RetrieverConfig:
 
 # %% ../nbs/04_retrieval.ipynb #849e2c25
 def encoder_width(encoder:nn.Module) -> int:
-    "The width D of an encoder's features: its `num_features` (timm's convention); a ValueError naming `encoder` without it."
+    """The width D of an encoder's features: its `num_features` (timm's convention); a ValueError naming `encoder`
+    without it."""
     d = getattr(encoder, 'num_features', None)
     check(isinstance(encoder, nn.Module) and is_int(d, 1), 'encoder',
           f"expected an nn.Module with an int `num_features` (its feature width), got {type(encoder).__name__}")
     return int(d)
 
 class Tower(nn.Module):
-    "One modality's encoder (a copy of the pre-trained encoder, or any encoder) and projection head: K images -> K unit vectors."
+    """One modality's encoder (a copy of the pre-trained encoder, or any encoder) and projection head: K images -> K
+    unit vectors."""
     def __init__(self, encoder:nn.Module, proj_dim:int):
         super().__init__()
         self.encoder = encoder
@@ -114,7 +116,8 @@ class Retriever(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model, seed:int=0, **cfg) -> Retriever:
-        "A retriever whose towers copy the encoder of `model` (a CMMixerMAE or a CMMixerEncoder); `cfg`: RetrieverConfig fields."
+        """A retriever whose towers copy the encoder of `model` (a CMMixerMAE or a CMMixerEncoder); `cfg`:
+        RetrieverConfig fields."""
         enc = model.encoder if isinstance(model, CMMixerMAE) else model
         check(isinstance(enc, CMMixerEncoder), 'model',
               f"expected a CMMixerMAE or CMMixerEncoder, got {type(model).__name__}")
@@ -221,7 +224,7 @@ def input_spec(cache, image_size:int, split:str='train') -> dict:
     "How `cache` turned media into model inputs, for embedding new files later (stored in RetrieverConfig.inputs)."
     c = as_cache(cache)
     m = c.manifest[c.manifest['split'] == split]
-    span = float(pd.to_numeric(m['duration']).median()) if len(m) else float(pd.to_numeric(c.manifest['duration']).median())
+    span = float(pd.to_numeric((m if len(m) else c.manifest)['duration']).median())
     return dict(media=dict(c.meta['cfg']), fbank_mean=float(c.stats['fbank_mean']),
                 fbank_std=float(c.stats['fbank_std']),
                 frame_mean=list(IMAGENET_MEAN), frame_std=list(IMAGENET_STD), image_size=int(image_size), span_s=span)
@@ -229,7 +232,8 @@ def input_spec(cache, image_size:int, split:str='train') -> dict:
 # %% ../nbs/04_retrieval.ipynb #4560e993
 def finetune_config(scale:str='smoke', epochs:int|None=None, seed:int=0, out_dir:str='runs/retrieval',
                     **overrides) -> TrainConfig:
-    "The scale's fine-tuning recipe (`Scale.finetune`: 'paper' is Sec. 4.3, lr 2e-4, 100 epochs, batch 32; 'smoke' and 'cpu' our CPU budget)."
+    """The scale's fine-tuning recipe (`Scale.finetune`: 'paper' is Sec. 4.3, lr 2e-4, 100 epochs, batch 32; 'smoke'
+    and 'cpu' our CPU budget)."""
     check(scale in SCALES, 'scale', f"must be one of {SCALES}, got {scale!r}")
     check(epochs is None or is_int(epochs, 1), 'finetune_epochs', f"must be None or an int >= 1, got {epochs!r}")
     base = scale_config(scale).finetune.to_dict()
@@ -240,7 +244,8 @@ def finetune_config(scale:str='smoke', epochs:int|None=None, seed:int=0, out_dir
     return TrainConfig(**{**base, **overrides})
 
 def encoder_lr_groups(weight_decay:float, encoder_lr_scale:float=1.0):
-    "`fit`'s `groups`: the AdamW groups of `param_groups`, the towers' encoders at `encoder_lr_scale` x the lr, heads at 1x."
+    """`fit`'s `groups`: the AdamW groups of `param_groups`, the towers' encoders at `encoder_lr_scale` x the lr, heads
+    at 1x."""
     def groups(model):
         out = []
         for g in param_groups(model, weight_decay):
@@ -277,7 +282,8 @@ def finetune(model:Retriever, cache, cfg:TrainConfig, split:str='train', repeats
                desc='fine-tune')
 
 def load_retriever(path, device='cpu') -> Retriever:
-    "A fine-tuned retriever from a run folder or its `checkpoint/` (safetensors + config.json), no training state needed."
+    """A fine-tuned retriever from a run folder or its `checkpoint/` (safetensors + config.json), no training state
+    needed."""
     p = Path(path)
     if (p / 'checkpoint' / 'config.json').exists():
         p = p / 'checkpoint'
@@ -293,7 +299,8 @@ def load_retriever(path, device='cpu') -> Retriever:
 @torch.no_grad()
 def embed_split(model:Retriever, cache, split:str='test', batch_size:int=64, device='auto',
                 progress:bool=False) -> dict:
-    "Both towers' embeddings of every item of `split`: video, music [N, K, d] (CPU float32), group [N] ints, groups, rows."
+    """Both towers' embeddings of every item of `split`: video, music [N, K, d] (CPU float32), group [N] ints, groups,
+    rows."""
     check(is_int(batch_size, 1), 'batch_size', f"must be an int >= 1, got {batch_size!r}")
     ds = RetrievalDataset(as_cache(cache), split, image_size=model.cfg.mae['image_size'])
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
@@ -346,7 +353,8 @@ def synth_root(cache) -> Path:
 
 # %% ../nbs/04_retrieval.ipynb #0b445fa1
 def cmmixer_start(exp:Experiment, sc, cache, where:Where) -> tuple:
-    "The MAE the towers start from: pre-trained (run or reused) for `init='pretrained'`, else its seeded random init. `(mae, run_dir, origin)`."
+    """The MAE the towers start from: pre-trained (run or reused) for `init='pretrained'`, else its seeded random init.
+    `(mae, run_dir, origin)`."""
     from cmmixer import pretrain as pt                                   # the pre-training chapter (03b)
     if exp.init == 'random':
         torch.manual_seed(derive_seed(exp.seed, 'init'))
@@ -360,7 +368,8 @@ def cmmixer_start(exp:Experiment, sc, cache, where:Where) -> tuple:
                                                       pretrain_step=read_checkpoint(Path(run_dir) / 'checkpoint').get('step'))
 
 def evaluate_splits(model, cache, exp:Experiment, where:Where) -> tuple:
-    "The shared protocol on the test split, and on val when the cache has one (its headline numbers only): `(test, val)`."
+    """The shared protocol on the test split, and on val when the cache has one (its headline numbers only): `(test,
+    val)`."""
     dev = resolve_device(where.device, env_world()[2])                  # under torchrun: this process's own GPU
     res = evaluate(model, cache, pool_size=exp.pool_size, seed=exp.seed, device=dev, progress=where.progress)
     if not len(cache.indices('val')):
@@ -452,7 +461,8 @@ def plot_record(rec:dict, smooth:int=20):
     chance = [chance_of(rec, d)[k] for d in ('v2m', 'm2v') for k in RECALLS]
     ax2.bar(x, ours, width=0.6, color=['C0'] * 3 + ['C1'] * 3, label='ours')
     ax2.scatter(x, chance, marker='_', s=900, color='k', lw=2, zorder=3, label='chance')
-    ax2.set_xticks(x, [f"{'V→M' if d == 'v2m' else 'M→V'} {k}" for d in ('v2m', 'm2v') for k in RECALLS], fontsize=8)
+    names = [f"{'V→M' if d == 'v2m' else 'M→V'} {k}" for d in ('v2m', 'm2v') for k in RECALLS]
+    ax2.set_xticks(x, names, fontsize=8)
     pool = rec.get('pool', {})
     ax2.set(ylabel='%', ylim=(0, 1.22 * max(ours + chance + [1])),
             title=f"test pool: {pool.get('tracks', '?')} tracks, {pool.get('videos', '?')} videos; "

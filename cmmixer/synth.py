@@ -46,7 +46,8 @@ def palette_hue(mode:int, key:int) -> float:
     return lo + (hi - lo) * key / (len(KEYS) - 1)
 
 def noise_levels(difficulty:float) -> dict:
-    "The rendering noise at a difficulty: `flip` is the chance a factor is shown at a random level, the rest are std devs."
+    """The rendering noise at a difficulty: `flip` is the chance a factor is shown at a random level, the rest are std
+    devs."""
     d = float(difficulty)
     return dict(flip=d, hue=0.006 + 0.02 * d, stripe_freq=0.2 + 0.6 * d, brightness=0.03 + 0.08 * d,
                 n_objects=0.2 + 1.0 * d, y_center=0.02 + 0.08 * d)
@@ -260,7 +261,8 @@ def synth_natural(latent:dict, sample_rate:int=16000, seed:int=0) -> np.ndarray:
                     k = min(int(0.06 * sr), n - int(te * sr))
                     tt = np.arange(max(k, 0)) / sr
                     f = fc * (1 + 8 * tt)
-                    seg[int(te * sr):int(te * sr) + len(tt)] += 0.8 * np.exp(-tt / 0.02) * np.sin(2 * np.pi * np.cumsum(f) / sr)
+                    i0 = int(te * sr)
+                    seg[i0:i0 + len(tt)] += 0.8 * np.exp(-tt / 0.02) * np.sin(2 * np.pi * np.cumsum(f) / sr)
                 else:
                     _add_noise_hit(seg, sr, te, 0.008, rng, float(rng.uniform(0.5, 1.5)))
         fade = np.minimum(1.0, np.minimum(t, dur - t) / 0.01)

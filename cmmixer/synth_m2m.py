@@ -134,7 +134,8 @@ def plan_tracks(seeds:np.random.SeedSequence, tracks:int, track_dur:float) -> di
 
 def plan_video(r:np.random.Generator, name:str, latent:dict, track:str|None, offset:float, duration:float,
                clips:int, difficulty:float) -> dict:
-    "One video: its excerpt of `latent` (a track's from `offset`, or its own natural sound), what it shows, its distractors and seed."
+    """One video: its excerpt of `latent` (a track's from `offset`, or its own natural sound), what it shows, its
+    distractors and seed."""
     v = dict(file=f"{name}.mp4", kind='music' if track else 'natural', track=track, offset=offset)
     if track is None:
         v['latent'] = latent
@@ -145,7 +146,8 @@ def plan_video(r:np.random.Generator, name:str, latent:dict, track:str|None, off
     return v
 
 def assign_splits(rng:np.random.Generator, vids:dict, tracks:dict, splits) -> None:
-    "Set each video's split, a track's videos together (no song in two splits), music and natural groups split separately."
+    """Set each video's split, a track's videos together (no song in two splits), music and natural groups split
+    separately."""
     groups = {}
     for name, v in vids.items():
         g = v['track'] or name
@@ -259,5 +261,6 @@ def load_synth(root) -> dict:
 
 # %% ../nbs/01b_synth_m2m.ipynb #e2eee54f
 def video_name(record_id:str) -> str:
-    "The SynthM2M video behind a record id: 'v0001' in the M2M layout, 'train/v0001' in the YouTube-8M layout (its split folder)."
+    """The SynthM2M video behind a record id: 'v0001' in the M2M layout, 'train/v0001' in the YouTube-8M layout (its
+    split folder)."""
     return Path(str(record_id)).name

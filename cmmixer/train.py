@@ -232,7 +232,8 @@ def fit(model:nn.Module, dataset, cfg:Optional[TrainConfig]=None, step_fn:Option
 
 # %% ../nbs/03a_train.ipynb #ca79689b
 def make_optimizer(model:nn.Module, cfg:TrainConfig, groups=None) -> torch.optim.AdamW:
-    "AdamW over `groups` (a list, a function of the model, or `param_groups` by default); fused kernels on CUDA and CPU."
+    """AdamW over `groups` (a list, a function of the model, or `param_groups` by default); fused kernels on CUDA and
+    CPU."""
     groups = groups(model) if callable(groups) else groups if groups is not None else param_groups(model,
                                                                                                    cfg.weight_decay)
     dev = next(model.parameters()).device
@@ -293,7 +294,8 @@ def epoch_loader(dataset, sampler:EpochSampler, epoch:int, start:int, plan:Train
 
 def train_step(run:nn.Module, model:nn.Module, opt, prec:Precision, batch, gen, step_fn:Callable,
                grad_clip:Optional[float]=None) -> dict:
-    "Forward `run` (maybe wrapped) under autocast, backward, clip `model`'s gradients, step: the step's scalars, on the device."
+    """Forward `run` (maybe wrapped) under autocast, backward, clip `model`'s gradients, step: the step's scalars, on
+    the device."""
     with torch.autocast(gen.device.type, dtype=prec.dtype, enabled=prec.enabled):
         out = step_fn(run, batch, gen)
     out = out if isinstance(out, dict) else dict(loss=out)
@@ -311,7 +313,8 @@ def train_step(run:nn.Module, model:nn.Module, opt, prec:Precision, batch, gen, 
 
 # %% ../nbs/03a_train.ipynb #58404a32
 class StepRecorder:
-    "Holds each step's scalars on the device; `flush` averages them over processes, logs one row per step and updates the bar."
+    """Holds each step's scalars on the device; `flush` averages them over processes, logs one row per step and updates
+    the bar."""
     def __init__(self, log:StepLog, bar, info:DistInfo, batch_size:int, t_start:float):
         self.log, self.bar, self.info, self.batch_size, self.t_start = log, bar, info, batch_size, t_start
         self.pending, self.history, self.t_last = [], [], time.perf_counter()
@@ -350,7 +353,8 @@ class StepRecorder:
 # %% ../nbs/03a_train.ipynb #6b4abf2d
 def start_run(model:nn.Module, cfg:TrainConfig, groups, info:DistInfo, state:dict|None, ckdir:Path, state_path:Path,
               log_path:Path) -> tuple:
-    "The run at its first step to take: `(raw, run, opt, prec, step, elapsed)`, `run` being `raw` wrapped (DDP, compile)."
+    """The run at its first step to take: `(raw, run, opt, prec, step, elapsed)`, `run` being `raw` wrapped (DDP,
+    compile)."""
     dev = info.device
     raw = model.to(dev)
     opt, prec = make_optimizer(raw, cfg, groups), Precision.of(cfg, dev)

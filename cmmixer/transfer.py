@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_transfer.ipynb #73bc5819
 from __future__ import annotations
-import json, math, time
+import json, time
 from dataclasses import dataclass, asdict, replace, field
 from functools import partial
 from pathlib import Path
@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import check, check_int, is_number, project_path, derive_seed, write_json, digest
-from .mae import CMMixerMAE, CMMixerEncoder, clip_embeddings
+from .core import check, check_int, is_number, project_path, derive_seed, digest
+from .mae import clip_embeddings
 from .cache import as_cache, prepare
 from .datasets import ClassificationDataset
 from .media import MediaConfig
@@ -25,7 +25,7 @@ from .paper import PAPER_TABLE4, PAPER_TABLE5     # Tables 4 and 5 as printed
 from .train import TrainConfig, fit, param_groups
 from .checkpoint import read_log
 from .distributed import resolve_device
-from .labelled import TASK_LAYOUTS, write_labelled
+from .labelled import write_labelled
 from .references import view_features
 
 # %% auto #0
@@ -113,7 +113,8 @@ def transfer_recipe(task:str, scale:str='cpu', epochs:int|None=None, seed:int=0,
 
 # %% ../nbs/06_transfer.ipynb #184ce74e
 class Classifier(nn.Module):
-    "An encoder (any with `num_features`; CMMixer's pre-trained or random) on one view, mean-pooled over clips, and a linear head."
+    """An encoder (any with `num_features`; CMMixer's pre-trained or random) on one view, mean-pooled over clips, and a
+    linear head."""
     def __init__(self, encoder:nn.Module, num_classes:int, modality:str):
         super().__init__()
         check_int('num_classes', num_classes, lo=2)
@@ -185,7 +186,8 @@ def mixup(x:torch.Tensor, y:torch.Tensor, alpha:float, generator:torch.Generator
     return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
 
 def classification_step(model, batch:dict, generator:torch.Generator, task:TransferTask, recipe:TransferRecipe) -> dict:
-    "The engine's step_fn for a classifier: view, masking (audio), mixup, loss; `acc` is the batch's top-1 (single-label)."
+    """The engine's step_fn for a classifier: view, masking (audio), mixup, loss; `acc` is the batch's top-1
+    (single-label)."""
     m = model.module if hasattr(model, 'module') else model
     x, label = batch[m.modality], batch['label']
     y = soft_targets(label, m.head.out_features, task.multilabel, recipe.label_smoothing)
@@ -211,7 +213,8 @@ def train_splits(task:TransferTask, held_out:str) -> list:
 
 def fine_tune_classifier(model:Classifier, cache, task:TransferTask, recipe:TransferRecipe, splits:list,
                          resume='auto') -> pd.DataFrame:
-    "Fine-tune `model` on the `splits` of a labelled `cache` with `recipe` on the training engine; this call's log rows."
+    """Fine-tune `model` on the `splits` of a labelled `cache` with `recipe` on the training engine; this call's log
+    rows."""
     c = as_cache(cache)
     ds = ClassificationDataset(c, list(splits), modality=task.modality, image_size=model.encoder.cfg.image_size,
                                augment=task.modality == 'video', seed=recipe.train.seed)
@@ -294,7 +297,8 @@ def reference_scores(cache, task:TransferTask, num_classes:int) -> dict:
 TRANSFER_VIDEOS = 1200
 
 def transfer_data(task:str, scale:str='cpu', root='data', workers:int=2, progress:bool=False, seed:int=1) -> Path:
-    "The prepared cache of `task`'s SynthM2M stand-in at `scale`: SynthM2M (seed 1: not the pre-training data) -> the task's layout -> prepare."
+    """The prepared cache of `task`'s SynthM2M stand-in at `scale`: SynthM2M (seed 1: not the pre-training data) -> the
+    task's layout -> prepare."""
     from cmmixer import pretrain as pt
     t, sc = check_task(task), pt.scale_config(scale)
     n = sc.synth['videos'] if scale == 'paper' else min(sc.synth['videos'], TRANSFER_VIDEOS)
@@ -308,8 +312,10 @@ def transfer_data(task:str, scale:str='cpu', root='data', workers:int=2, progres
     return out
 
 def start_encoder(exp, task:TransferTask, sc, where) -> tuple:
-    """The encoder fine-tuning starts from: CMMixer pre-trained on the scale's SynthM2M (run or reused), the single-modality
-    MAE of the task's view (frame or spectrogram MAE of chapter 04c, pre-trained on the same data with the same recipe), or
+    """The encoder fine-tuning starts from: CMMixer pre-trained on the scale's SynthM2M (run or reused), the
+    single-modality
+    MAE of the task's view (frame or spectrogram MAE of chapter 04c, pre-trained on the same data with the same
+    recipe), or
     CMMixer's random initialisation. `(encoder, origin)`."""
     from cmmixer import pretrain as pt
     from cmmixer.retrieval import cmmixer_start
@@ -372,20 +378,22 @@ def run_transfer(exp, where) -> dict:
                references={k: mean({s: refs[s][k] for s in refs}) for k in ('chance',
                                                                             'hand-crafted')}, references_by_split=refs,
                classes=C, items={s: int(len(cache.indices(s))) for s in sorted(set(cache.manifest['split']))},
-               recipe={k: v for k, v in asdict(recipe).items() if k != 'train'}, finetune=asdict(recipe.train), finetune_steps=steps,
+               recipe={k: v for k, v in asdict(recipe).items() if k != 'train'}, finetune=asdict(recipe.train),
+               finetune_steps=steps,
                start=origin, cache=str(cache.root), run_dir=str(run_dir), paper=paper_number(task.name, exp.decoder))
     times['total_s'] = time.perf_counter() - t0
     params = {k: v for k, v in exp.to_dict().items() if k not in ('table', 'method', 'fraction', 'probe', 'pool_size')}
     return dict(params=params, **res, times={k: round(v, 2) for k, v in times.items()})
 
 # %% ../nbs/06_transfer.ipynb #41c414a3
-from .experiment import register, run, Experiment, records_dir, data_name, scaled_lr
+from .experiment import register, data_name, scaled_lr
 for _t in TASKS:
     register('transfer', _t)(run_transfer)
 
 # %% ../nbs/06_transfer.ipynb #e8d6167c
 def transfer_rows(records, data='synth', scale='cpu') -> pd.DataFrame:
-    "One row per transfer record of `data` at `scale` under `records`: task, start, seed, score, the references, the paper."
+    """One row per transfer record of `data` at `scale` under `records`: task, start, seed, score, the references, the
+    paper."""
     rows = []
     for p in sorted(project_path(records).glob(f"{data_name(data)}_{scale}_*_seed*.json")):
         r = json.loads(p.read_text())
@@ -399,9 +407,11 @@ def transfer_rows(records, data='synth', scale='cpu') -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 def gather_transfer(records, data='synth', scale='cpu') -> pd.DataFrame:
-    "Per task and start: seeds, mean and std of the score, chance and the hand-crafted baseline (means), the paper's number."
+    """Per task and start: seeds, mean and std of the score, chance and the hand-crafted baseline (means), the paper's
+    number."""
     df = transfer_rows(records, data, scale)
-    check(len(df), 'records', f"no transfer records for data={data_name(data)!r}, scale={scale!r} under {str(records)!r}")
+    check(len(df), 'records', f"no transfer records for data={data_name(data)!r}, scale={scale!r} under "
+                              f"{str(records)!r}")
     g = df.groupby(['task', 'metric', 'start'], sort=False)
     t = g.agg(seeds=('seed', 'nunique'), score_mean=('score', 'mean'), score_std=('score',
                                                                                   lambda s: s.std(ddof=1) if len(s) > 1 else 0.0),
@@ -432,8 +442,10 @@ def transfer_figure(t:pd.DataFrame, title:str=''):
     return fig
 
 def write_transfer_tables(records, data='synth', scale='cpu', results='results') -> dict:
-    """results/table4_<data>_<scale>.csv (Kinetics), table5_<data>_<scale>.csv (AudioSet, ESC-50), transfer_<data>_<scale>.png,
-    and beside each table the paper's Tables 4-5 as printed (CMMixer and its peers: table4_paper.csv, table5_paper.csv)."""
+    """results/table4_<data>_<scale>.csv (Kinetics), table5_<data>_<scale>.csv (AudioSet, ESC-50),
+    transfer_<data>_<scale>.png,
+    and beside each table the paper's Tables 4-5 as printed (CMMixer and its peers: table4_paper.csv,
+    table5_paper.csv)."""
     import matplotlib.pyplot as plt
     t, out = gather_transfer(records, data, scale), {}
     res = project_path(results)
@@ -448,7 +460,8 @@ def write_transfer_tables(records, data='synth', scale='cpu', results='results')
             p = res / f"{name}_paper.csv"
             printed.assign(source='the paper, as printed').to_csv(p, index=False)
             out[f"{name}_paper"] = str(p)
-    fig = transfer_figure(t, f"Transfer at the {scale} scale on SynthM2M stand-ins (mean ± std over seeds; paper: real data, ViT-B)")
+    fig = transfer_figure(t, f"Transfer at the {scale} scale on SynthM2M stand-ins (mean ± std over seeds; paper: "
+                             "real data, ViT-B)")
     p = res / f"transfer_{data_name(data)}_{scale}.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)

@@ -22,7 +22,8 @@ TABLES = {   # name -> (module, what it makes)
     'table1': ('cmmixer.tables.table1', "Table 1: six variants x seeds, random init, probes, CCA and the oracle"),
     'data-efficiency': ('cmmixer.tables.data_efficiency',
                         "CutMix-Solo and random init on shares of the training pairs"),
-    'table2': ('cmmixer.tables.table2', "Table 2: the four baselines, the single-modality MAEs and CMMixer, lr chosen on val"),
+    'table2': ('cmmixer.tables.table2', "Table 2: the four baselines, the single-modality MAEs and CMMixer, lr chosen "
+                                        "on val"),
     'table4': ('cmmixer.tables.transfer', "Table 4: video classification (Kinetics-400 stand-in)"),
     'table5': ('cmmixer.tables.transfer', "Table 5: audio classification (AudioSet-20K and ESC-50 stand-ins)"),
     'table3': ('cmmixer.tables.pretraining', "Table 3: parameters and FLOPs of the paper configuration"),

@@ -60,7 +60,8 @@ def study_config(name:str, over:dict|None=None) -> dict:
     return dict(BASE, **STUDY.get(name, {}), **(over or {}))
 
 def study_scale(c:dict):
-    "The `Scale` of a configuration (named 'smoke' when its SynthM2M is the smoke scale's own, so its folder is reused)."
+    """The `Scale` of a configuration (named 'smoke' when its SynthM2M is the smoke scale's own, so its folder is
+    reused)."""
     synth = dict(videos=c['videos'], tracks=c['tracks'], duration=c['duration'], image_size=c['src_size'], fps=c['fps'],
                  clips=c['clips'], difficulty=c['difficulty'])
     same = synth == scale_config('smoke').synth
@@ -172,7 +173,8 @@ def prepare(cache, how, seeds:int=1, configs=None) -> str:
 def study_row(o:dict, study:Path) -> dict:
     "One gathered row of a configuration's result."
     c = o['cfg']
-    pt_dirs = (study / f"pt_{digest({k: c[k] for k in keys if k in c}, 10)}_seed{o['seed']}" for keys in (PT_KEYS, PT_KEYS[:-1]))
+    pt_dirs = (study / f"pt_{digest({k: c[k] for k in keys if k in c}, 10)}_seed{o['seed']}"
+               for keys in (PT_KEYS, PT_KEYS[:-1]))
     pt_dir = next((d for d in pt_dirs if d.exists()), None)              # before antialias was a key
     r = dict(config=o['name'], seed=o['seed'], change=CHANGES.get(o['name'], ''), videos=c['videos'],
              pretrain_epochs=c['pt_epochs'], finetune_pairs=int(round(c['ft_fraction'] * o['train_pairs'])),

@@ -26,7 +26,8 @@ __all__ = ['FRACTIONS', 'PRE', 'RANDOM', 'EFFICIENCY_METRICS', 'parse_fractions'
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 
 def parse_fractions(fractions=FRACTIONS) -> list:
-    "Shares of the training pairs: a comma-separated string or numbers, each in (0, 1] (a ValueError naming `fractions`)."
+    """Shares of the training pairs: a comma-separated string or numbers, each in (0, 1] (a ValueError naming
+    `fractions`)."""
     out = [float(f) for f in fractions.split(',')] if isinstance(fractions, str) else [float(f) for f in fractions]
     check(len(out) > 0 and all(0 < f <= 1 for f in out), 'fractions', f"must be shares in (0, 1], got {fractions!r}")
     return out
@@ -44,7 +45,8 @@ def data_efficiency_rows(records, data='synth', scale='cpu', split:str='test') -
     "One row per CutMix-Solo (pre-trained) or random-init fine-tuning record (no probes) at any share of the pairs."
     df = read_records(records, data, scale, split)
     check(len(df), 'records', f"no records for data={data_name(data)!r}, scale={scale!r} under {str(records)!r}")
-    df = df[~df.probe & (df.method == 'cmmixer') & (((df.decoder == 'solo') & (df.mixer == 'cutmix')) | (df.init == 'random'))]
+    solo_cutmix = (df.decoder == 'solo') & (df.mixer == 'cutmix')
+    df = df[~df.probe & (df.method == 'cmmixer') & (solo_cutmix | (df.init == 'random'))]
     df = df.assign(pre_training=np.where(df.init == 'pretrained', 'CMMixer-Solo-CutMix', 'none (random init)'))
     return df.sort_values(['fraction', 'init', 'seed']).reset_index(drop=True)
 
@@ -67,14 +69,17 @@ def write_data_efficiency(records, data='synth', scale='cpu', results='results')
         d, k = m.split('_')
         ax.axhline(float(df[f'{d}_chance_{k}'].mean()), ls='--', color='C3', lw=1, label='chance')
         for key, lab, st in (('baseline_full', 'CCA, full resolution (all pairs)', ':'), ('baseline_inputs',
-                                                                                          "CCA, the model's inputs (all pairs)", '-.')):
+                                                                                          "CCA, the model's inputs "
+                                                                                          "(all pairs)", '-.')):
             if key in refs:
                 ax.axhline(float(refs[key][d][k]), ls=st, color='C2', lw=1.2, label=lab)
         ax.set(xscale='log', xticks=sorted(df.fraction.unique()),
                xticklabels=[f"{f:g}" for f in sorted(df.fraction.unique())],
-               xlabel='share of the training pairs', ylabel='', title=f"{'V→M' if d == 'v2m' else 'M→V'} {k}{' ↓' if k == 'MedR' else ' ↑'}")
+               xlabel='share of the training '
+                      'pairs', ylabel='', title=f"{'V→M' if d == 'v2m' else 'M→V'} {k}{' ↓' if k == 'MedR' else ' ↑'}")
         ax.legend(fontsize=7) if ax is axes[0] else ax.get_legend().remove()
-    fig.suptitle(f"Data efficiency on {data_name(data)} at {scale} scale: fine-tuning with and without CMMixer pre-training "
+    fig.suptitle(f"Data efficiency on {data_name(data)} at {scale} scale: fine-tuning with and without CMMixer "
+                 "pre-training "
                  f"(mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(stem.with_suffix('.png'), dpi=110)

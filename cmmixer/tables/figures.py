@@ -47,7 +47,8 @@ def _train_videos() -> dict:
 # %% ../../nbs/09f_figures.ipynb #d5c5347e
 def table6(study_csv='results/cpu_scale_study.csv', configs=('smoke', 'smoke-pt32', '6k-q-pt4', '6k-q'),
            train_videos:dict|None=None) -> pd.DataFrame:
-    """Our pre-training data-scale rows from the CPU-scale study (val split): pre-training videos, scale (x the smallest),
+    """Our pre-training data-scale rows from the CPU-scale study (val split): pre-training videos, scale (x the
+    smallest),
     epochs, steps, fine-tuning pairs, median ranks V->M / M->V of CMMixer, random init and chance, and their ratio."""
     p = project_path(study_csv)
     check(p.is_file(), 'study_csv', f"{p} does not exist (make cpu-study writes it)")
@@ -63,7 +64,8 @@ def table6(study_csv='results/cpu_scale_study.csv', configs=('smoke', 'smoke-pt3
         (cv, cm), (rv, rm), (hv, hm) = (_pair(r[k]) for k in ('CMMixer_MedR', 'random_init_MedR', 'chance_MedR'))
         rows.append(dict(model='CMMixer-Solo CutMix (ours)', pt_data=f"SynthM2M, {int(r.videos):,} videos", config=c,
                          pt_videos=n, pt_epochs=int(r.pretrain_epochs), finetune_pairs=int(r.finetune_pairs),
-                         pt_steps=(n * sc.repeats // sc.train.batch_size) * int(r.pretrain_epochs) if n == n else np.nan,
+                         pt_steps=((n * sc.repeats // sc.train.batch_size) * int(r.pretrain_epochs)
+                                   if n == n else np.nan),
                          cmmixer_v2m=cv, cmmixer_m2v=cm, random_v2m=rv, random_m2v=rm, chance_v2m=hv, chance_m2v=hm,
                          ratio_v2m=cv / rv, ratio_m2v=cm / rm))
     out = pd.DataFrame(rows)
@@ -72,7 +74,8 @@ def table6(study_csv='results/cpu_scale_study.csv', configs=('smoke', 'smoke-pt3
 
 # %% ../../nbs/09f_figures.ipynb #491cd5ad
 def runs_of_record(record) -> dict:
-    "What a Table 1 record names: its 'pretrain_run' (None for random init), 'finetune_run', and the 'cache' pre-training read."
+    """What a Table 1 record names: its 'pretrain_run' (None for random init), 'finetune_run', and the 'cache'
+    pre-training read."""
     p = project_path(record)
     check(p.is_file(), 'record', f"{p} does not exist")
     rec = json.loads(p.read_text())
@@ -105,8 +108,10 @@ CLUSTERING_KW = ('n_songs', 'factors', 'n_classes', 'per_class', 'k', 'perplexit
 def analysis_numbers(pretrained, random_init, cache=None, split:str='test', zero_shot=(('energy', 'high'),
                                                                                        ('register', 'high')),
                      seed:int=0, device='cpu', **kw) -> tuple:
-    """Figs. 5-6 and the loss of Figs. 7-8 for two Table 1 records (pre-trained and random-init towers): (numbers, parts),
-    parts holding what the figures draw. `kw`: `clustering`'s n_songs, factors, n_classes, per_class, k, perplexity, score."""
+    """Figs. 5-6 and the loss of Figs. 7-8 for two Table 1 records (pre-trained and random-init towers): (numbers,
+    parts),
+    parts holding what the figures draw. `kw`: `clustering`'s n_songs, factors, n_classes, per_class, k,
+    perplexity, score."""
     bad = sorted(set(kw) - set(CLUSTERING_KW))
     check(not bad, bad[0] if bad else 'kw', f"not a parameter of clustering ({CLUSTERING_KW})")
     a, b = runs_of_record(pretrained), runs_of_record(random_init)

@@ -43,7 +43,8 @@ def summarize_run(run_dir) -> dict:
                 final_loss=float(last.loss.mean()), final_loss_video=float(last.loss_video.mean()),
                 final_loss_audio=float(last.loss_audio.mean()), last_step_loss=float(log.loss.iloc[-1]),
                 first_loss=float(log.loss.iloc[0]), wall_time_s=wall, samples_per_s=len(log) * bs / max(wall, 1e-9),
-                config=info['spec'], run_dir=root_relative(run_dir), cache=root_relative(info['cache']), torch=info.get('torch'))
+                config=info['spec'], run_dir=root_relative(run_dir), cache=root_relative(info['cache']),
+                torch=info.get('torch'))
 
 # %% ../../nbs/09e_pretraining.ipynb #278a5e2a
 def write_report(run_dir, out, seed:int=0) -> dict:
@@ -69,7 +70,8 @@ def write_report(run_dir, out, seed:int=0) -> dict:
 # %% ../../nbs/09e_pretraining.ipynb #96f5b49f
 def check_pretrain_experiment(mixer='cutmix', decoder='solo', scale='smoke', data='synth', epochs=None,
                               seed=0) -> tuple:
-    "Validate the pre-training experiment's papermill parameters (ValueError naming the first wrong one): (Scale, MixerConfig, name)."
+    """Validate the pre-training experiment's papermill parameters (ValueError naming the first wrong one): (Scale,
+    MixerConfig, name)."""
     check_decoder(decoder)
     mix_cfg = check_mixer(mixer)
     check_choice('scale', scale, SCALES)
@@ -96,9 +98,12 @@ def compare_table3(cfg: MAEConfig|None = None) -> pd.DataFrame:
         c = MAEConfig(**{**asdict(cfg), 'decoder': dec})
         p = param_breakdown(meta_model(c))
         rows.append({'paper params (M)': PAPER_TABLE3.loc[name, 'params (M)'],
-                     'ours trained (M)': p['total (trained)'] / 1e6, 'ours as MAE counts (M)': p['total as MAE code counts'] / 1e6,
+                     'ours trained '
+                     '(M)': p['total (trained)'] / 1e6, 'ours as MAE counts (M)': p['total as MAE code counts'] / 1e6,
                      'paper FLOPs (G)': PAPER_TABLE3.loc[name, 'FLOPs (G)'],
-                     f'ours GMACs mask {c.mask_ratio}': count_flops(c) / 2e9, 'ours GMACs mask 0.75': count_flops(c, mask_ratio=0.75) / 2e9,
+                     'ours GMACs mask '
+                     f'{c.mask_ratio}': count_flops(c) / 2e9, 'ours GMACs mask '
+                                                              '0.75': count_flops(c, mask_ratio=0.75) / 2e9,
                      'ours GFLOPs fwd+bwd': count_flops(c, backward=True) / 1e9})
     return pd.DataFrame(rows, index=PAPER_TABLE3.index)
 

@@ -29,7 +29,8 @@ def ensure_data(how) -> Path:
     return root
 
 def write(runs='runs', results='results', data_root='data') -> dict:
-    "results/synth_floor_ceiling.csv: chance, the hand-crafted baseline and the oracle, both directions, on the test pool."
+    """results/synth_floor_ceiling.csv: chance, the hand-crafted baseline and the oracle, both directions, on the test
+    pool."""
     out = project_path(results) / 'synth_floor_ceiling.csv'
     t = write_floor_ceiling(project_path(data_root) / DEFAULT, out)
     return dict(csv=str(out), table=t)

@@ -33,7 +33,8 @@ __all__ = ['VARIANTS', 'MIXER_NAMES', 'DIRECTIONS', 'SHARES', 'parse_variants', 
 VARIANTS = tuple((d, m) for d in DECODERS for m in MIXERS)
 
 def parse_variants(variants='all') -> list:
-    "`'all'`, a comma-separated `decoder:mixer` list or (decoder, mixer) pairs, as a list of pairs (a ValueError naming a wrong one)."
+    """`'all'`, a comma-separated `decoder:mixer` list or (decoder, mixer) pairs, as a list of pairs (a ValueError
+    naming a wrong one)."""
     if variants in (None, '', 'all'):
         return list(VARIANTS)
     items = variants.split(',') if isinstance(variants, str) else [':'.join(v) for v in variants]
@@ -44,7 +45,8 @@ def parse_variants(variants='all') -> list:
 
 def plan(scale:str='cpu', data:str='synth', seeds:int=3, variants='all', baselines:bool=True, probes:bool=True,
          epochs:int|None=None, finetune_epochs:int|None=None, pool_size:int=POOL_SIZE) -> list:
-    "Table 1's runs: every variant x seed; then random init per seed and the two probes per seed (with `baselines`, `probes`)."
+    """Table 1's runs: every variant x seed; then random init per seed and the two probes per seed (with `baselines`,
+    `probes`)."""
     def exp(d, m, s, init='pretrained', probe=False):
         return Experiment(table='table1', method='cmmixer', decoder=d, mixer=m, init=init, scale=scale, data=data,
                           seed=s,
@@ -78,7 +80,8 @@ def gather_table1(records, data='synth', scale='cpu', split:str='test') -> pd.Da
     "Table 1 from the records: CMMixer's (decoder, mixer) cells on `split`, over seeds, beside chance and the paper."
     df = read_records(records, data, scale, split)
     df = df[(df.method == 'cmmixer') & (df.init == 'pretrained') & ~df.probe & df.own_recipe] if len(df) else df
-    check(len(df), 'records', f"no records for data={data_name(data)!r}, scale={scale!r}, split={split!r} under {str(records)!r}")
+    check(len(df), 'records', f"no records for data={data_name(data)!r}, scale={scale!r}, split={split!r} under "
+                              f"{str(records)!r}")
     return gather(df, ['decoder', 'mixer'], PAPER_TABLE1, [(d, m) for d in DECODERS for m in MIXERS])
 
 # %% ../../nbs/09a_table1.ipynb #af481c62
@@ -103,7 +106,8 @@ _REF_STYLE = {'no pre-training': dict(ls='-.', color='C1'), 'CCA, full resolutio
                                                                                            lw=1.5)}
 
 def table1_figure(t:pd.DataFrame, title:str='', refs:pd.DataFrame|None=None):
-    "Seaborn bars: ours (mean, std error bars) beside the paper's for R@1/5/10 and MedR, both directions; chance dashed; `refs` as lines."
+    """Seaborn bars: ours (mean, std error bars) beside the paper's for R@1/5/10 and MedR, both directions; chance
+    dashed; `refs` as lines."""
     import matplotlib.pyplot as plt
     import seaborn as sns
     long = []
@@ -126,7 +130,8 @@ def table1_figure(t:pd.DataFrame, title:str='', refs:pd.DataFrame|None=None):
             if r.method in _REF_STYLE:
                 ax.axhline(float(r[f'{m}_mean']), label=f"{r.method} (ours)", **{'lw': 1, **_REF_STYLE[r.method]})
         d, k = m.split('_')
-        ax.set(title=f"{'V→M' if d == 'v2m' else 'M→V'} {k}{' ↓' if k == 'MedR' else ' ↑'}", xlabel='', ylabel='')
+        ax.set(title=f"{'V→M' if d == 'v2m' else 'M→V'} {k}{' ↓' if k == 'MedR' else ' ↑'}",
+               xlabel='', ylabel='')
         ax.tick_params(axis='x', labelsize=7)
         if ax is not axes.flat[0]:
             ax.get_legend().remove()
@@ -167,8 +172,11 @@ def publish_records(records, data='synth', scale='cpu', results='results') -> li
     return [str(write_json(out / p.name, json.loads(p.read_text()))) for p in srcs]
 
 def table_stem(data='synth', scale='cpu') -> str:
-    "The file stem of Table 1's results for `data` at `scale`: `table1_<data>_<scale>`; `gpu_small_<data>` at the GPU-small scale (`gpu_tiny_...`)."
-    return f"{scale.replace('-', '_')}_{data_name(data)}" if scale.startswith('gpu-') else f"table1_{data_name(data)}_{scale}"
+    """The file stem of Table 1's results for `data` at `scale`: `table1_<data>_<scale>`; `gpu_small_<data>` at the
+    GPU-small scale (`gpu_tiny_...`)."""
+    if scale.startswith('gpu-'):
+        return f"{scale.replace('-', '_')}_{data_name(data)}"
+    return f"table1_{data_name(data)}_{scale}"
 
 def write_table1(records, data='synth', scale='cpu', results='results') -> dict:
     "Gather the records into results/<table_stem>.csv, .png, _references.csv, _val.csv, _track_scoring.csv."
@@ -191,7 +199,8 @@ def write_table1(records, data='synth', scale='cpu', results='results') -> dict:
         paths['track_scoring_csv'] = f"{stem}_track_scoring.csv"
     seeds = f"{t.seeds.min()}" if t.seeds.min() == t.seeds.max() else f"{t.seeds.min()}-{t.seeds.max()}"
     fig = table1_figure(t, f"Table 1 on {data_name(data)} at {scale} scale: ours (mean ± std over {seeds} seeds) "
-                           f"beside the paper's M2M numbers; pools N = {t.N_v2m.max()} tracks / {t.N_m2v.max()} videos", refs)
+                           f"beside the paper's M2M numbers; pools N = {t.N_v2m.max()} tracks / {t.N_m2v.max()} "
+                           "videos", refs)
     fig.savefig(stem.with_suffix('.png'), dpi=110)
     import matplotlib.pyplot as plt
     plt.close(fig)
@@ -381,7 +390,8 @@ def track_scoring_reading(results='results', data='synth', scale='cpu') -> Simpl
     worse = int((w.m2v_MedR > e.m2v_MedR).sum())
     return SimpleNamespace(whole_v2m=span(whole.v2m_MedR), best_v2m=span(excerpt.v2m_MedR),
                            whole_m2v=span(whole.m2v_MedR), best_m2v=span(excerpt.m2v_MedR),
-                           every='every variant' if worse == len(w) else f"every variant V→M ({worse} of {len(w)} M→V)")
+                           every='every variant' if worse == len(w)
+                                 else f"every variant V→M ({worse} of {len(w)} M→V)")
 
 def _record(results, data:str, scale:str) -> dict:
     "The record of CutMix-Solo, seed 0, under results/retrieval/."

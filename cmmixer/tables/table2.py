@@ -35,7 +35,8 @@ BASELINE_ROWS = tuple(TABLE2_NAMES[m] for m in BASELINES)            # the four 
 
 def table2_rows(runs='runs', data='synth', scale='cpu', split:str='test', lr_scales:dict|None=None) -> pd.DataFrame:
     """Flat rows of Table 2: the table2 records (baselines, ablation) and CMMixer's CutMix Solo/Duet records of Table 1,
-    named as the paper does, each row's at its selected lr factor (`lr_scales`, default `read_tuning`; 1 for a row without)."""
+    named as the paper does, each row's at its selected lr factor (`lr_scales`, default `read_tuning`; 1 for a row
+    without)."""
     sel = read_tuning(runs, data, scale) if lr_scales is None else lr_scales
     b = read_records(records_dir('table2', runs), data, scale, split)
     c = read_records(records_dir('table1', runs), data, scale, split)
@@ -49,16 +50,19 @@ def table2_rows(runs='runs', data='synth', scale='cpu', split:str='test', lr_sca
     return df[df.lr_scale == df.method.map(lambda m: sel.get(m, 1.0))].reset_index(drop=True) if len(df) else df
 
 def paper_column(data) -> str:
-    "The paper's Table 2 column a dataset stands beside: 'yt8m' for the YouTube-8M-style SynthM2M or a YouTube-8M folder, else 'm2m'."
+    """The paper's Table 2 column a dataset stands beside: 'yt8m' for the YouTube-8M-style SynthM2M or a YouTube-8M
+    folder, else 'm2m'."""
     return 'yt8m' if data == 'synth-yt8m' or 'yt8m' in str(data).lower() or 'youtube' in str(data).lower() else 'm2m'
 
 def gather_table2(runs='runs', data='synth', scale='cpu', column:str|None=None, split:str='test') -> pd.DataFrame:
-    "Table 2: one row per method (mean, std over seeds, chance, the paper's R@1 of `column` beside V→M R@1), then the references."
+    """Table 2: one row per method (mean, std over seeds, chance, the paper's R@1 of `column` beside V→M R@1), then the
+    references."""
     column = paper_column(data) if column is None else column
     check_choice('column', column, tuple(PAPER_TABLE2))
     sel = read_tuning(runs, data, scale)                                # each row's lr factor (1 before any tuning)
     df = table2_rows(runs, data, scale, split, sel)
-    check(len(df), 'records', f"no Table 2 or Table 1 records for data={data_name(data)!r}, scale={scale!r} under {str(runs)!r}")
+    check(len(df), 'records', f"no Table 2 or Table 1 records for data={data_name(data)!r}, scale={scale!r} under "
+                              f"{str(runs)!r}")
     paper = pd.DataFrame([{'method': m, **{k: (v if k == 'v2m_R@1' else float('nan')) for k in METRICS}}
                           for m, v in PAPER_TABLE2[column].items()])
     t = gather(df, ['method'], paper, [(m,) for m in TABLE2_ORDER])
@@ -80,7 +84,8 @@ def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
     a, sa, b, sb = (float(m.loc[k, f'v2m_R@1_{s}']) for k in ('CMMixer-Solo', best) for s in ('mean', 'std'))
     r = a / b if b > 0 else float('inf')
     seeds = {k: int(m.loc[k, 'seeds']) for k in ('CMMixer-Solo', best)}
-    spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a > 0 and b > 0 and min(seeds.values()) > 1 else float('nan')   # one seed: unknown
+    known = a > 0 and b > 0 and min(seeds.values()) > 1                     # one seed: the spread is unknown
+    spread = r * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if known else float('nan')
     p = PAPER_TABLE2[column]
     pbest = max(BASELINE_ROWS, key=p.get)
     return dict(best_baseline=best, ratio=r, ratio_std=spread, seeds=seeds, paper_column=column,
@@ -89,7 +94,8 @@ def table2_ratio(t:pd.DataFrame, column:str='m2m') -> dict:
 
 # %% ../../nbs/09c_table2.ipynb #d5f9d340
 def table2_figure(t:pd.DataFrame, title:str='', column:str='m2m'):
-    "V→M R@1 per method (mean ± std over seeds), the paper's (its `column`) beside it, chance and the references as lines."
+    """V→M R@1 per method (mean ± std over seeds), the paper's (its `column`) beside it, chance and the references as
+    lines."""
     import matplotlib.pyplot as plt
     m = t[t.kind == 'method']
     r = t[t.kind == 'reference'].set_index('method')
@@ -109,7 +115,8 @@ def table2_figure(t:pd.DataFrame, title:str='', column:str='m2m'):
     return fig
 
 def write_table2(runs='runs', data='synth', scale='cpu', results='results', column:str|None=None) -> dict:
-    "results/table2_<data>_<scale>.csv and .png, the ratio as JSON and the budget's search as _tuning.csv, from the records under `runs`."
+    """results/table2_<data>_<scale>.csv and .png, the ratio as JSON and the budget's search as _tuning.csv, from the
+    records under `runs`."""
     import matplotlib.pyplot as plt
     column = paper_column(data) if column is None else column
     t = gather_table2(runs, data, scale, column)
@@ -121,7 +128,8 @@ def write_table2(runs='runs', data='synth', scale='cpu', results='results', colu
     tt = tuning_table(runs, data, scale)                                 # the budget's search, when one was run
     if len(tt):
         tt.to_csv(f"{stem}_tuning.csv", index=False, float_format='%.4g')
-    fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the paper's {PAPER_COLUMNS[column]} column", column)
+    fig = table2_figure(t, f"Table 2 on {data_name(data)} at the {scale} scale (mean ± std over seeds) beside the "
+                           f"paper's {PAPER_COLUMNS[column]} column", column)
     fig.savefig(stem.with_suffix('.png'), dpi=110)
     plt.close(fig)
     return dict(csv=str(stem.with_suffix('.csv')), png=str(stem.with_suffix('.png')), ratio=ratio, table=t)
@@ -136,7 +144,8 @@ TABLE2_TUNED = {'CBVMR': dict(table='table2', method='cbvmr'), 'CMMVR': dict(tab
                 'no pre-training': dict(table='table1', init='random')}
 
 def table2_experiment(row:str, data='synth', scale='cpu', seed:int=0, **kw) -> Experiment:
-    "The `Experiment` of a row of Table 2 (a key of `TABLE2_TUNED`) at `seed`; `kw` sets other fields (lr_scale, epochs...)."
+    """The `Experiment` of a row of Table 2 (a key of `TABLE2_TUNED`) at `seed`; `kw` sets other fields (lr_scale,
+    epochs...)."""
     check_choice('row', row, tuple(TABLE2_TUNED))
     return Experiment(**{**TABLE2_TUNED[row], 'mixer': 'cutmix', 'scale': scale, 'data': data, 'seed': seed, **kw})
 
@@ -170,14 +179,16 @@ def tune_table2(data='synth', scale='cpu', runs='runs', factors=LR_FACTORS, seed
     return doc
 
 def run_table2(data='synth', scale='cpu', seeds:int=3, runs='runs', factors=LR_FACTORS, **run_kw) -> list:
-    "Table 2 from nothing (or from what is done): the budget at seed 0, then every row at its chosen lr for seeds 0..seeds-1; the records."
+    """Table 2 from nothing (or from what is done): the budget at seed 0, then every row at its chosen lr for seeds
+    0..seeds-1; the records."""
     check_int('seeds', seeds)
     sel = tuning_choices(tune_table2(data, scale, runs, factors, 0, **run_kw))
     return [run(table2_experiment(r, data, scale, s, lr_scale=sel[r]), runs=runs, **run_kw)
             for s in range(seeds) for r in TABLE2_TUNED]
 
 def tuning_table(runs='runs', data='synth', scale='cpu') -> pd.DataFrame:
-    "The search as a table: one row per (row, factor) with its lr, val R@10 and MedR (means of both directions), and which was chosen."
+    """The search as a table: one row per (row, factor) with its lr, val R@10 and MedR (means of both directions), and
+    which was chosen."""
     p = tuning_path(runs, data, scale)
     if not p.is_file():
         return pd.DataFrame()
@@ -268,7 +279,8 @@ def table2_reading(results='results', data='synth', scale='cpu') -> SimpleNamesp
                            cm_v2m=span(cm.v2m_MedR_mean), base_v2m=span(base.v2m_MedR_mean),
                            best_r1=ratio['best_baseline'], best_medr=table1.best(base).method,
                            ratio=pm(ratio['ratio'], ratio['ratio_std'], 1),
-                           ratio_seeds=num(min(ratio['seeds'].values()), 0), paper_solo=num(pp['CMMixer-Solo'], 2, True),
+                           ratio_seeds=num(min(ratio['seeds'].values()), 0),
+                           paper_solo=num(pp['CMMixer-Solo'], 2, True),
                            paper_best=num(pp[ratio['paper_best_baseline']], 2, True),
                            paper_ratio=num(ratio['paper_ratio'], 2, True), last=last, paper_last=paper_last,
                            cmmvr_r1=one('CMMVR'), cvmvae_r1=one('CVMVAE'), cmmvr_medr=one('CMMVR', 'MedR'),

@@ -26,7 +26,8 @@ def plan(scale:str='cpu', data:str='synth', seeds:int=3, table:str='table4', dec
     "The table's tasks x seeds x starts (pre-trained, random, single-modality MAE)."
     check_choice('table', table, tuple(TABLE_TASKS))
     return [Experiment(table='transfer', method=t, decoder=decoder, mixer=mixer, init=i, scale=scale, data=data, seed=s,
-                       finetune_epochs=finetune_epochs) for t in TABLE_TASKS[table] for s in range(seeds) for i in TRANSFER_INITS]
+                       finetune_epochs=finetune_epochs)
+                       for t in TABLE_TASKS[table] for s in range(seeds) for i in TRANSFER_INITS]
 
 def ensure_data(how, scale:str='cpu', data:str='synth', table:str='table4') -> str:
     "The pre-training cache and, on SynthM2M, each task's stand-in, prepared once before the runs."
