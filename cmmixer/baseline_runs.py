@@ -16,7 +16,8 @@ from .datasets import group_overlap
 from .train import TrainConfig, fit
 from .checkpoint import read_checkpoint, read_log
 from .distributed import env_world, main_first, resolve_device
-from .retrieval import pair_subset, retrieval_run
+from .retrieval import retrieval_run
+from .datasets import pair_subset
 from .core import check, check_int, check_choice, derive_seed, digest, project_path
 from .features import (MODALITIES, FeatureSet, FeatureDataset, single_modal_run_name, pretrain_single_modal,
                               load_single_modal, single_modal_retriever, extract_features, select_features)

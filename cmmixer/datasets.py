@@ -17,9 +17,9 @@ from .cache import Cache, as_cache
 
 # %% auto #0
 __all__ = ['PRELOAD_MB', 'MODALITIES', 'pool_groups', 'group_overlap', 'record_spectrogram', 'SplitInputs', 'PretrainDataset',
-           'RetrievalDataset', 'ClassificationDataset']
+           'RetrievalDataset', 'pair_subset', 'PairDataset', 'ClassificationDataset']
 
-# %% ../nbs/01c_datasets.ipynb #bfedf850
+# %% ../nbs/01c_datasets.ipynb #de042b7f
 def pool_groups(cache, split='test') -> list:
     """The sorted distinct pairing groups of `split`: the candidate pool's targets (a music track, or a video's own
     audio)."""
@@ -81,7 +81,7 @@ def split_inputs(self:Cache, split, image_size:int, budget_mb:float=PRELOAD_MB) 
     memo[key] = SplitInputs.load(self, rows, image_size)
     return memo[key]
 
-# %% ../nbs/01c_datasets.ipynb #08a5403e
+# %% ../nbs/01c_datasets.ipynb #0e87a3e5
 class _CacheDataset(torch.utils.data.Dataset):
     "Shared reading of a split of a cache: normalised frames and spectrogram images."
     def __init__(self, cache, split, image_size=None, frame_norm='imagenet', augment=False, seed=0,
@@ -184,7 +184,44 @@ class RetrievalDataset(_CacheDataset):
         return dict(video=self.video(row), audio=self.audio(row), group=int(self.group_index[i % len(self.rows)]),
                     index=row)
 
-# %% ../nbs/01c_datasets.ipynb #cb2df3c3
+# %% ../nbs/01c_datasets.ipynb #9df84c30
+def pair_subset(rows, fraction:float=1.0, subset_seed:int=0) -> np.ndarray:
+    "A seeded share `fraction` of the records `rows` (at least 2), sorted; all of them when `fraction` is 1."
+    rows = np.asarray(rows)
+    if fraction >= 1:
+        return rows
+    g = np.random.default_rng(derive_seed(subset_seed, 'pairs'))
+    return np.sort(g.permutation(rows)[:max(2, int(round(fraction * len(rows))))])
+
+class PairDataset(PretrainDataset):
+    """Fine-tuning pairs: augmented frames, the clip-aligned spectrogram images and the int pairing group of a record.
+    `fraction` < 1 keeps a seeded subset of the split's records (the same subset for every init, drawn from
+    `subset_seed`); `shuffle_audio` pairs each video with another record's music (a deranged, seeded permutation):
+    the control that must stay at chance, since nothing ties a video to its music any more."""
+    def __init__(self, cache, split:str='train', repeats:int=1, image_size:int|None=None, augment:bool=True, seed:int=0,
+                 fraction:float=1.0, subset_seed:int=0, shuffle_audio:bool=False):
+        super().__init__(cache, split, repeats, image_size, augment, seed)
+        check(isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1, 'fraction',
+               f"must be a number in (0, 1], got {fraction!r}")
+        self.rows = pair_subset(self.rows, fraction, subset_seed)
+        gi = {g: i for i, g in enumerate(pool_groups(self.cache, split))}
+        names = self.cache.manifest['group'].to_numpy()[self.rows]
+        self.group_of = {int(r): gi[g] for r, g in zip(self.rows, names)}
+        self.audio_row = {}                                # record -> the record whose music it gets (default: its own)
+        if shuffle_audio:                                  # derangement: no record keeps its own music
+            g = np.random.default_rng(derive_seed(subset_seed, 'shuffle'))
+            order = g.permutation(len(self.rows))
+            src = np.empty_like(order)
+            src[order] = np.roll(order, 1)    # a single cycle through a random order
+            self.audio_row = {int(self.rows[i]): int(self.rows[src[i]]) for i in range(len(self.rows))}
+    def audio(self, row:int) -> torch.Tensor:
+        return super().audio(self.audio_row.get(int(row), int(row)))
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        item['group'] = self.group_of[int(item['index'])]
+        return item
+
+# %% ../nbs/01c_datasets.ipynb #8123b2eb
 MODALITIES = ('video', 'audio', 'both')
 
 class ClassificationDataset(_CacheDataset):
