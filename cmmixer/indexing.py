@@ -300,9 +300,9 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
                    rejected=len(rejects), skipped=len(skipped), rows=len(items), width=width,
                    embedded=embedded, reused=len(files) - embedded)
     ck_id = str(checkpoint_dir(checkpoint).absolute()) if not isinstance(checkpoint, Retriever) else 'in-memory model'
-    _swap_in(out, parts, items, rejects, skipped, width, dict(version=INDEX_VERSION, checkpoint=ck_id, settings=settings,
-             settings_fingerprint=sfp, clips=K, dim=d, keys=dict(zip(rels, keys)), summary=summary,
-             created=time.strftime('%Y-%m-%dT%H:%M:%S')))
+    meta = dict(version=INDEX_VERSION, checkpoint=ck_id, settings=settings, settings_fingerprint=sfp, clips=K, dim=d,
+                keys=dict(zip(rels, keys)), summary=summary, created=time.strftime('%Y-%m-%dT%H:%M:%S'))
+    _swap_in(out, parts, items, rejects, skipped, width, meta)
     del parts                                                         # old rows released before the IVF
     if ann and len(items): build_ann(out, nlist=nlist)
     return dict(summary, status='built', seconds=round(time.perf_counter() - t0, 3))

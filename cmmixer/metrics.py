@@ -122,8 +122,11 @@ def chance_best_of(n_pool:int, positives, ks=(1, 5, 10)) -> dict:
     m = np.asarray(positives, dtype=np.int64)
     def hit(k, mi):   # P(rank <= k) = 1 - C(N - m, k) / C(N, k)
         k = min(k, n_pool)
-        return 1.0 if n_pool - mi < k else 1.0 - math.exp(math.lgamma(n_pool - mi + 1) - math.lgamma(n_pool - mi - k + 1)
-                                                           - math.lgamma(n_pool + 1) + math.lgamma(n_pool - k + 1))
+        if n_pool - mi < k:
+            return 1.0
+        log_ratio = (math.lgamma(n_pool - mi + 1) - math.lgamma(n_pool - mi - k + 1)
+                     - math.lgamma(n_pool + 1) + math.lgamma(n_pool - k + 1))
+        return 1.0 - math.exp(log_ratio)
     cdf = lambda r: np.mean([hit(r, int(mi)) for mi in m])               # share of all queries ranked <= r
     medr = next(r for r in range(1, n_pool + 1) if cdf(r) >= 0.5)
     out = {f'R@{k}': float(100 * cdf(k)) for k in ks}

@@ -85,8 +85,8 @@ def _salt64(salt) -> int:
 
 def _check_seeds(seeds) -> torch.Tensor:
     if not isinstance(seeds, torch.Tensor) or seeds.dtype != torch.int64 or seeds.ndim != 1:
-        raise ValueError(f"seeds: expected an int64 tensor [S], got "
-                         f"{type(seeds).__name__ if not isinstance(seeds, torch.Tensor) else f'{seeds.dtype} {tuple(seeds.shape)}'}")
+        got = f"{seeds.dtype} {tuple(seeds.shape)}" if isinstance(seeds, torch.Tensor) else type(seeds).__name__
+        raise ValueError(f"seeds: expected an int64 tensor [S], got {got}")
     return seeds
 
 # %% ../nbs/02_mixer.ipynb #ddee4df3
@@ -380,8 +380,8 @@ class MixerConfig:
         cutmix_grid(self.boxes)
         self.area = tuple(float(a) for a in _check_area(self.area, self.boxes))
         _check_p(self.p)
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int,
-                                                                       float)) or not (math.isfinite(self.alpha) and self.alpha > 0):
+        number = isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
+        if not number or not (math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(f"alpha: expected a finite number > 0, got {self.alpha!r}")
         if not isinstance(self.per_clip, bool):
             raise ValueError(f"per_clip: expected a bool, got {self.per_clip!r}")

@@ -196,8 +196,8 @@ def synth_args(data:str, scale:Scale) -> dict:
     a = dict(scale.synth)
     if data == 'synth-yt8m':
         ns0 = a.get('natural_share', 0.2)
-        a.update(natural_share=YT8M_NATURAL_SHARE, tracks=max(1,
-                                                              round(a['tracks'] * (1 - YT8M_NATURAL_SHARE) / (1 - ns0))))
+        tracks = round(a['tracks'] * (1 - YT8M_NATURAL_SHARE) / (1 - ns0))
+        a.update(natural_share=YT8M_NATURAL_SHARE, tracks=max(1, tracks))
     return a
 
 def synth_folder(scale: Scale, root='data', seed: int = 0, data: str = 'synth') -> Path:
@@ -339,8 +339,9 @@ def pretrain(cache, scale: Scale|str = 'smoke', decoder: Optional[str] = None, m
     scale, decoder, mixer = check_pretrain_args(scale, decoder, mixer, epochs, seed, resume, train_overrides)
     cache = as_cache(cache)
     check_cache_fits(cache, scale)
-    out = project_path(out_dir if out_dir is not None else Path('runs') / 'pretrain' / run_name(dataset_name(cache),
-                                                                                                scale, decoder, mixer, seed))
+    if out_dir is None:
+        out_dir = Path('runs') / 'pretrain' / run_name(dataset_name(cache), scale, decoder, mixer, seed)
+    out = project_path(out_dir)
     ep = scale.train.epochs if epochs is None else epochs
     train = replace(scale.train, epochs=ep, warmup_epochs=scale.train.warmup_epochs * ep / scale.train.epochs,
                     seed=seed, out_dir=str(out), **train_overrides)

@@ -36,9 +36,10 @@ def _best_files(self:Index, s:np.ndarray, top:int) -> list:
     "Exact scores [Q, rows] -> per query the `top` files by best excerpt (file, score, row)."
     best = np.maximum.reduceat(s, self.file_start, axis=1)              # [Q, files]: each file's best excerpt
     fi, fv = topk(best, top)
-    return [pd.DataFrame(dict(file=self.files[fi[qi]], score=fv[qi],
-                              row=[int(self.file_start[f] + np.argmax(s[qi,
-                                                                        self.file_start[f]:self.file_start[f] + self._n(f)])) for f in fi[qi]]))
+    def best_row(qi, f):
+        lo = self.file_start[f]
+        return int(lo + np.argmax(s[qi, lo:lo + self._n(f)]))
+    return [pd.DataFrame(dict(file=self.files[fi[qi]], score=fv[qi], row=[best_row(qi, f) for f in fi[qi]]))
             for qi in range(len(s))]
 
 @patch

@@ -326,8 +326,8 @@ def cmmixer_start(exp:Experiment, sc, cache, where:Where) -> tuple:
     run_dir = pt.pretrain(cache, sc, decoder=exp.decoder, mixer=exp.mixer, epochs=exp.epochs, seed=exp.seed,
                           out_dir=out,
                           progress=where.progress, device=where.device)
-    return pt.load_pretrained(run_dir), run_dir, dict(pretrain=str(run_dir),
-                                                      pretrain_step=read_checkpoint(Path(run_dir) / 'checkpoint').get('step'))
+    step = read_checkpoint(Path(run_dir) / 'checkpoint').get('step')
+    return pt.load_pretrained(run_dir), run_dir, dict(pretrain=str(run_dir), pretrain_step=step)
 
 def evaluate_splits(model, cache, exp:Experiment, where:Where) -> tuple:
     """The shared protocol on the test split, and on val when the cache has one (its headline numbers only): `(test,

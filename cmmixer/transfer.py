@@ -413,10 +413,10 @@ def gather_transfer(records, data='synth', scale='cpu') -> pd.DataFrame:
     check(len(df), 'records', f"no transfer records for data={data_name(data)!r}, scale={scale!r} under "
                               f"{str(records)!r}")
     g = df.groupby(['task', 'metric', 'start'], sort=False)
-    t = g.agg(seeds=('seed', 'nunique'), score_mean=('score', 'mean'), score_std=('score',
-                                                                                  lambda s: s.std(ddof=1) if len(s) > 1 else 0.0),
-              chance=('chance', 'mean'), handcrafted=('handcrafted', 'mean'), paper=('paper',
-                                                                                     'first'), classes=('classes', 'first'))
+    std = lambda s: s.std(ddof=1) if len(s) > 1 else 0.0
+    t = g.agg(seeds=('seed', 'nunique'), score_mean=('score', 'mean'), score_std=('score', std),
+              chance=('chance', 'mean'), handcrafted=('handcrafted', 'mean'), paper=('paper', 'first'),
+              classes=('classes', 'first'))
     order = {k: i for i, k in enumerate(TASKS)}
     return t.reset_index().sort_values(['task', 'start'],
                                        key=lambda c: c.map(order) if c.name == 'task' else c).reset_index(drop=True)

@@ -75,8 +75,8 @@ def write_data_efficiency(records, data='synth', scale='cpu', results='results')
                 ax.axhline(float(refs[key][d][k]), ls=st, color='C2', lw=1.2, label=lab)
         ax.set(xscale='log', xticks=sorted(df.fraction.unique()),
                xticklabels=[f"{f:g}" for f in sorted(df.fraction.unique())],
-               xlabel='share of the training '
-                      'pairs', ylabel='', title=f"{'V→M' if d == 'v2m' else 'M→V'} {k}{' ↓' if k == 'MedR' else ' ↑'}")
+               xlabel='share of the training pairs', ylabel='',
+               title=f"{'V→M' if d == 'v2m' else 'M→V'} {k}{' ↓' if k == 'MedR' else ' ↑'}")
         ax.legend(fontsize=7) if ax is axes[0] else ax.get_legend().remove()
     fig.suptitle(f"Data efficiency on {data_name(data)} at {scale} scale: fine-tuning with and without CMMixer "
                  "pre-training "
