@@ -338,7 +338,8 @@ def prepare(source, out, cfg:MediaConfig|None=None, workers:int=1, kind:str='aut
         atomic_write(out / 'skipped.csv', skipped.to_csv(index=False).encode())
         _write_final(out, manifest, rejects, stats,
                      _cache_meta(fp, records, cfg, fbank_dtype, fractions, stats_split, len(manifest), summary))
-        if not keep_shards: shutil.rmtree(out / 'shards')
+        if not keep_shards:
+            shutil.rmtree(out / 'shards')
         summary = dict(summary, status='prepared', seconds=round(time.time() - t0, 3))
         _log.info(f"done in {summary['seconds']} s: {summary['prepared']} prepared, {summary['rejected']} rejected "
                   f"(see rejects.csv), {summary['skipped']} skipped (see skipped.csv), splits {splits}")

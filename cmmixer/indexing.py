@@ -216,7 +216,8 @@ def _write_index(out:Path, arr, items, rejects, skipped, meta:dict):
         tmp[name] = out / f'{name}.tmp'
         tmp[name].write_bytes(df.to_csv(**kw).encode())
     (out / 'index.json').unlink(missing_ok=True)                      # from here until the end, not a finished index
-    for name, p in tmp.items(): os.replace(p, out / name)
+    for name, p in tmp.items():
+        os.replace(p, out / name)
     meta = dict(meta, facts={name: _file_facts(out / name) for name in tmp})
     atomic_write(out / 'index.json', json.dumps(meta, indent=1, default=str).encode())
 
@@ -304,7 +305,8 @@ def build_index(music_dir,                 # folder of tracks (or of videos with
                 keys=dict(zip(rels, keys)), summary=summary, created=time.strftime('%Y-%m-%dT%H:%M:%S'))
     _swap_in(out, parts, items, rejects, skipped, width, meta)
     del parts                                                         # old rows released before the IVF
-    if ann and len(items): build_ann(out, nlist=nlist)
+    if ann and len(items):
+        build_ann(out, nlist=nlist)
     return dict(summary, status='built', seconds=round(time.perf_counter() - t0, 3))
 
 # %% ../nbs/04a_indexing.ipynb #302508f3

@@ -20,7 +20,8 @@ from .core import check_int, check_number
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'SEEK_BACKOFFS', 'MediaError', 'MediaConfig', 'video_stream', 'audio_stream',
            'open_media', 'probe_container', 'probe', 'clip_times', 'window_starts', 'scaled_size', 'center_crop',
-           'resize_short_side_center_crop', 'set_threads', 'seek_stream', 'demux_only', 'video_frames', 'decode_frames']
+           'resize_short_side_center_crop', 'set_threads', 'seek_stream', 'demux_only', 'video_frames', 'read_stream',
+           'decode_frames']
 
 # %% ../nbs/00_media.ipynb #b17b8b73
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -67,7 +68,7 @@ class MediaConfig:
         "T, the fbank frames per window (Kaldi `snip_edges=True`): 258 at the defaults."
         return 1 + (self.n_samples - self.frame_length) // self.frame_shift
 
-# %% ../nbs/00_media.ipynb #4e96100c
+# %% ../nbs/00_media.ipynb #4535e321
 def _check_file(path):
     "The first bytes of `path`, or MediaError when the OS says it cannot be read."
     p = Path(path)
@@ -114,7 +115,7 @@ def open_media(path):
         raise MediaError(path, "not a media file")
     return c
 
-# %% ../nbs/00_media.ipynb #f92941da
+# %% ../nbs/00_media.ipynb #cb330e0c
 def _tag_seconds(s):
     "Matroska's 'HH:MM:SS.nnnnnnnnn' DURATION tag in seconds, or None."
     try:
@@ -356,7 +357,7 @@ def _decode_next(w):
     w.stats['decoded'] = w.stats.get('decoded', 0) + len(frames)
     w.queue.extend(frames)
 
-# %% ../nbs/00_media.ipynb #6425e61c
+# %% ../nbs/00_media.ipynb #07f813c3
 def _shown(c, s, w, t):
     "The frame `w` picked for `t`, checked: a time before the first frame takes the first, past the end fails."
     best, ended = w.best, w.pending is None
@@ -383,6 +384,21 @@ def video_frames(c, times, size, threads=1, stats=None):
         out[i] = _frame_rgb(_shown(c, s, w, float(times[i])), size, rf)
     return out
 
+def read_stream(path, stream_of, what:str, read):
+    """`read(container)` on `path` opened, once `stream_of(container)` finds its `what` stream; any failure becomes a
+    `MediaError` naming the file, and the file is closed either way (`decode_frames`, `decode_audio`)."""
+    c = open_media(path)
+    try:
+        if stream_of(c) is None:
+            raise MediaError(path, f"no {what} stream")
+        return read(c)
+    except MediaError:
+        raise
+    except Exception as e:
+        raise MediaError(path, f"decode failed: {e}") from None
+    finally:
+        c.close()
+
 def decode_frames(path, times, size=224, threads=1, stats=None) -> np.ndarray:
     """uint8 [K,size,size,3]: for each time (seconds from the video's start) the frame shown then,
     shorter side to `size`, centre-cropped. `stats` (a dict) receives the number of frames decoded."""
@@ -391,17 +407,7 @@ def decode_frames(path, times, size=224, threads=1, stats=None) -> np.ndarray:
         raise ValueError("times: expected finite non-negative seconds [K]")
     check_int('size', size)
     check_int('threads', threads, lo=0)
-    c = open_media(path)
-    try:
-        if video_stream(c) is None:
-            raise MediaError(path, "no video stream")
-        return video_frames(c, times, size, threads, stats)
-    except MediaError:
-        raise
-    except Exception as e:
-        raise MediaError(path, f"decode failed: {e}") from None
-    finally:
-        c.close()
+    return read_stream(path, video_stream, 'video', lambda c: video_frames(c, times, size, threads, stats))
 
 # %% ../nbs/00_media.ipynb #360caafa
 def _frames_through(path, times, size=224) -> np.ndarray:

@@ -232,7 +232,8 @@ def generate(out, cfg:SynthConfig|None=None, workers:int=2, progress:bool=True) 
         if (root / sub).exists():
             shutil.rmtree(root / sub)
         (root / sub).mkdir(parents=True)
-    for f in ('pairs.csv', 'synth.json'): (root / f).unlink(missing_ok=True)
+    for f in ('pairs.csv', 'synth.json'):
+        (root / f).unlink(missing_ok=True)
     p, sample_rate = meta['params'], cfg.sample_rate
     tjobs = [(root / 'music' / t['file'], t, t['seed'], sample_rate) for t in meta['tracks'].values()]
     audio = dict(zip(meta['tracks'], run_pool(_write_track, tjobs, workers, 'SynthM2M tracks', progress,

@@ -303,7 +303,8 @@ def train_step(run:nn.Module, model:nn.Module, opt, prec:Precision, batch, gen, 
     (prec.scaler.scale(out['loss']) if prec.scaler is not None else out['loss']).backward()
     scalars = _scalars(out)
     if grad_clip is not None:
-        if prec.scaler is not None: prec.scaler.unscale_(opt)
+        if prec.scaler is not None:
+            prec.scaler.unscale_(opt)
         scalars['grad_norm'] = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     if prec.scaler is not None:
         prec.scaler.step(opt)

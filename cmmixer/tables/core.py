@@ -124,8 +124,10 @@ def _call(fn, **kw):
 def shared_start(exp:Experiment) -> tuple|None:
     "The pre-training `exp` starts from (runs sharing one must not run at once), or None (a random encoder)."
     key = (exp.data, exp.scale, exp.seed, exp.epochs)
-    if exp.table == 'table2' or exp.init == 'single-mae': return ('single-modality MAEs',) + key
-    if exp.init == 'pretrained': return ('cmmixer', exp.decoder, exp.mixer) + key
+    if exp.table == 'table2' or exp.init == 'single-mae':
+        return ('single-modality MAEs',) + key
+    if exp.init == 'pretrained':
+        return ('cmmixer', exp.decoder, exp.mixer) + key
     return None
 
 def run_round(name:str, exps:list, how:TableRun, start:int, total:int) -> list:
