@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 
-.PHONY: setup export readme sync-check test test-slow test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table2 table4 table5 figures docs browser clean
+.PHONY: results status setup export readme sync-check test test-slow test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table2 table4 table5 figures docs browser clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,18 @@ synth-table: setup
 # (two at a time on two cores, one process and one log each under runs/logs/), write results/. Resumable: finished runs
 # are kept (run it in the background; run it again after an interruption).
 CMMIXER := $(BIN)/cmmixer
+
+# Every committed table and figure up to the current code (chapter 09i_results): runs only the targets whose files are
+# not current (the manifest results/MANIFEST.csv names the code digest that made each file), restores current records
+# committed under results/ instead of rerunning them, resumes after an interruption, and ends with a table of what it
+# ran, reused and wrote. One log: runs/logs/results.log. In the background: `nohup make results >/dev/null 2>&1 &`.
+# `make status` says what is current, stale or missing and what a rebuild would run, without running anything.
+RESULTS_ARGS ?=
+results: setup
+	mkdir -p runs/logs
+	set -o pipefail; $(CMMIXER) results $(RESULTS_ARGS) 2>&1 | tee -a runs/logs/results.log
+status: setup
+	$(CMMIXER) status
 
 # Table 1 at the CPU scale: six variants (Solo/Duet x CutMix/Pixel Mixup/Mixup) x 3 seeds, the random-init runs, the
 # frozen-encoder probes and the CCA/oracle references on the same pools, gathered with the paper's numbers.
