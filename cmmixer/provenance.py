@@ -14,7 +14,7 @@ from .core import atomic_write, check, project_path, project_root
 __all__ = ['PACKAGE', 'NEUTRAL_MODULES', 'NEUTRAL_DEFS', 'MANIFEST', 'MANIFEST_COLUMNS', 'NUMBER', 'SOURCE', 'package_dir',
            'module_file', 'imports_of', 'code_modules', 'normalized_source', 'code_digest', 'git', 'provenance',
            'is_current', 'machine', 'manifest_path', 'read_manifest', 'update_manifest', 'digest_counts',
-           'result_files', 'check_manifest', 'readme_tables', 'readme_mismatches']
+           'result_files', 'check_manifest', 'unrecorded_rows', 'readme_tables', 'readme_mismatches']
 
 # %% ../nbs/00d_provenance.ipynb #0ef68f76
 PACKAGE = 'cmmixer'
@@ -216,7 +216,16 @@ def check_manifest(results='results') -> list:
             out.append(f"{f}: made from a working tree that differs from commit {r['commit'][:7]}, and no note says so")
     return out
 
-# %% ../nbs/00d_provenance.ipynb #dddd52a4
+# %% ../nbs/00d_provenance.ipynb #36fe3747
+def unrecorded_rows(results='results', note:str="made before records carried a code digest; stale until rebuilt",
+                    target_of=None) -> list:
+    """A manifest row for each file under `results/` that has none: digest `unknown`, `note` saying why;
+    `target_of(file)` names its target (`''` if not given)."""
+    have = {r['file'] for r in read_manifest(results)}
+    return [dict(file=f, target=target_of(f) if target_of else '', code_digest='unknown', note=note)
+            for f in result_files(results) if f not in have]
+
+# %% ../nbs/00d_provenance.ipynb #ec827355
 NUMBER = re.compile(r'(?<![\w.@])-?\d+(?:,\d{3})*(?:\.\d+)?(?![\w.])')
 SOURCE = re.compile(r'<sub>from `([^`]+)`')
 
@@ -237,8 +246,8 @@ def readme_tables(text:str) -> list:
             continue
         m = SOURCE.search(line)
         if m and block:
-            out.append((m.group(1), [l for l in block[2:]]))
-        if line.strip() and not m:
+            out.append((m.group(1), block[2:]))
+        if line.strip():
             block = []
     return out
 

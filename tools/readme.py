@@ -113,8 +113,21 @@ def directive_table(directives) -> str | None:
             rel = d.split(None, 2)[2].strip()
             path = ROOT / rel
             if not path.exists(): raise SystemExit(f"readme: {path} does not exist (run the notebook that writes it)")
-            return TABLES[kind[0]](path) + f'\n\n<sub>from `{rel}`</sub>'
+            return TABLES[kind[0]](path) + f'\n\n<sub>from `{rel}`{stamp(rel)}</sub>'
     return None
+
+
+def stamp(rel: str) -> str:
+    "What results/MANIFEST.csv says made the file `rel` (relative to the repository): commit, code digest, date."
+    manifest = ROOT / 'results' / 'MANIFEST.csv'
+    rows = {r['file']: r for r in csv.DictReader(manifest.open())} if manifest.is_file() else {}
+    r = rows.get(str(Path(rel).relative_to('results')))
+    if r is None:
+        return ' · no row in results/MANIFEST.csv'
+    if not r['commit']:
+        return f" · {r['note']}"
+    made = f" · made at commit {r['commit'][:7]} (code {r['code_digest']}, {r['created'][:10]})"
+    return made + (f"; {r['note']}" if r['note'] else '')
 
 
 def is_hidden(directives) -> bool:

@@ -1,0 +1,50 @@
+"""Provenance of the committed results (chapters 00d_provenance, 09i_results): every file under results/ has a sound row
+in results/MANIFEST.csv, every number of a README table is a value of the CSV it names, and the targets `make results`
+builds are the Makefile's own table targets, with the same options."""
+import re, shlex, subprocess
+from pathlib import Path
+
+import pytest
+
+from cmmixer.provenance import check_manifest, readme_mismatches
+from cmmixer.tables.results import TARGETS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_manifest_names_every_result():
+    assert check_manifest(REPO / 'results') == []
+
+
+def test_readme_tables_show_their_csvs():
+    assert readme_mismatches((REPO / 'README.md').read_text(), REPO) == []
+
+
+MAKE_VARS = {'table2-yt8m': ('table2', ['T2_DATA=synth-yt8m'])}
+
+
+def make_options(target: str) -> dict:
+    "The options of the `cmmixer run` line that `make -n TARGET` prints, as a dict (flags as True)."
+    name, extra = MAKE_VARS.get(target, (target, []))
+    out = subprocess.run(['make', '-n', name, *extra], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    line = [l for l in out.splitlines() if 'cmmixer run' in l][0]
+    words = shlex.split(line.split('cmmixer run', 1)[1])
+    opts, i = {'table': words[0]}, 1
+    while i < len(words):
+        key = words[i].lstrip('-')
+        if i + 1 < len(words) and not words[i + 1].startswith('--'):
+            opts[key], i = words[i + 1], i + 2
+        else:
+            opts[key], i = True, i + 1
+    return opts
+
+
+@pytest.mark.parametrize('target', [t.name for t in TARGETS])
+def test_targets_are_the_makefiles(target):
+    t = [t for t in TARGETS if t.name == target][0]
+    opts = make_options(target)
+    assert opts.pop('table') == t.table
+    opts.pop('verdict', None)                                         # printing only
+    want = dict(scale=t.scale, data=t.data, seeds=str(t.seeds), **{k: str(v) for k, v in t.options.items()})
+    defaults = dict(scale='cpu', data='synth', seeds='3')             # `cmmixer run`'s defaults
+    assert {**defaults, **opts} == want
