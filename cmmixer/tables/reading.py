@@ -15,7 +15,7 @@ from ..core import check, project_path
 
 # %% auto #0
 __all__ = ['num', 'pm', 'span', 'sigmas', 'two_sigma', 'and_list', 'count_word', 'wrap_line', 'claim', 'fixed_width_table',
-           'pipe_table', 'text_tables', 'text_field', 'speed_reading']
+           'pipe_table', 'text_tables', 'text_field', 'speed_reading', 'markdown_table', 'made_by', 'manifest_table']
 
 # %% ../../nbs/09_reading.ipynb #376ffe6a
 def num(x, d:int=1, fixed:bool=False) -> str:
@@ -221,3 +221,43 @@ def speed_reading(benchmarks='benchmarks') -> SimpleNamespace:
     b = project_path(benchmarks)
     return SimpleNamespace(**_profile_numbers(b), **_step_numbers(b), **_compare_numbers(b), **_learning_numbers(b),
                            search=SimpleNamespace(**_search_numbers(b)))
+
+# %% ../../nbs/09_reading.ipynb #4cecbe08
+def _rows_of(results) -> pd.DataFrame:
+    from cmmixer.provenance import read_manifest
+    return pd.DataFrame(read_manifest(results))
+
+def markdown_table(df:pd.DataFrame) -> str:
+    "`df` as a Markdown table (NaN as '-'), without pandas' optional `tabulate`."
+    cell = lambda v: '-' if isinstance(v, float) and v != v else str(v)
+    lines = ['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)]
+    return '\n'.join(lines + ['| ' + ' | '.join(cell(v) for v in row) + ' |' for row in df.itertuples(index=False)])
+
+def made_by(file:str, results='results') -> str:
+    "What made `file` (relative to `results/`), from its manifest row: 'commit `abc1234` (code `…`, date)'."
+    rows = _rows_of(results)
+    hit = rows[rows.file == file] if len(rows) else rows
+    check(len(hit) == 1, 'file', f"{file!r} has no row in {results}/MANIFEST.csv")
+    r = hit.iloc[0]
+    if not r.commit:
+        return r.note
+    return f"commit `{r.commit[:7]}` (code `{r.code_digest}`, {r.created[:10]})"
+
+def manifest_table(results='results') -> pd.DataFrame:
+    """One row per target of the manifest: its commits and code digests, files, records (and stale ones), the wall
+    time of its runs and of its last build (minutes), the machine and the day; files made before digests last."""
+    rows = _rows_of(results)
+    check(len(rows) > 0, 'results', f"no rows in {results}/MANIFEST.csv")
+    rows = rows.assign(target=rows.target.where(rows.target != '', '(made before code digests)'))
+    out = []
+    for t, g in rows.groupby('target', sort=False):
+        first = g.iloc[0]
+        recs = g.drop_duplicates(['record_digests', 'records'])
+        out.append({'target': t, 'commit': ', '.join(sorted({c[:7] for c in g.commit if c})) or '-',
+                    'code digest': ', '.join(sorted(set(g.code_digest))), 'files': len(g),
+                    'records': int(pd.to_numeric(recs.records, errors='coerce').fillna(0).max()),
+                    'stale records': int(pd.to_numeric(g.stale_records, errors='coerce').fillna(0).max()),
+                    'build (min)': round(pd.to_numeric(g.build_wall_s, errors='coerce').max() / 60, 1),
+                    'made': first.created[:10] or '-', 'note': first.note})
+    out = pd.DataFrame(out)
+    return pd.concat([out[out.commit != '-'], out[out.commit == '-']], ignore_index=True)
