@@ -48,3 +48,15 @@ def test_targets_are_the_makefiles(target):
     want = dict(scale=t.scale, data=t.data, seeds=str(t.seeds), **{k: str(v) for k, v in t.options.items()})
     defaults = dict(scale='cpu', data='synth', seeds='3')             # `cmmixer run`'s defaults
     assert {**defaults, **opts} == want
+
+
+def test_status_lists_every_target():
+    from conftest import CMMIXER
+    p = subprocess.run([CMMIXER, 'status'], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    for t in TARGETS:
+        assert re.search(rf"^\s*{re.escape(t.name)}\s+(current|stale|missing)\s", p.stdout, re.M), (t.name, p.stdout)
+    assert 'targets to rebuild' in p.stdout
+    bad = subprocess.run([CMMIXER, 'status', '--only', 'table9'], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and 'table9' in bad.stderr
