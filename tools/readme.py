@@ -118,16 +118,16 @@ def directive_table(directives) -> str | None:
 
 
 def stamp(rel: str) -> str:
-    "What results/MANIFEST.csv says made the file `rel` (relative to the repository): commit, code digest, date."
-    manifest = ROOT / 'results' / 'MANIFEST.csv'
-    rows = {r['file']: r for r in csv.DictReader(manifest.open())} if manifest.is_file() else {}
-    r = rows.get(str(Path(rel).relative_to('results')))
-    if r is None:
+    "What results/MANIFEST.csv says made the file `rel` (relative to the repository), as `tables.reading.made_by` says it."
+    if str(ROOT) not in sys.path[:1]:
+        sys.path.insert(0, str(ROOT))
+    from cmmixer.tables.reading import made_by
+    try:
+        made = made_by(str(Path(rel).relative_to('results')), ROOT / 'results')
+    except ValueError:
         return ' · no row in results/MANIFEST.csv'
-    if not r['commit']:
-        return f" · {r['note']}"
-    made = f" · made at commit {r['commit'][:7]} (code {r['code_digest']}, {r['created'][:10]})"
-    return made + (f"; {r['note']}" if r['note'] else '')
+    return (' · made at ' if made.startswith('commit') else ' · ') + made
+
 
 
 def is_hidden(directives) -> bool:

@@ -18,8 +18,9 @@ from ..experiment import (Experiment, record_path, record_line, run, check_devic
 
 # %% auto #0
 __all__ = ['TABLES', 'HOOKS', 'COMMON', 'table_module', 'TableRun', 'experiment_args', 'log_path', 'run_one', 'option_names',
-           'table_options', 'published_path', 'restore', 'todo', 'shared_start', 'run_round', 'ensure_data',
-           'target_id', 'table_roots', 'result_stamps', 'publish', 'manifest_rows', 'run_table', 'report']
+           'table_options', 'published_path', 'published_record', 'restore', 'todo', 'shared_start', 'run_round',
+           'ensure_data', 'target_id', 'table_roots', 'result_stamps', 'publish', 'manifest_rows', 'run_table',
+           'report']
 
 # %% ../../nbs/09_tables.ipynb #a9d5d448
 TABLES = {   # name -> (module, what it makes)
@@ -98,7 +99,7 @@ def run_one(exp:Experiment, how:TableRun) -> dict:
         raise RuntimeError(f"{exp.name} failed (exit {p.returncode}); its log {log} ends:\n" + '\n'.join(tail))
     return dict(json.loads(record_path(exp, how.runs).read_text()), path=str(record_path(exp, how.runs)), reused=False)
 
-# %% ../../nbs/09_tables.ipynb #3466a8e6
+# %% ../../nbs/09_tables.ipynb #fa01ee85
 HOOKS = ('plan', 'prepare', 'ensure_data', 'write')    # a table module's functions that take options
 # given by `run_table`, not options
 COMMON = ('scale', 'data', 'seeds', 'table', 'how', 'cache', 'runs', 'results', 'data_root')
@@ -121,17 +122,23 @@ def published_path(exp:Experiment, results='results') -> Path:
     sub = Path('retrieval') if exp.table == 'table1' else Path('records') / exp.table
     return project_path(results) / sub / f"{exp.name}.json"
 
-def restore(exp:Experiment, how:TableRun) -> bool:
-    """Copy the published record of `exp` into `runs/` when it is of the same experiment and made by today's code;
-    whether it did. A fresh checkout thus rebuilds a table's files from its committed records, without rerunning."""
+def published_record(exp:Experiment, how:TableRun) -> dict|None:
+    "The published record of `exp` when it is of the same experiment and made by today's code; else None."
     src = published_path(exp, how.results)
     if not src.is_file():
-        return False
+        return None
     rec = json.loads(src.read_text())
     if rec.get('experiment') != exp.to_dict() or not is_current(rec, code_digest(runner_module(exp.table))):
-        return False
-    write_json(record_path(exp, how.runs), rec)
-    return True
+        return None
+    return rec
+
+def restore(exp:Experiment, how:TableRun) -> bool:
+    """Copy the current published record of `exp` (`published_record`) into `runs/`; whether it did. A fresh
+    checkout thus rebuilds a table's files from its committed records, without rerunning."""
+    rec = published_record(exp, how)
+    if rec is not None:
+        write_json(record_path(exp, how.runs), rec)
+    return rec is not None
 
 def todo(exps:list, how:TableRun, done:set, restored:set|None=None) -> list:
     """The planned experiments to run now: those without a current record (all not yet run by this call, with
@@ -237,7 +244,7 @@ def manifest_rows(name:str, scale:str, data:str, seeds:int, files:list, exps:lis
                machine=machine(), created=time.strftime('%Y-%m-%dT%H:%M:%S'), note=note)
     return [dict(row, file=f) for f in files]
 
-# %% ../../nbs/09_tables.ipynb #e401112a
+# %% ../../nbs/09_tables.ipynb #6a4621f1
 def run_table(name:str, scale:str='cpu', data:str='synth', seeds:int=3, how:TableRun|None=None, **options) -> dict:
     """Plan table `name`, run its missing experiments, write its files and their manifest rows. Returns what `write`
     returned, with `ran`, `reused`, `restored` (record names), `files` (written, relative to `results`) and
@@ -250,7 +257,10 @@ def run_table(name:str, scale:str='cpu', data:str='synth', seeds:int=3, how:Tabl
     options = table_options(mod, options)
     def plan():
         return _call(mod.plan, scale=scale, data=data, seeds=seeds, table=name, runs=how.runs, **options)
-    exps, done, restored, t0 = plan(), set(), set(), time.perf_counter()   # planning checks every experiment
+    exps = plan()                                                     # planning checks every experiment
+    done = set()
+    restored = set()
+    t0 = time.perf_counter()
     keep = None if getattr(mod, 'NEEDS_RUNS', False) else restored        # its write reads checkpoints
     def pending():
         nonlocal exps

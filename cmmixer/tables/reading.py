@@ -222,7 +222,7 @@ def speed_reading(benchmarks='benchmarks') -> SimpleNamespace:
     return SimpleNamespace(**_profile_numbers(b), **_step_numbers(b), **_compare_numbers(b), **_learning_numbers(b),
                            search=SimpleNamespace(**_search_numbers(b)))
 
-# %% ../../nbs/09_reading.ipynb #4cecbe08
+# %% ../../nbs/09_reading.ipynb #6ee05c8e
 def _rows_of(results) -> pd.DataFrame:
     from cmmixer.provenance import read_manifest
     return pd.DataFrame(read_manifest(results))
@@ -241,7 +241,8 @@ def made_by(file:str, results='results') -> str:
     r = hit.iloc[0]
     if not r.commit:
         return r.note
-    return f"commit `{r.commit[:7]}` (code `{r.code_digest}`, {r.created[:10]})"
+    made = f"commit `{r.commit[:7]}` (code `{r.code_digest}`, {r.created[:10]})"
+    return f"{made}; {r.note}" if r.note else made
 
 def manifest_table(results='results') -> pd.DataFrame:
     """One row per target of the manifest: its commits and code digests, files, records (and stale ones), the wall
