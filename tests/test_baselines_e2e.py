@@ -94,4 +94,4 @@ def test_table2_command_runs_the_budget(tiny_data, tmp_path):
     records = sorted(p.name for p in (tmp_path / 'runs' / 'records').rglob('*_seed*.json'))
     assert len(records) == 24, records                                                 # seed 0 only: the trials are the runs
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and 'table2: ran 0, reused 24;' in again.stdout, again.stdout[-2000:]
+    assert again.returncode == 0 and 'table2: ran 0, reused 24, restored 0;' in again.stdout, again.stdout[-2000:]

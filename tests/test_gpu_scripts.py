@@ -40,4 +40,4 @@ def test_gpu_small_command_tiny_on_cpu(tmp_path):
     assert len(t) == 1 and t.decoder[0] == 'solo' and t.mixer[0] == 'cutmix' and (tmp_path / 'results' / 'gpu_tiny_synth.png').stat().st_size
     assert 'verdict (gpu-tiny scale' in p.stdout and 'single draws' in p.stdout
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and 'table1: ran 0, reused 2;' in again.stdout, again.stdout[-2000:]
+    assert again.returncode == 0 and 'table1: ran 0, reused 2, restored 0;' in again.stdout, again.stdout[-2000:]

@@ -180,7 +180,7 @@ def test_table1_driver_one_variant(tmp_path):
     # a finished run is kept (its record untouched), and a wrong parameter fails before any work
     mtime = rec_path.stat().st_mtime_ns
     again = _run(table1 + ['--epochs', '1', '--finetune_epochs', '1', '--no_baselines'])
-    assert 'table1: ran 0, reused 1;' in again.stdout and rec_path.stat().st_mtime_ns == mtime, again.stdout[-1000:]
+    assert 'table1: ran 0, reused 1, restored 0;' in again.stdout and rec_path.stat().st_mtime_ns == mtime, again.stdout[-1000:]
     bad = subprocess.run([CMMIXER, 'run', 'table1', '--pool_size', '1', '--runs', tmp_path / 'x'],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and '--pool_size' in bad.stderr and not (tmp_path / 'x').exists(), bad.stderr
