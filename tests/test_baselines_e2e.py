@@ -42,12 +42,32 @@ def test_table2_runners(tiny_data, tmp_path):
         json.dumps(rec)                                                        # a JSON record
     assert recs['cbvmr']['baseline']['inputs']['audio'] == ('handcrafted',)
     assert recs['cvmvae']['baseline']['config']['tag_dim'] == 26              # SynthM2M's observed factors as tags
+    # a baseline on full-resolution hand-crafted features: no MAEs, the features of the same records prepared at the
+    # generator's frame size, matched by id, standardised with train's statistics, computed once
+    full = run(exp('cvmvae-fullres'), where.runs, where.data_root, 'cpu', 1, progress=False)
+    assert full['baseline']['features'] == 'fullres' and full['baseline']['inputs']['video'] == ('fullres',)
+    assert full['baseline']['config']['tag_dim'] == 26 and full['pretrain_runs'] == {}
+    assert flat_record(full)['method'] == 'cvmvae-fullres' and full['finetune_run'] != recs['cvmvae']['finetune_run']
+    banks = sorted((tmp_path / 'runs' / 'baselines' / 'features').glob('*_fullres_*.pt'))
+    assert len(banks) == 1, banks
+    bank = torch.load(banks[0], weights_only=True)
+    from cmmixer.references import cache_features, full_resolution_cache
+    fc = as_cache(full_resolution_cache(cache, tmp_path / 'data', 1))
+    assert int(fc.meta['cfg']['image_size']) >= int(cache.meta['cfg']['image_size'])
+    row_of = dict(zip(fc.manifest['id'], fc.manifest['index'].astype(int)))
+    feats = {s: cache_features(fc, [row_of[i] for i in cache.manifest['id'].to_numpy()[RetrievalDataset(cache, s).rows]])
+             for s in ('train', 'test')}
+    mu, sd = (f(feats['train'][0].reshape(-1, 31), 0) for f in (np.mean, np.std))
+    assert (bank['test']['rows'].numpy() == RetrievalDataset(cache, 'test').rows).all()
+    np.testing.assert_allclose(bank['test']['video_fullres'].numpy(), (feats['test'][0] - mu) / np.maximum(sd, 1e-6),
+                               rtol=1e-3, atol=1e-3)
     again = run_baseline(exp('mvpt'), where)                                  # a finished run is reused: the same numbers
     assert again['v2m'] == recs['mvpt']['v2m'] and again['finetune_run'] == recs['mvpt']['finetune_run']
     from cmmixer.tables.table2 import write_table2
     w = write_table2(where.runs, str(tiny_data), 'smoke', tmp_path / 'results')
     t = w['table']
     assert list(t[t.kind == 'method'].method) == ['CBVMR', 'CMMVR', 'CVMVAE', 'MVPt', 'single-modality MAEs (ablation)']
+    assert t.set_index('method').loc['CVMVAE', 'inputs'] == 'mae'              # no search yet: the MAE features' record
     assert t.loc[t.method == 'MVPt', 'v2m_R@1_paper'].item() == 6.22 and (tmp_path / 'results' / 'table2_tiny_smoke.png').is_file()
     assert w['ratio'] == {}                                                   # no CMMixer records here: no ratio claimed
     # Table 2's budget on a real runner: the same row at 0.5x and 2x its recipe's lr is two more runs of their own
@@ -83,7 +103,9 @@ def test_table2_command_runs_the_budget(tiny_data, tmp_path):
     p = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-3000:])
     tune = pd.read_csv(out / 'table2_tiny_smoke_tuning.csv')
-    assert len(tune) == 8 * 3 and tune.groupby('row').chosen.sum().eq(1).all()       # eight rows, three trials, one choice each
+    # eight rows, three trials each (a baseline's at both inputs), one choice each
+    assert len(tune) == 4 * 2 * 3 + 4 * 3 and tune.groupby('row').chosen.sum().eq(1).all()
+    assert set(tune.inputs) == {'mae', 'fullres', 'pixels'}
     assert sorted(set(tune.lr_scale)) == [0.5, 1.0, 2.0]
     t = pd.read_csv(out / 'table2_tiny_smoke.csv')
     m = t[t.kind == 'method'].set_index('method')
@@ -92,6 +114,6 @@ def test_table2_command_runs_the_budget(tiny_data, tmp_path):
     assert all(m.loc[r, 'lr_scale'] == chosen[r] for r in m.index) and (m.seeds == 1).all()
     assert 'no pre-training' in set(t.method) and (out / 'table2_tiny_smoke.png').is_file()
     records = sorted(p.name for p in (tmp_path / 'runs' / 'records').rglob('*_seed*.json'))
-    assert len(records) == 24, records                                                 # seed 0 only: the trials are the runs
+    assert len(records) == 36, records                                                 # seed 0 only: the trials are the runs
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and 'table2: ran 0, reused 24, restored 0;' in again.stdout, again.stdout[-2000:]
+    assert again.returncode == 0 and 'table2: ran 0, reused 36, restored 0;' in again.stdout, again.stdout[-2000:]

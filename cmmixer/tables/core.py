@@ -18,9 +18,9 @@ from ..experiment import (Experiment, record_path, record_line, run, check_devic
 
 # %% auto #0
 __all__ = ['TABLES', 'HOOKS', 'COMMON', 'table_module', 'TableRun', 'experiment_args', 'log_path', 'run_one', 'option_names',
-           'table_options', 'published_path', 'published_record', 'restore', 'todo', 'shared_start', 'run_round',
-           'ensure_data', 'target_id', 'table_roots', 'result_stamps', 'publish', 'manifest_rows', 'run_table',
-           'report']
+           'table_options', 'published_path', 'published_record', 'restore', 'runs_kept', 'todo', 'shared_start',
+           'run_round', 'ensure_data', 'target_id', 'table_roots', 'result_stamps', 'publish', 'manifest_rows',
+           'run_table', 'report']
 
 # %% ../../nbs/09_tables.ipynb #a9d5d448
 TABLES = {   # name -> (module, what it makes)
@@ -99,7 +99,7 @@ def run_one(exp:Experiment, how:TableRun) -> dict:
         raise RuntimeError(f"{exp.name} failed (exit {p.returncode}); its log {log} ends:\n" + '\n'.join(tail))
     return dict(json.loads(record_path(exp, how.runs).read_text()), path=str(record_path(exp, how.runs)), reused=False)
 
-# %% ../../nbs/09_tables.ipynb #fa01ee85
+# %% ../../nbs/09_tables.ipynb #991def03
 HOOKS = ('plan', 'prepare', 'ensure_data', 'write')    # a table module's functions that take options
 # given by `run_table`, not options
 COMMON = ('scale', 'data', 'seeds', 'table', 'how', 'cache', 'runs', 'results', 'data_root')
@@ -140,14 +140,25 @@ def restore(exp:Experiment, how:TableRun) -> bool:
         write_json(record_path(exp, how.runs), rec)
     return rec is not None
 
+def runs_kept(rec:dict) -> bool:
+    "Whether the run folders a record names (its pre-training and fine-tuning runs) are on this machine."
+    return all(project_path(rec[k]).exists() for k in ('pretrain_run', 'finetune_run') if rec.get(k))
+
 def todo(exps:list, how:TableRun, done:set, restored:set|None=None) -> list:
     """The planned experiments to run now: those without a current record (all not yet run by this call, with
-    `force`). With `restored` (a set), a current published record is copied back first (`restore`) and named there."""
+    `force`). With `restored` (a set), a current published record is copied back first (`restore`) and named there.
+    Without (a table whose write reads the runs' checkpoints), a record whose run folders are gone (`runs_kept`: one
+    restored from `results/` for another table) is removed from `runs/`, so the run is made again."""
     out = []
     for e in exps:
         if e.name in done:
             continue
-        if not how.force and read_record(e, how.runs, how.reuse_stale) is not None:
+        rec = None if how.force else read_record(e, how.runs, how.reuse_stale)
+        if rec is not None and (restored is not None or runs_kept(rec)):
+            continue
+        if rec is not None:
+            record_path(e, how.runs).unlink()
+            out.append(e)
             continue
         if not how.force and restored is not None and restore(e, how):
             restored.add(e.name)
@@ -162,10 +173,12 @@ def _call(fn, **kw):
         return fn(**kw)
     return fn(**{k: v for k, v in kw.items() if k in params})
 
-# %% ../../nbs/09_tables.ipynb #3497a818
+# %% ../../nbs/09_tables.ipynb #ba69fc4c
 def shared_start(exp:Experiment) -> tuple|None:
     "The pre-training `exp` starts from (runs sharing one must not run at once), or None (a random encoder)."
     key = (exp.data, exp.scale, exp.seed, exp.epochs)
+    if exp.table == 'table2' and exp.method.endswith('-fullres'):
+        return None                                      # full-resolution features: no pre-training
     if exp.table == 'table2' or exp.init == 'single-mae':
         return ('single-modality MAEs',) + key
     if exp.init == 'pretrained':
@@ -193,7 +206,7 @@ def run_round(name:str, exps:list, how:TableRun, start:int, total:int) -> list:
                   flush=True)
     return recs
 
-# %% ../../nbs/09_tables.ipynb #9fbf877a
+# %% ../../nbs/09_tables.ipynb #0323482c
 def ensure_data(mod, how:TableRun, scale:str, data:str, options:dict, table:str=''):
     "The table's cache, generated and prepared once before parallel runs (the module's `ensure_data` if it has one)."
     if hasattr(mod, 'ensure_data'):
@@ -203,7 +216,7 @@ def ensure_data(mod, how:TableRun, scale:str, data:str, options:dict, table:str=
     print(f"data: {cache} ready in {time.perf_counter() - t:.1f} s", flush=True)
     return cache
 
-# %% ../../nbs/09_tables.ipynb #7721c33f
+# %% ../../nbs/09_tables.ipynb #2a8f8335
 def target_id(name:str, scale:str='cpu', data:str='synth') -> str:
     "How the manifest names a table built at a scale on a dataset: `<table> <data> <scale>`."
     return f"{name} {data_name(data)} {scale}"
@@ -244,7 +257,7 @@ def manifest_rows(name:str, scale:str, data:str, seeds:int, files:list, exps:lis
                machine=machine(), created=time.strftime('%Y-%m-%dT%H:%M:%S'), note=note)
     return [dict(row, file=f) for f in files]
 
-# %% ../../nbs/09_tables.ipynb #6a4621f1
+# %% ../../nbs/09_tables.ipynb #f3ad232c
 def run_table(name:str, scale:str='cpu', data:str='synth', seeds:int=3, how:TableRun|None=None, **options) -> dict:
     """Plan table `name`, run its missing experiments, write its files and their manifest rows. Returns what `write`
     returned, with `ran`, `reused`, `restored` (record names), `files` (written, relative to `results`) and
@@ -298,7 +311,7 @@ def run_table(name:str, scale:str='cpu', data:str='synth', seeds:int=3, how:Tabl
     return dict(written, ran=sorted(done), reused=reused, restored=sorted(restored), files=files,
                 wall_s=round(wall, 1))
 
-# %% ../../nbs/09_tables.ipynb #2ce7c03b
+# %% ../../nbs/09_tables.ipynb #b0eca8cd
 def report(name:str, w:dict, verdict:bool=False, **kw) -> str:
     "The text `cmmixer run` prints after a table: the module's lines, its verdict (if asked), the files and times."
     mod = table_module(name)
