@@ -24,7 +24,7 @@ __all__ = ['DECODERS', 'check_mask_ratio', 'MAEConfig', 'check_mae_config', 'pat
            'CMMixerEncoder', 'clip_embeddings', 'DecoderStack', 'SoloDecoder', 'DuetDecoder', 'patch_targets',
            'masked_mse', 'CMMixerMAE', 'param_breakdown', 'meta_model', 'count_flops']
 
-# %% ../nbs/03_mae.ipynb #8d656069
+# %% ../nbs/03_mae.ipynb #f50bd9b4
 DECODERS = ('solo', 'duet')
 
 def check_mask_ratio(mask_ratio, low_inclusive=False):
@@ -35,10 +35,10 @@ def check_mask_ratio(mask_ratio, low_inclusive=False):
         raise ValueError(f"mask_ratio: expected a number in {'[0, 1)' if low_inclusive else '(0, 1)'}, got "
                          f"{mask_ratio!r}")
 
-# %% ../nbs/03_mae.ipynb #0dba0af8
+# %% ../nbs/03_mae.ipynb #a57eb682
 @dataclass
 class MAEConfig:
-    "Architecture of the CMMixer MAE (defaults: the paper's ViT-Base setup, Sec. 4.3)."
+    "Architecture of the CMMixer MAE (defaults: the paper's ViT-Base setup, Sec. 4.3; the decoder's width is ours)."
     image_size: int = 224          # H = W of the mixed, video and spectrogram images
     patch_size: int = 16           # p: square patches of p x p pixels
     clips: int = 8                 # K: clips per video, all in one token sequence
@@ -70,7 +70,7 @@ class MAEConfig:
     def patch_dim(self) -> int:
         return self.patch_size ** 2 * self.in_chans # pixels of one patch, p*p*3
 
-# %% ../nbs/03_mae.ipynb #3ecd6277
+# %% ../nbs/03_mae.ipynb #379b7bdc
 def check_mae_config(c:MAEConfig):
     """Each field of `c` valid and the widths consistent with the heads and the sin-cos table, else a ValueError naming
     the field."""
@@ -153,7 +153,7 @@ def sincos_pos_embed(dim: int,   # width, a multiple of 16
     k, r, c = torch.meshgrid(torch.arange(clips), torch.arange(grid), torch.arange(grid), indexing='ij')
     return torch.cat([sincos_1d(dc, k.flatten()), sincos_1d(ds, r.flatten()), sincos_1d(ds, c.flatten())], 1)
 
-# %% ../nbs/03_mae.ipynb #20054b2f
+# %% ../nbs/03_mae.ipynb #1aa02513
 def check_noise(noise, batch: int, length: int, generator=None):
     "Raise a ValueError naming `noise` unless it is a float [batch, length] tensor (and no generator is given too)."
     if noise is None:
@@ -186,7 +186,7 @@ def random_masking(batch: int, length: int, mask_ratio: float,
     mask = torch.ones(batch, length, device=device).scatter_(1, ids_keep, 0.0)
     return ids_keep, mask
 
-# %% ../nbs/03_mae.ipynb #b2e2eed1
+# %% ../nbs/03_mae.ipynb #4439a62e
 def init_mae_weights(module: nn.Module):
     """MAE's initialisation: xavier_uniform Linear and patch projection, zero biases, unit LayerNorm, N(0, .02) mask
     tokens."""
@@ -280,7 +280,7 @@ def clip_embeddings(tokens: torch.Tensor, # [B, K*N, D] unmasked encoder output
         raise ValueError(f"clips: {L} tokens do not split into {clips} clips (pass unmasked tokens)")
     return tokens.reshape(B, clips, L // clips, D).mean(2)
 
-# %% ../nbs/03_mae.ipynb #df799d64
+# %% ../nbs/03_mae.ipynb #0cb2d548
 class DecoderStack(nn.Module):
     "MAE decoder: embed visible tokens, fill masked positions with a mask token, + positions, blocks, norm, head."
     def __init__(self, cfg: MAEConfig, out_dim: int):
@@ -346,7 +346,7 @@ def masked_mse(pred: torch.Tensor,   # [B, L, P]
     per_patch = ((pred.float() - target.float()) ** 2).mean(-1)
     return (per_patch * mask).sum() / mask.sum().clamp_min(1)
 
-# %% ../nbs/03_mae.ipynb #dfae49d7
+# %% ../nbs/03_mae.ipynb #fcc0ebff
 class CMMixerMAE(nn.Module):
     """CMMixer pre-training model: ViT encoder on masked mixed images, Solo or Duet decoder reconstructing video and
     audio."""
