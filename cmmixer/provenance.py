@@ -39,7 +39,7 @@ NEUTRAL_DEFS = {
         'record_line': "prints a record", 'main': "the command line"},
 }
 
-# %% ../nbs/00d_provenance.ipynb #d7c23b11
+# %% ../nbs/00d_provenance.ipynb #05f54e65
 def package_dir() -> Path:
     "The folder of the `cmmixer` package that this process imports."
     import cmmixer
@@ -61,17 +61,22 @@ def _imported_names(node, here:str) -> list:
         base = node.module or ''
     return [base] + [f"{base}.{a.name}" for a in node.names]
 
-def imports_of(name:str, pkg:Path|None=None) -> set:
-    "The package's modules that module `name` imports (read from its syntax tree)."
-    tree = ast.parse(module_file(name, pkg).read_text())
-    here = f"{name}.__init__" if module_file(name, pkg).name == '__init__.py' else name   # a package is its own base
+@lru_cache(maxsize=512)
+def _imports(name:str, path:str, mtime_ns:int, pkg:str) -> frozenset:
+    "`imports_of`, read again only when the file changed."
+    here = f"{name}.__init__" if Path(path).name == '__init__.py' else name   # a package is its own base
     out = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(Path(path).read_text())):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for full in _imported_names(node, here):
-                if full.startswith(PACKAGE + '.') and module_file(full, pkg).is_file():
+                if full.startswith(PACKAGE + '.') and module_file(full, Path(pkg)).is_file():
                     out.add(full)
-    return out
+    return frozenset(out)
+
+def imports_of(name:str, pkg:Path|None=None) -> set:
+    "The package's modules that module `name` imports (read from its syntax tree)."
+    f = module_file(name, pkg)
+    return set(_imports(name, str(f), f.stat().st_mtime_ns, str(pkg or package_dir())))
 
 def code_modules(roots, pkg:Path|None=None, neutral=None) -> list:
     """The modules `roots` reach through imports, sorted, leaving out (and not following) the result-neutral ones
