@@ -62,7 +62,7 @@ class Scale:
     decoder_lr_ratio: bool = True
     finetune: TrainConfig|None = None   # the retrieval fine-tuning recipe (chapter 04_retrieval's `finetune_config`)
     finetune_pairs: float = 1.0         # the share of the training pairs fine-tuned on
-    retriever: dict = field(default_factory=dict)   # RetrieverConfig fields of this scale (paper: Eq. 2 as printed)
+    retriever: dict = field(default_factory=dict)   # RetrieverConfig fields of this scale (paper: Eq. 2's one direction)
     encoder_lr_scale: float = 1.0       # the towers' encoders at this multiple of the fine-tuning lr (heads at 1x)
 
     def __post_init__(self):

@@ -63,22 +63,27 @@ def references_markdown(path: Path) -> str:
     return '\n'.join(lines)
 
 
+INPUT_WORDS = {'mae': 'MAE features', 'fullres': 'full-res. hand-crafted', 'pixels': 'pixels'}   # Table 2's inputs column
+
+
 def table2_markdown(path: Path) -> str:
     """Table 2 as the closing notes lay it out: one line per row (methods, then references), mean ± std over seeds,
     the chosen lr factor, and the paper's R@1 for the column (it gives no other metric nor direction)."""
     rows = list(csv.DictReader(path.open()))
     metrics = [(m, h, 1 if m.endswith('MedR') else 2) for m, h in METRICS]   # decimals: ranks 1, recalls 2
-    head = ['row', 'lr ×', 'seeds'] + [h for _, h, _ in metrics] + ["paper's R@1"]
+    head = ['row', 'inputs', 'lr ×', 'seeds'] + [h for _, h, _ in metrics] + ["paper's R@1"]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         seeded = int(r['seeds']) > 1
-        cells = [r['method'], _fmt(r['lr_scale']), r['seeds'] if int(r['seeds']) else '']
+        cells = [r['method'], INPUT_WORDS.get(r.get('inputs') or '', ''), _fmt(r['lr_scale']), r['seeds'] if int(r['seeds']) else '']
         cells += [f"{float(r[m + '_mean']):.{d}f}" + (f" ± {float(r[m + '_std']):.{d}f}" if seeded else '') for m, _, d in metrics]
         cells.append(_fmt(r['v2m_R@1_paper']) if r['v2m_R@1_paper'] else ('not in the paper' if r['kind'] == 'method' else ''))
         lines.append('| ' + ' | '.join(cells) + ' |')
     r = rows[0]
-    return '\n'.join(lines) + (f"\n\npools: N = {r['N_v2m']} tracks (V→M), {r['N_m2v']} videos (M→V); R@k in %; lr ×: the row's "
-                               "recipe lr times the factor the budget chose on val; the paper's R@1 is its Table 2 for this column")
+    return '\n'.join(lines) + (f"\n\npools: N = {r['N_v2m']} tracks (V→M), {r['N_m2v']} videos (M→V); R@k in %; inputs: what the row "
+                               "reads (frozen MAE features, full-resolution hand-crafted features, or the pixels its encoder is "
+                               "fine-tuned on), chosen on val for the baselines; lr ×: the row's recipe lr times the factor the "
+                               "budget chose on val; the paper's R@1 is its Table 2 for this column")
 
 
 def table6_markdown(path: Path) -> str:
