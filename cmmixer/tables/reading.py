@@ -258,6 +258,7 @@ def manifest_table(results='results') -> pd.DataFrame:
                     'code digest': ', '.join(sorted(set(g.code_digest))), 'files': len(g),
                     'records': int(pd.to_numeric(recs.records, errors='coerce').fillna(0).max()),
                     'stale records': int(pd.to_numeric(g.stale_records, errors='coerce').fillna(0).max()),
+                    'runs (min)': round(pd.to_numeric(g.runs_wall_s, errors='coerce').max() / 60, 1),
                     'build (min)': round(pd.to_numeric(g.build_wall_s, errors='coerce').max() / 60, 1),
                     'made': first.created[:10] or '-', 'note': first.note})
     out = pd.DataFrame(out)
