@@ -289,25 +289,31 @@ def lines(written:dict) -> str:
     with pd.option_context('display.width', 250, 'display.max_columns', 20):
         return t[[c for c in cols if c in t]].round(2).to_string(index=False) + f"\nratio: {written['ratio']}"
 
-# %% ../../nbs/09c_table2.ipynb #92221fc3
+# %% ../../nbs/09c_table2.ipynb #1067961c
 SHORT_NAMES = {'single-modality MAEs (ablation)': 'the ablation', 'CMMixer-Solo': 'Solo', 'CMMixer-Duet': 'Duet',
                'no pre-training': 'no pre-training'}
 LR_WORDS = {0.5: 'half', 1.0: "the recipe's", 2.0: 'twice'}
 INPUT_NAMES = {'mae': 'the MAE features', 'fullres': 'the full-resolution features'}
 DIRECTIONS = ('v2m', 'm2v')
 
-def relation(a:pd.Series, b:pd.Series) -> str:
-    """Row `a` against row `b` by mean median rank both ways: 'ahead of', 'behind' or 'split with' (one way each),
-    with the gap in standard deviations of the difference, V→M / M→V ('ahead of (2.3σ / 1.1σ)')."""
+def relation(a:pd.Series, b:pd.Series, name:str) -> str:
+    """Row `a` against row `b` (called `name`) by mean median rank both ways, with the gap in standard deviations of
+    the difference, V→M / M→V: 'ahead of NAME by 2.3σ / 2.6σ' (or 'behind') when a gap passes 2σ, else 'within 2σ
+    of NAME (ahead by 0.7σ / 0.9σ)'; a split ('split with', one way each) says which way is which."""
     ks = [sigmas(a[f'{k}_MedR_mean'], a[f'{k}_MedR_std'], b[f'{k}_MedR_mean'], b[f'{k}_MedR_std']) for k in DIRECTIONS]
-    side = 'ahead of' if all(k > 0 for k in ks) else 'behind' if all(k < 0 for k in ks) else 'split with'
-    return f"{side} ({' / '.join(num(abs(k), 1, True) + 'σ' for k in ks)})"
+    gaps = ' / '.join(num(abs(k), 1, True) + 'σ' for k in ks)
+    side = 'ahead' if all(k > 0 for k in ks) else 'behind' if all(k < 0 for k in ks) else 'split'
+    if all(abs(k) <= 2 for k in ks):
+        return f"within 2σ of {name} ({side} by {gaps})" if side != 'split' else f"within 2σ of {name} ({gaps})"
+    if side == 'split':
+        return f"split with {name} ({'ahead' if ks[0] > 0 else 'behind'} V→M, the other way M→V: {gaps})"
+    return f"{side}{' of' if side == 'ahead' else ''} {name} by {gaps}"
 
 def _solo_duet(m:pd.DataFrame) -> dict:
     "CMMixer-Solo against -Duet: which is ahead (mean median rank both ways) and by how much."
     s, d = m.loc['CMMixer-Solo'], m.loc['CMMixer-Duet']
     one = lambda r, k: pm(r[f'{k}_MedR_mean'], r[f'{k}_MedR_std'], 1, True)
-    return dict(solo_duet=relation(s, d), solo_v2m=one(s, 'v2m'), solo_m2v=one(s, 'm2v'), duet_v2m=one(d, 'v2m'),
+    return dict(solo_duet=relation(s, d, 'Duet'), solo_v2m=one(s, 'v2m'), solo_m2v=one(s, 'm2v'), duet_v2m=one(d, 'v2m'),
                 duet_m2v=one(d, 'm2v'))
 
 def _budget(m:pd.DataFrame, tuning:pd.DataFrame) -> dict:
@@ -324,7 +330,7 @@ def _budget(m:pd.DataFrame, tuning:pd.DataFrame) -> dict:
                 moved=and_list(f"{SHORT_NAMES.get(r, r)} ({lr_word(m.loc[r, 'lr_scale'])})" for r in moved) or 'none',
                 top_rows=and_list(SHORT_NAMES.get(r, r) for r in moved if m.loc[r, 'lr_scale'] == top) or 'no row',
                 solo_trials=num(solo.max() - solo.min(), 1),
-                inputs_words='; '.join(f"{and_list(rows)} {INPUT_NAMES[i]}" for i, rows in chose.items() if rows),
+                inputs_words='; '.join(f"{and_list(rows)} chose {INPUT_NAMES[i]}" for i, rows in chose.items() if rows),
                 val_mae=span(val.loc['mae']) if 'mae' in val.index.get_level_values(0) else '-',
                 val_full=span(val.loc['fullres']) if 'fullres' in val.index.get_level_values(0) else '-')
 
@@ -362,7 +368,8 @@ def table2_reading(results='results', data='synth', scale='cpu') -> SimpleNamesp
                            cm_v2m=span(learned[learned.method.str.startswith('CMMixer')].v2m_MedR_mean),
                            base_v2m=span(base.v2m_MedR_mean), best_medr=top.method, best_inputs=INPUT_NAMES.get(
                                top.inputs, top.inputs), best_pair=table1.pair(top, d=1, std=True),
-                           best_vs_solo=relation(top, solo), baselines_ahead=relation(top, solo).startswith('ahead'),
+                           best_vs_solo=relation(top, solo, 'CutMix-Solo'),
+                           baselines_ahead=relation(top, solo, '').startswith('ahead'),
                            solo=table1.pair(solo, d=1, std=True), best_r1=ratio['best_baseline'],
                            ratio=pm(ratio['ratio'], ratio['ratio_std'], 1),
                            solo_hits=hits('CMMixer-Solo'), best_hits=hits(ratio['best_baseline']),
@@ -371,5 +378,5 @@ def table2_reading(results='results', data='synth', scale='cpu') -> SimpleNamesp
                            paper_best=num(pp[ratio['paper_best_baseline']], 2, True),
                            paper_ratio=num(ratio['paper_ratio'], 2, True), last=last, paper_last=paper_last,
                            ablation=table1.pair(m.loc['single-modality MAEs (ablation)'], d=1, std=True),
-                           ablation_vs_solo=relation(m.loc['single-modality MAEs (ablation)'], solo),
+                           ablation_vs_solo=relation(m.loc['single-modality MAEs (ablation)'], solo, 'CutMix-Solo'),
                            **_solo_duet(m), **_budget(m, tuning), **_references(m, learned, refs1))
