@@ -289,7 +289,7 @@ def lines(written:dict) -> str:
     with pd.option_context('display.width', 250, 'display.max_columns', 20):
         return t[[c for c in cols if c in t]].round(2).to_string(index=False) + f"\nratio: {written['ratio']}"
 
-# %% ../../nbs/09c_table2.ipynb #1067961c
+# %% ../../nbs/09c_table2.ipynb #c3685793
 SHORT_NAMES = {'single-modality MAEs (ablation)': 'the ablation', 'CMMixer-Solo': 'Solo', 'CMMixer-Duet': 'Duet',
                'no pre-training': 'no pre-training'}
 LR_WORDS = {0.5: 'half', 1.0: "the recipe's", 2.0: 'twice'}
@@ -334,15 +334,16 @@ def _budget(m:pd.DataFrame, tuning:pd.DataFrame) -> dict:
                 val_mae=span(val.loc['mae']) if 'mae' in val.index.get_level_values(0) else '-',
                 val_full=span(val.loc['fullres']) if 'fullres' in val.index.get_level_values(0) else '-')
 
-def _references(m:pd.DataFrame, learned:pd.DataFrame, refs1:pd.DataFrame) -> dict:
+def _references(m:pd.DataFrame, learned:pd.DataFrame, refs1:pd.DataFrame|None) -> dict:
     """The trained rows against the references of the same pools: CCA at full resolution and on the model's inputs,
-    and the random start as Table 1 shows it (at the recipe's lr) when the budget chose another."""
+    and the random start as Table 1 shows it (at the recipe's lr; `refs1`, None where no Table 1 was gathered) when
+    the budget chose another."""
     cca_in, cca_full, rnd = (m.loc[k] for k in ("CCA, the model's inputs", 'CCA, full resolution', 'no pre-training'))
     ahead = lambda row, ref: all(row[f'{k}_MedR_mean'] < ref[f'{k}_MedR_mean'] for k in DIRECTIONS)
     full = [r for r, row in learned.set_index('method').iterrows() if ahead(row, cca_full)]
     cm = [r for r in ('CMMixer-Solo', 'CMMixer-Duet') if ahead(m.loc[r], cca_in)]
-    t1 = refs1.set_index('method').loc['no pre-training']
-    same = all(num(t1[f'{k}_MedR_mean']) == num(rnd[f'{k}_MedR_mean']) for k in DIRECTIONS)
+    t1 = None if refs1 is None else refs1.set_index('method').loc['no pre-training']
+    same = t1 is None or all(num(t1[f'{k}_MedR_mean']) == num(rnd[f'{k}_MedR_mean']) for k in DIRECTIONS)
     return dict(cca_inputs=table1.pair(cca_in), cca_full=table1.pair(cca_full),
                 beat_full=and_list(SHORT_NAMES.get(r, r) for r in full) or 'no learned row',
                 cm_vs_inputs=(and_list(SHORT_NAMES[r] for r in cm) + ' ahead of it both ways') if cm else
@@ -356,7 +357,8 @@ def table2_reading(results='results', data='synth', scale='cpu') -> SimpleNamesp
     stem = project_path(results) / f"table2_{data_name(data)}_{scale}"
     t, tuning = pd.read_csv(stem.with_suffix('.csv')), pd.read_csv(f"{stem}_tuning.csv")
     ratio = json.loads(Path(f"{stem}_ratio.json").read_text())
-    refs1 = pd.read_csv(project_path(results) / f"{table1.table_stem(data, scale)}_references.csv")
+    p1 = project_path(results) / f"{table1.table_stem(data, scale)}_references.csv"
+    refs1 = pd.read_csv(p1) if p1.is_file() else None                  # Table 1 of the same data, where gathered
     m, base = t.set_index('method'), t[t.method.isin(BASELINE_ROWS)]
     learned = t[t.kind == 'method']
     solo, top = m.loc['CMMixer-Solo'], table1.best(base)
