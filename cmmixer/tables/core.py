@@ -216,7 +216,7 @@ def ensure_data(mod, how:TableRun, scale:str, data:str, options:dict, table:str=
     print(f"data: {cache} ready in {time.perf_counter() - t:.1f} s", flush=True)
     return cache
 
-# %% ../../nbs/09_tables.ipynb #02ec9ff8
+# %% ../../nbs/09_tables.ipynb #09207da7
 def target_id(name:str, scale:str='cpu', data:str='synth') -> str:
     "How the manifest names a table built at a scale on a dataset: `<table> <data> <scale>`."
     return f"{name} {data_name(data)} {scale}"
@@ -264,6 +264,10 @@ def manifest_rows(name:str, scale:str, data:str, seeds:int, files:list, exps:lis
     stale = sum(r['stale'] for r in recs)
     prov = provenance(table_roots(name, exps))
     note = f"{stale} of {len(recs)} records made by other code, reused on purpose (reuse_stale)" if stale else ''
+    runners = sorted({runner_module(e.table) for e in exps})
+    if len(runners) > 1:                                               # one digest per runner module, each current
+        by = {m: code_digest(m) for m in runners}
+        note = '; '.join(filter(None, [note, 'records of ' + ' and '.join(f"{m} (code {d})" for m, d in by.items())]))
     row = dict(target=target_id(name, scale, data), table=name, scale=scale, data=data_name(data), seeds=seeds,
                commit=prov['commit'], dirty=prov['dirty'], code_digest=prov['digest'],
                record_digests=digest_counts(recs), records=len(recs), stale_records=stale,
