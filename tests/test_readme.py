@@ -12,10 +12,11 @@ METRICS = [f'{d}_{m}' for d in ('v2m', 'm2v') for m in ('R@1', 'R@5', 'R@10', 'M
 
 def _table2_csv(path):
     head = ['method', 'seeds'] + [f'{m}_{s}' for m in METRICS for s in ('mean', 'std')] + \
-           ['N_v2m', 'N_m2v', 'v2m_R@1_paper', 'lr_scale', 'kind']
-    rows = [dict(method='MVPt', seeds=3, lr_scale=0.5, kind='method', **{'v2m_R@1_paper': 6.22}),
-            dict(method='single-modality MAEs (ablation)', seeds=3, lr_scale=2, kind='method', **{'v2m_R@1_paper': ''}),
-            dict(method='oracle', seeds=0, lr_scale='', kind='reference', **{'v2m_R@1_paper': ''})]
+           ['N_v2m', 'N_m2v', 'v2m_R@1_paper', 'lr_scale', 'kind', 'inputs']
+    rows = [dict(method='MVPt', seeds=3, lr_scale=0.5, kind='method', inputs='fullres', **{'v2m_R@1_paper': 6.22}),
+            dict(method='single-modality MAEs (ablation)', seeds=3, lr_scale=2, kind='method', inputs='pixels',
+                 **{'v2m_R@1_paper': ''}),
+            dict(method='oracle', seeds=0, lr_scale='', kind='reference', inputs='', **{'v2m_R@1_paper': ''})]
     for i, r in enumerate(rows):
         r.update({f'{m}_mean': 10.0 + i for m in METRICS}, **{f'{m}_std': 0.25 * (r['seeds'] > 0) for m in METRICS})
         r.update(N_v2m=714, N_m2v=1200)
@@ -27,11 +28,11 @@ def test_table2_markdown_shows_mean_std_choice_and_paper(tmp_path):
     _table2_csv(tmp_path / 't2.csv')
     lines = readme.table2_markdown(tmp_path / 't2.csv').split('\n')
     head = [c.strip() for c in lines[0].strip('|').split('|')]
-    assert head[:4] == ['row', 'lr ×', 'seeds', 'V→M MedR ↓'] and head[-1] == "paper's R@1" and len(head) == 12
+    assert head[:5] == ['row', 'inputs', 'lr ×', 'seeds', 'V→M MedR ↓'] and head[-1] == "paper's R@1" and len(head) == 13
     mvpt, abl, oracle = ([c.strip() for c in l.strip('|').split('|')] for l in lines[2:5])
-    assert mvpt[:5] == ['MVPt', '0.5', '3', '10.0 ± 0.2', '10.00 ± 0.25'] and mvpt[-1] == '6.22'
-    assert abl[1] == '2' and abl[-1] == 'not in the paper'                 # a row the paper does not have says so
-    assert oracle[1:4] == ['', '', '12.0'] and '±' not in ''.join(oracle) and oracle[-1] == ''   # a reference: one value
+    assert mvpt[:6] == ['MVPt', 'full-res. hand-crafted', '0.5', '3', '10.0 ± 0.2', '10.00 ± 0.25'] and mvpt[-1] == '6.22'
+    assert abl[1:3] == ['pixels', '2'] and abl[-1] == 'not in the paper'   # a row the paper does not have says so
+    assert oracle[1:5] == ['', '', '', '12.0'] and '±' not in ''.join(oracle) and oracle[-1] == ''   # a reference: one value
     assert 'N = 714 tracks' in lines[-1]
 
 
