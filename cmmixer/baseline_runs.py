@@ -167,7 +167,8 @@ def fullres_method(method:str) -> str:
     return f"{method}-{FULL_RES}"
 
 def baseline_method(name:str) -> tuple:
-    "`(baseline, inputs)` of a Table 2 baseline method name: 'mvpt' -> ('mvpt', 'mae'), 'mvpt-fullres' -> ('mvpt', 'fullres')."
+    """`(baseline, inputs)` of a Table 2 baseline method name: 'mvpt' -> ('mvpt', 'mae'), 'mvpt-fullres' ->
+    ('mvpt', 'fullres')."""
     method, _, suffix = name.partition('-')
     check(method in BASELINES and suffix in ('', FULL_RES), 'method',
           f"expected one of {BASELINES}, alone or with '-{FULL_RES}', got {name!r}")

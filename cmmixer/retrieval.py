@@ -191,11 +191,11 @@ def input_spec(cache, image_size:int, split:str='train') -> dict:
                 fbank_std=float(c.stats['fbank_std']),
                 frame_mean=list(IMAGENET_MEAN), frame_std=list(IMAGENET_STD), image_size=int(image_size), span_s=span)
 
-# %% ../nbs/04_retrieval.ipynb #97c06a4b
+# %% ../nbs/04_retrieval.ipynb #aba51b35
 def finetune_config(scale:str='smoke', epochs:int|None=None, seed:int=0, out_dir:str='runs/retrieval',
                     **overrides) -> TrainConfig:
-    """The scale's fine-tuning recipe (`Scale.finetune`: 'paper' has Sec. 4.3's lr 2e-4 with our 100 epochs and batch 32,
-    `TrainConfig.paper_finetune`; 'smoke' and 'cpu' our CPU budget, chosen on val)."""
+    """The scale's fine-tuning recipe (`Scale.finetune`: 'paper' has Sec. 4.3's lr 2e-4 with our 100 epochs and
+    batch 32, `TrainConfig.paper_finetune`; 'smoke' and 'cpu' our CPU budget, chosen on val)."""
     check(scale in SCALES, 'scale', f"must be one of {SCALES}, got {scale!r}")
     check(epochs is None or is_int(epochs, 1), 'finetune_epochs', f"must be None or an int >= 1, got {epochs!r}")
     base = scale_config(scale).finetune.to_dict()

@@ -83,7 +83,7 @@ def check_train_config(c:TrainConfig):
     check_int('ckpt_every_steps', c.ckpt_every_steps, none=True)
     check_choice('device', c.device, ('auto', 'cpu', 'cuda'))
 
-# %% ../nbs/03a_train.ipynb #94340285
+# %% ../nbs/03a_train.ipynb #5485761f
 @patch(cls_method=True)
 def from_dict(cls:TrainConfig, d:dict) -> TrainConfig:
     "Rebuild from `to_dict()` / a checkpoint's JSON (unknown keys are an error)."
@@ -102,8 +102,8 @@ def paper_pretrain(cls:TrainConfig, decoder:str='solo', **overrides) -> TrainCon
 
 @patch(cls_method=True)
 def paper_finetune(cls:TrainConfig, **overrides) -> TrainConfig:
-    """The paper scale's retrieval fine-tuning: lr 2e-4 as Sec. 4.3 gives for M2M; the rest is ours (100 epochs as Sec. 4.3's
-    supervised tasks, batch 32, warm-up 5 epochs as MAE's fine-tuning, AdamW)."""
+    """The paper scale's retrieval fine-tuning: lr 2e-4 as Sec. 4.3 gives for M2M; the rest is ours (100 epochs as
+    Sec. 4.3's supervised tasks, batch 32, warm-up 5 epochs as MAE's fine-tuning, AdamW)."""
     base = dict(epochs=100, batch_size=32, lr=2e-4, min_lr=1e-5, warmup_epochs=5, weight_decay=0.05, betas=(0.9, 0.95))
     return cls(**{**base, **overrides})
 

@@ -142,7 +142,7 @@ def catch_up(shares, values, target:float) -> float:
             return s0 + (target - v0) / (v1 - v0) * (s1 - s0)
     return float('nan')
 
-# %% ../../nbs/09b_data_efficiency.ipynb #ff8ede76
+# %% ../../nbs/09b_data_efficiency.ipynb #11885886
 def _shares_words(shares) -> str:
     "'10 % and 25 %'."
     return and_list(f"{num(100 * f, 0)} %" for f in shares)
@@ -157,9 +157,10 @@ def _beyond_words(s:pd.DataFrame, f:float) -> str:
     return and_list(parts)
 
 def efficiency_reading(results='results', data='synth', scale='cpu') -> SimpleNamespace:
-    """Every number of the README's data-efficiency paragraphs, from the committed runs and Table 1's references: per
-    share the gap in mean median rank (random init minus CutMix-Solo: positive, pre-training ahead), where it passes
-    2σ, and, at the shares where pre-training is ahead both ways, how many more pairs random init needs (`catch_up`)."""
+    """Every number of the README's data-efficiency paragraphs, from the committed runs and Table 1's references:
+    per share the gap in mean median rank (random init minus CutMix-Solo: positive, pre-training ahead), where it
+    passes 2σ, and, at the shares where pre-training is ahead both ways, how many more pairs random init needs
+    (`catch_up`)."""
     res = project_path(results)
     df = pd.read_csv(res / f"data_efficiency_{data_name(data)}_{scale}.csv")
     s, refs = efficiency_summary(df), pd.read_csv(res / f"{table_stem(data, scale)}_references.csv").set_index('method')

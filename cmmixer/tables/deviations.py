@@ -66,10 +66,11 @@ class Deviation:
     def __repr__(self):
         return f"Deviation({self.topic!r})"
 
-# %% ../../nbs/09j_deviations.ipynb #d8927a42
+# %% ../../nbs/09j_deviations.ipynb #335d54d0
 def _positions() -> tuple:
     "(the axes the position table tells apart, whether it is fixed): read from `sincos_pos_embed` and the encoder."
-    clips, grid = 2, 3
+    clips = 2
+    grid = 3
     codes = len(torch.unique(sincos_pos_embed(64, clips, grid), dim=0))
     axes = {clips * grid * grid: 'clip, row, col', grid * grid: 'row, col'}.get(codes, f'{codes} codes')
     learned = any('pos_embed' in n for n, _ in meta_model(MAEConfig.smoke()).named_parameters())
@@ -160,7 +161,7 @@ def _optimiser() -> tuple:
     no_decay = [n for g in param_groups(layer, cfg.weight_decay) if g['weight_decay'] == 0 for n in g['param_names']]
     return type(opt).__name__, cfg.weight_decay, cfg.betas, NO_DECAY_NAMES, no_decay == ['bias']
 
-# %% ../../nbs/09j_deviations.ipynb #55528c46
+# %% ../../nbs/09j_deviations.ipynb #6018936b
 _MODEL = (
     Deviation(
         'Decoder width', 'unstated',
@@ -176,8 +177,9 @@ _MODEL = (
         "Solo's output head", 'deviation',
         'Sec. 3.3: one decoder whose last layer is "shared linear projections" emitting as many channels as a patch '
         'has pixel values, giving R^v and R^a',
-        'Solo: one stack, one mask token and one linear head emitting 2 × 16·16·3 values per token (the video patch, '
-        'then the spectrogram patch); Duet: two stacks, each with its own mask token and one-patch head',
+        'Solo: one stack, one mask token and one linear head emitting 2 × 16·16·3 values per token '
+        '(the video patch, then the spectrogram patch); Duet: two stacks, each with its own mask token and '
+        'one-patch head',
         'One token per position has to yield both reconstructions, so one projection needs two patches of outputs.',
         '03_mae (`SoloDecoder`, `DuetDecoder`)',
         _heads,
@@ -242,12 +244,12 @@ def _info_nce_reading() -> str:
                 return f'{name}, {red}'
     return 'other'
 
-# %% ../../nbs/09j_deviations.ipynb #80b3a602
+# %% ../../nbs/09j_deviations.ipynb #7639b985
 _RETRIEVAL = (
     Deviation(
         'InfoNCE direction', 'deviation',
-        'Eq. 2: L = -Σ_i Σ_l log(exp(s(P^v_il, P^m_il)/τ) / Σ_j exp(s(P^v_il, P^m_jl)/τ)), video→music only, though '
-        'Sec. 3.4 retrieves both ways',
+        'Eq. 2: L = -Σ_i Σ_l log(exp(s(P^v_il, P^m_il)/τ) / Σ_j exp(s(P^v_il, P^m_jl)/τ)), video→music only, '
+        'though Sec. 3.4 retrieves both ways',
         "The mean of the V→M and M→V terms (`symmetric=True`, `RetrieverConfig`'s default) at the smoke, cpu and "
         'gpu-small scales; Eq. 2 alone (`symmetric=False`, `Scale.retriever`) at the paper scale',
         'Table 1 scores both directions, so the small scales train both, while the paper scale keeps the equation as '
@@ -316,11 +318,12 @@ _PROTOCOL = (
         (100, 32, 2e-4, 5, 1e-5)),
 )
 
-# %% ../../nbs/09j_deviations.ipynb #6dd23b09
+# %% ../../nbs/09j_deviations.ipynb #52a518a5
 def _cpu_pretraining() -> tuple:
     "The cpu scale's model and pre-training recipe."
     sc = scale_config('cpu')
-    m, t = sc.mae, sc.train
+    m = sc.mae
+    t = sc.train
     return (sc.clips, sc.image_size, m.patch_size, m.embed_dim, m.depth, m.decoder_embed_dim, m.decoder_depth,
             t.epochs, sc.repeats, t.batch_size, t.lr, t.warmup_epochs)
 

@@ -212,7 +212,7 @@ def lines(written:dict) -> str:
     with pd.option_context('display.width', 250, 'display.max_colwidth', 90):
         return written['table'].round(3).to_string(index=False)
 
-# %% ../../nbs/09f_figures.ipynb #a129c27e
+# %% ../../nbs/09f_figures.ipynb #a2f1265a
 def _summary_row(s:pd.DataFrame, model:str, what:str) -> pd.Series:
     "The summary row of `model` whose description starts with `what`."
     return s[(s.model == model) & s.what.str.startswith(what)].iloc[0]
@@ -245,7 +245,8 @@ def figures_reading(results='results', data='synth', scale='cpu') -> SimpleNames
     claim(abs(rr['mean'] - rr.chance) < 0.02, "without pre-training the register query is at chance")
     claim(rp['mean'] - rp.chance > 0.1, 'with pre-training the register query is far above chance')
     energy = s[s.what.str.contains('high energy')]
-    e_pt, e_rnd = (energy[energy.model == m] for m in ('pre-trained', 'random init'))
+    e_pt = energy[energy.model == 'pre-trained']
+    e_rnd = energy[energy.model == 'random init']
     claim((e_rnd['mean'].to_numpy() >= e_pt['mean'].to_numpy() - 2 * e_pt['std'].to_numpy()).all(),
           'random init moves the energy queries as well as pre-training')
     n = lambda what: num(one[one.what.str.startswith(what)].n.iloc[0], 0)

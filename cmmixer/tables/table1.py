@@ -304,7 +304,7 @@ def best(t:pd.DataFrame, col:str='v2m_MedR_mean', low:bool=True) -> pd.Series:
     "The row with the lowest (or highest) `col`."
     return t.loc[t[col].idxmin() if low else t[col].idxmax()]
 
-# %% ../../nbs/09a_table1.ipynb #5b6c6eb8
+# %% ../../nbs/09a_table1.ipynb #81a11880
 def _against_random(c:SimpleNamespace) -> dict:
     "Pre-training against a random start: the variants, the probes, the seeds of random init, CutMix-Solo's gain."
     t, rnd, solo = c.t, c.refs.loc['no pre-training'], cell(c.t, 'solo', 'cutmix')
@@ -345,7 +345,8 @@ def _against_cca(c:SimpleNamespace) -> dict:
     side = 'behind' if all(k < 0 for k in full.values()) else 'ahead of' if all(k > 0 for k in full.values()) else (
         'level with')
     full_words = ('within 2σ of its seed spread' if all(abs(k) <= 2 for k in full.values()) else
-                  'by ' + ' / '.join(f"{num(abs(k), 1, True)}σ" for k in full.values()) + ' of its seed spread (V→M / M→V)')
+                  'by ' + ' / '.join(f"{num(abs(k), 1, True)}σ" for k in full.values())
+                  + ' of its seed spread (V→M / M→V)')
     return dict(best=variant_name(b.decoder, b.mixer), best_medr=pair(b, d=1, std=True),
                 cca_inputs=pair(cca_in), best_r10=pair(b, 'R@10', 1), cca_inputs_r10=pair(cca_in, 'R@10', 1),
                 best_sigmas=num(k_in['v2m'], 1, True) + 'σ', best_sigmas_m2v=num(k_in['m2v'], 1, True) + 'σ',

@@ -256,7 +256,7 @@ def tuning_table(runs='runs', data='synth', scale='cpu') -> pd.DataFrame:
                              val_MedR=t['val_MedR'], chosen=(t['lr_scale'], i) == chosen, seed=doc.get('seed', 0)))
     return pd.DataFrame(rows)
 
-# %% ../../nbs/09c_table2.ipynb #0a64dc4e
+# %% ../../nbs/09c_table2.ipynb #4777f117
 def plan(scale:str='cpu', data:str='synth', seeds:int=3, runs='runs', factors=LR_FACTORS, epochs:int|None=None,
          finetune_epochs:int|None=None) -> list:
     """The budget's runs (every row x its inputs x `factors`, seed 0); when they all exist, every row at its choice for
@@ -284,12 +284,13 @@ def write(runs='runs', results='results', scale:str='cpu', data:str='synth', col
 def lines(written:dict) -> str:
     "Table 2 (mean ± std of V→M R@1 and MedR, the lr factor, the paper's R@1) and the ratio the paper's text claims."
     t = written['table']
-    cols = ['method', 'kind', 'seeds', 'inputs', 'lr_scale', 'v2m_R@1_mean', 'v2m_R@1_std', 'v2m_R@1_paper', 'v2m_MedR_mean',
+    cols = ['method', 'kind', 'seeds', 'inputs', 'lr_scale', 'v2m_R@1_mean', 'v2m_R@1_std', 'v2m_R@1_paper',
+            'v2m_MedR_mean',
             'm2v_MedR_mean']
     with pd.option_context('display.width', 250, 'display.max_columns', 20):
         return t[[c for c in cols if c in t]].round(2).to_string(index=False) + f"\nratio: {written['ratio']}"
 
-# %% ../../nbs/09c_table2.ipynb #c3685793
+# %% ../../nbs/09c_table2.ipynb #340d0e3d
 SHORT_NAMES = {'single-modality MAEs (ablation)': 'the ablation', 'CMMixer-Solo': 'Solo', 'CMMixer-Duet': 'Duet',
                'no pre-training': 'no pre-training'}
 LR_WORDS = {0.5: 'half', 1.0: "the recipe's", 2.0: 'twice'}
@@ -298,8 +299,8 @@ DIRECTIONS = ('v2m', 'm2v')
 
 def relation(a:pd.Series, b:pd.Series, name:str) -> str:
     """Row `a` against row `b` (called `name`) by mean median rank both ways, with the gap in standard deviations of
-    the difference, V→M / M→V: 'ahead of NAME by 2.3σ / 2.6σ' (or 'behind') when a gap passes 2σ, else 'within 2σ
-    of NAME (ahead by 0.7σ / 0.9σ)'; a split ('split with', one way each) says which way is which."""
+    the difference, V→M / M→V: 'ahead of NAME by 2.3σ / 2.6σ' (or 'behind') when a gap passes 2σ, else
+    'within 2σ of NAME (ahead by 0.7σ / 0.9σ)'; a split ('split with', one way each) says which way is which."""
     ks = [sigmas(a[f'{k}_MedR_mean'], a[f'{k}_MedR_std'], b[f'{k}_MedR_mean'], b[f'{k}_MedR_std']) for k in DIRECTIONS]
     gaps = ' / '.join(num(abs(k), 1, True) + 'σ' for k in ks)
     side = 'ahead' if all(k > 0 for k in ks) else 'behind' if all(k < 0 for k in ks) else 'split'
@@ -313,8 +314,8 @@ def _solo_duet(m:pd.DataFrame) -> dict:
     "CMMixer-Solo against -Duet: which is ahead (mean median rank both ways) and by how much."
     s, d = m.loc['CMMixer-Solo'], m.loc['CMMixer-Duet']
     one = lambda r, k: pm(r[f'{k}_MedR_mean'], r[f'{k}_MedR_std'], 1, True)
-    return dict(solo_duet=relation(s, d, 'Duet'), solo_v2m=one(s, 'v2m'), solo_m2v=one(s, 'm2v'), duet_v2m=one(d, 'v2m'),
-                duet_m2v=one(d, 'm2v'))
+    return dict(solo_duet=relation(s, d, 'Duet'), solo_v2m=one(s, 'v2m'), solo_m2v=one(s, 'm2v'),
+                duet_v2m=one(d, 'v2m'), duet_m2v=one(d, 'm2v'))
 
 def _budget(m:pd.DataFrame, tuning:pd.DataFrame) -> dict:
     """What the budget chose: the factors, the rows whose lr it moved (with their factor), the rows at the top of the
@@ -349,8 +350,8 @@ def _references(m:pd.DataFrame, learned:pd.DataFrame, refs1:pd.DataFrame|None) -
                 cm_vs_inputs=(and_list(SHORT_NAMES[r] for r in cm) + ' ahead of it both ways') if cm else
                 'neither CMMixer row ahead of it both ways',
                 random=table1.pair(rnd, d=1, fixed=True, std=True), random_lr=LR_WORDS.get(rnd.lr_scale, rnd.lr_scale),
-                random_note='' if same else (f"; Table 1 shows it at the recipe's lr, {table1.pair(t1, d=1, std=True)}, "
-                                             "on the same pools"))
+                random_note='' if same else (f"; Table 1 shows it at the recipe's lr, "
+                                             f"{table1.pair(t1, d=1, std=True)}, on the same pools"))
 
 def table2_reading(results='results', data='synth', scale='cpu') -> SimpleNamespace:
     "Every number of the README's reading of Table 2's column of `data`, from the committed table, ratio and search."
