@@ -7,7 +7,7 @@ STAMP := $(VENV)/.setup-stamp
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 NBDEV_PINS := nbdev==2.4.14 fastcore==1.14.5 execnb==0.1.18
 
-.PHONY: results status setup export readme sync-check test test-slow test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table2 table4 table5 figures docs browser clean
+.PHONY: results status setup export readme sync-check test test-slow test-fast reproduce bench bench-retrieval bench-pretrain synth-table table1 data-efficiency data-scale cpu-study table3 pretrain-report bench-gpu gpu-wheels bench-gpu-bare gpu-small gpu-small-bare table2 table4 table5 figures docs browser clean
 
 setup: $(STAMP)
 
@@ -97,6 +97,14 @@ table1: setup
 # The data-efficiency figure: CutMix-Solo and random init fine-tuned on 10/25/50/100 % of the training pairs, 3 seeds.
 data-efficiency: setup
 	$(CMMIXER) run data-efficiency --data synth --scale cpu --seeds 3 --fractions 0.1,0.25,0.5,1
+
+# Does mixing help? (chapters 07b_data_scale, 09k_data_scale): CutMix-Solo ('mixed'), the single-modality MAEs
+# ('separate'), CutMix-Solo with the loss on every patch and a random encoder, pre-trained on 1,050 / 4,200 / 16,800
+# videos, fine-tuned on 10 % and 25 % of the pairs and probed, 5 paired seeds; the paired differences with their
+# 95 % intervals. Hours on 2 cores: run it in the background (`nohup make data-scale > runs/logs/data-scale.log 2>&1 &`);
+# run again after an interruption, it keeps every finished cell and restores the records results/ holds.
+data-scale: setup
+	$(CMMIXER) run data-scale --scale cpu --seeds 5 --fractions 0.1,0.25
 
 # The study that chose the CPU scale (val split only): results/cpu_scale_study.csv.
 cpu-study: setup

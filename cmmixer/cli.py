@@ -137,15 +137,15 @@ def recommend(query:Param("a video (with --index, a music index) or a track (wit
     print(df[cols].to_string(index=False, float_format=lambda x: f'{x:.3f}'))
     return 0
 
-# %% ../nbs/10_cli.ipynb #80d7ad13
+# %% ../nbs/10_cli.ipynb #f5677140
 @call_parse
 def run(table:Param("the table or study: table1, data-efficiency, table2, table4, table5, table3, pretrain-report, "
-                    "figures or cpu-study", str),
+                    "figures, cpu-study or data-scale", str),
         scale:Param("smoke, cpu, gpu-tiny, gpu-small or paper", str)='cpu',
         data:Param("synth, synth-yt8m or a dataset folder", str)='synth',
         seeds:Param("training seeds 0..N-1 of each run", int)=3,
         variants:Param("table1: comma-separated decoder:mixer (default: all six)", str)=None,
-        fractions:Param("data-efficiency: shares of the training pairs, e.g. 0.1,0.25,0.5,1", str)=None,
+        fractions:Param("data-efficiency, data-scale: shares of the training pairs, e.g. 0.1,0.25,0.5,1", str)=None,
         epochs:Param("pre-training epochs (default: the scale's)", int)=None,
         finetune_epochs:Param("fine-tuning epochs (default: the scale's)", int)=None,
         pool_size:Param("N, candidates per query (default 2000)", int)=None,

@@ -22,7 +22,7 @@ __all__ = ['TABLES', 'HOOKS', 'COMMON', 'table_module', 'TableRun', 'experiment_
            'run_round', 'ensure_data', 'target_id', 'table_roots', 'result_stamps', 'publish', 'unpublish',
            'manifest_rows', 'run_table', 'report']
 
-# %% ../../nbs/09_tables.ipynb #a9d5d448
+# %% ../../nbs/09_tables.ipynb #aa9c6a9b
 TABLES = {   # name -> (module, what it makes)
     'table1': ('cmmixer.tables.table1', "Table 1: six variants x seeds, random init, probes, CCA and the oracle"),
     'data-efficiency': ('cmmixer.tables.data_efficiency',
@@ -36,6 +36,7 @@ TABLES = {   # name -> (module, what it makes)
     'figures': ('cmmixer.tables.figures', "Figs. 2, 5-8 and Table 6 from Table 1's records and checkpoints"),
     'cpu-study': ('cmmixer.tables.cpu_study', "the study that chose the CPU scale (val split only)"),
     'synth-table': ('cmmixer.tables.synth_table', "SynthM2M's floor and ceiling: chance, hand-crafted CCA, the oracle"),
+    'data-scale': ('cmmixer.tables.data_scale', "does mixing help? pre-training set size x start, paired over seeds"),
 }
 
 def table_module(name:str):
