@@ -160,14 +160,17 @@ def extra_cache(scale:str, data_root='data', workers:int=2, progress:bool=False)
     prepare_cache(src, out, MediaConfig(clips=sc.clips, image_size=sc.image_size), workers=workers, progress=progress)
     return Cache(out)
 
-# %% ../nbs/07b_data_scale.ipynb #a16ee983
+# %% ../nbs/07b_data_scale.ipynb #8db48532
 def _write_meta(src:Cache, out:Path, manifest:pd.DataFrame):
-    "The cache files but the arrays: `manifest`, no rejects, `src`'s statistics and meta (its count updated)."
+    """The cache files but the arrays: `manifest`, no rejects, `src`'s statistics, and `src`'s meta with this cache's
+    records and splits."""
     out.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out / 'manifest.csv', index=False)
     (out / 'rejects.csv').write_text(src.rejects.head(0).to_csv(index=False))
     write_json(out / 'stats.json', src.stats)
-    write_json(out / 'meta.json', dict(src.meta, study_set=str(out.name)))
+    n, splits = len(manifest), {k: int(v) for k, v in manifest['split'].value_counts().items()}
+    summary = dict(src.meta['summary'], out=str(out), records=n, prepared=n, splits=splits)
+    write_json(out / 'meta.json', dict(src.meta, summary=summary, study_set=str(out.name)))
 
 def subset_cache(src:Cache, rows, out) -> Cache:
     """A cache whose train split is `rows` of `src` (the other records in split 'unused'), its arrays linked to
