@@ -75,7 +75,7 @@ def references_table(refs:dict, chance:pd.DataFrame) -> pd.DataFrame:
                                                          for m in ('R@1', 'R@5', 'R@10', 'MedR')}))
     return pd.DataFrame(rows)
 
-# %% ../../nbs/09k_data_scale.ipynb #18667380
+# %% ../../nbs/09k_data_scale.ipynb #b322db95
 def summary(df:pd.DataFrame, metrics=DIFF_METRICS) -> pd.DataFrame:
     "Mean, t-interval bounds and seeds of each metric per start, set size and share (probes as share 'probe')."
     df = df.assign(how=np.where(df.probe, 'probe', df.fraction.map(lambda f: f"{f:g}")))
@@ -121,8 +121,9 @@ def figure(df:pd.DataFrame, refs:pd.DataFrame, path):
             ax.set_xticks(sizes, [f"{v:,}" for v in sizes])
             ax.minorticks_off()
     axes[0][0].legend(fontsize=7)
+    n_seeds = df.seed.nunique()
     fig.suptitle(f"Pre-training set size on SynthM2M at the {df.scale.iloc[0]} scale: median rank on the test pool "
-                 f"(mean and 95 % t-interval over {df.seed.nunique()} paired seeds)", fontsize=10)
+                 f"(mean and 95 % t-interval over {n_seeds} paired seed{'s' * (n_seeds != 1)})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

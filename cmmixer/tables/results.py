@@ -19,7 +19,7 @@ from .core import (TableRun, table_module, table_options, _call, target_id, tabl
 # %% auto #0
 __all__ = ['TARGETS', 'Target', 'target_named', 'last_wall', 'target_status', 'status', 'make_results']
 
-# %% ../../nbs/09i_results.ipynb #890e34ba
+# %% ../../nbs/09i_results.ipynb #cbe46c59
 @dataclass
 class Target:
     "A committed table: a table of `TABLES` at a scale, on a dataset, with its options (its Makefile target)."
@@ -47,6 +47,7 @@ TARGETS = (
     Target('table5', 'table5'),
     Target('table2', 'table2'),
     Target('table2-yt8m', 'table2', data='synth-yt8m'),
+    Target('data-scale', 'data-scale', seeds=5, options=dict(fractions='0.1,0.25')),
 )
 
 def target_named(name:str) -> Target:
