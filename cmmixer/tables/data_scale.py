@@ -158,7 +158,7 @@ def write(runs='runs', results='results', scale:str='cpu') -> dict:
     return dict(csv=str(out.with_suffix('.csv')), diffs=str(out.with_name(out.name + '_diffs.csv')),
                 png=str(out.with_suffix('.png')), rows=df, diff_table=diffs, references=refs, records=pub)
 
-# %% ../../nbs/09k_data_scale.ipynb #ec3f750a
+# %% ../../nbs/09k_data_scale.ipynb #68939cb3
 def _cell(r) -> str:
     "'−12.4 [−20.1, −4.7]'."
     return f"{r['mean']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]".replace('-', '−')
@@ -184,22 +184,35 @@ def aims(diffs:pd.DataFrame, scale:str='cpu') -> dict:
            if ahead('mixed − separate', n, how, 'mixed')]
     return dict(share=shares[0], sizes=big, pretrained_beats_random=pre, mixed_beats_separate=mix)
 
+def _hits(diffs:pd.DataFrame, comp:str, probe:bool) -> str:
+    """Where `comp` is beyond its interval in median rank (listed) and in R@10 (counted), among the fine-tuned cells
+    or the probes."""
+    d = diffs[(diffs.fine_tuning == 'probe') == probe]
+    parts = []
+    for k, name in (('v2m_MedR', 'V→M'), ('m2v_MedR', 'M→V')):
+        n_all = len(d[(d.comparison == comp) & (d.metric == k)])
+        if n_all:
+            hits = where_beyond(d, comp, k)
+            at = lambda h: 'probe' if probe else f"{float(h) * 100:g} %"
+            txt = '; '.join(f"{n:,} videos, {at(h)}: {t}, {a} ahead" for n, h, a, t in hits)
+            parts.append(f"{name} median rank beyond the interval in {len(hits)} of {n_all}" + (f" ({txt})" if hits
+                                                                                               else ''))
+    r10 = d[(d.comparison == comp) & d.metric.str.endswith('R@10')]
+    if len(r10):
+        ahead = r10[r10.beyond].ahead.value_counts()
+        who = ', '.join(f"{v} {k} ahead" for k, v in ahead.items())
+        parts.append(f"R@10 beyond in {int(r10.beyond.sum())} of {len(r10)}" + (f" ({who})" if who else ''))
+    return '; '.join(parts)
+
 def verdict(diffs:pd.DataFrame, df:pd.DataFrame, scale:str='cpu') -> str:
-    "The study's answer in numbers (Markdown), from the paired differences."
+    "The study's answer in numbers (Markdown), from the paired differences: fine-tuned cells, then the probes."
     seeds = df.seed.nunique()
     out = [f"Paired over {seeds} seed{'s' * (seeds != 1)} ({', '.join(map(str, sorted(df.seed.unique())))}); "
-           "differences a − b in median rank (negative: a ahead) with 95 % t-intervals over seeds."]
+           "differences a − b with 95 % t-intervals over seeds (median rank: negative means a is ahead)."]
     for comp in (f"{a} − {b}" for a, b in COMPARISONS):
-        parts = []
-        for k, name in (('v2m_MedR', 'V→M'), ('m2v_MedR', 'M→V')):
-            hits = where_beyond(diffs[diffs.fine_tuning != 'probe'], comp, k)
-            n_all = len(diffs[(diffs.comparison == comp) & (diffs.metric == k) & (diffs.fine_tuning != 'probe')])
-            if n_all == 0:
-                continue
-            txt = '; '.join(f"{n:,} videos at {float(h) * 100:g} %: {t} ({a} ahead)" for n, h, a, t in hits)
-            parts.append(f"{name}: beyond the interval in {len(hits)} of {n_all} cells" + (f" ({txt})" if hits else ''))
-        if parts:
-            out.append(f"- **{comp}**: " + '; '.join(parts) + '.')
+        tuned, probed = _hits(diffs, comp, False), _hits(diffs, comp, True)
+        if tuned or probed:
+            out.append(f"- **{comp}**, fine-tuned: {tuned or 'no cell'}. Probes: {probed or 'none'}.")
     a = aims(diffs, scale)
     pre = a['pretrained_beats_random']
     share = float(a['share']) * 100
