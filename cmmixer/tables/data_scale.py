@@ -285,7 +285,7 @@ def diff_table(diffs:pd.DataFrame) -> str:
                        f"{int(g.n.min())} |")
     return '\n'.join(out)
 
-# %% ../../nbs/09k_data_scale.ipynb #8778fdc5
+# %% ../../nbs/09k_data_scale.ipynb #56a7f323
 def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     "Every number of the README's data-scale section, from the committed files."
     st = stem(results, scale)
@@ -298,12 +298,14 @@ def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     done = sorted(int(s) for s, n in per_seed.items() if n == full)
     ref = lambda name: ' / '.join(f"{test.loc[name, f'{d}_MedR']:g}" for d in ('v2m', 'm2v'))
     a = aims(diffs, scale)
-    mix = diffs[(diffs.comparison == 'mixed − separate') & diffs.metric.str.endswith('MedR')
-                & (diffs.fine_tuning != 'probe')]
+    medr = diffs[diffs.metric.str.endswith('MedR') & (diffs.fine_tuning != 'probe')]
+    mix, ep = medr[medr.comparison == 'mixed − separate'], medr[medr.comparison == 'every-patch − mixed']
     return SimpleNamespace(seeds=len(done), planned=SEEDS, seed_list=', '.join(map(str, done)),
                            partial=sorted(set(per_seed.index) - set(done)), cells=len(df),
                            medr=medr_table(df), diffs=diff_table(diffs), verdict=verdict(diffs, df, scale),
                            chance=ref('chance'), cca_full=ref('CCA, full resolution'),
                            cca_inputs=ref("CCA, the model's inputs"), oracle=ref('oracle'), aims=a,
                            mixed_ahead=int((mix.beyond & (mix.ahead == 'mixed')).sum()),
-                           separate_ahead=int((mix.beyond & (mix.ahead == 'separate')).sum()), mix_cells=len(mix))
+                           separate_ahead=int((mix.beyond & (mix.ahead == 'separate')).sum()), mix_cells=len(mix),
+                           every_ahead=int((ep.beyond & (ep.ahead == 'every-patch')).sum()),
+                           masked_ahead=int((ep.beyond & (ep.ahead == 'mixed')).sum()), every_cells=len(ep))
