@@ -100,7 +100,10 @@ def test_study_end_to_end_resumes_and_restores(tmp_path):
     assert set(diffs.comparison) == {'mixed − separate', 'mixed − random', 'separate − random', 'every-patch − mixed'}
     assert (diffs.n == 2).all() and (diffs.lo <= diffs['mean']).all() and (diffs['mean'] <= diffs.hi).all()
     assert stem.with_suffix('.png').is_file() and stem.with_name(stem.name + '_references.csv').is_file()
-    assert len(list((tmp_path / 'results' / 'data_scale' / 'records').glob('*.json'))) == 54
+    recs = [json.loads(p.read_text()) for p in (tmp_path / 'results' / 'data_scale' / 'records').glob('*.json')]
+    assert len(recs) == 54
+    assert len({json.dumps(r['pools'], sort_keys=True) for r in recs}) == 1      # one test and one val pool for all sizes
+    assert {r['pt_items'] for r in recs} == {0, 10, 41, 167}
     again = subprocess.run(args + ['--runs', str(tmp_path / 'runs')], capture_output=True, text=True, timeout=300)
     assert 'data-scale: ran 0 cells (0 groups), restored 0, reused 54' in again.stdout, again.stdout[-2000:]
     fresh = subprocess.run(args + ['--runs', str(tmp_path / 'fresh')], capture_output=True, text=True, timeout=300)
