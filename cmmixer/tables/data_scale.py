@@ -285,7 +285,7 @@ def diff_table(diffs:pd.DataFrame) -> str:
                        f"{int(g.n.min())} |")
     return '\n'.join(out)
 
-# %% ../../nbs/09k_data_scale.ipynb #a8967d19
+# %% ../../nbs/09k_data_scale.ipynb #7b3f00e2
 def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     "Every number of the README's data-scale section, from the committed files."
     st = stem(results, scale)
@@ -299,6 +299,11 @@ def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     core_s = lambda d: d.drop_duplicates(['start', 'pt_videos', 'seed']).pretrain_s.sum() + d.finetune_s.sum()
     core_h = core_s(df) / 3600                                            # a pre-training counted once
     seed_h = core_s(df[df.seed.isin(done)]) / 3600 / max(len(done), 1) / 2  # wall time of a seed, two runs at a time
+    recs = [json.loads(p.read_text()) for p in sorted((project_path(results) / 'data_scale' / 'records').glob(
+        f'{scale}_*.json'))]
+    first = min(recs, key=lambda r: r['created'])
+    when = pd.to_datetime([r['created'] for r in recs])
+    elapsed_h = ((when.max() - when.min()).total_seconds() + first['pretrain_s'] + first['wall_s']) / 3600
     big = int(df.pt_videos.max())
     biggest = df[(df.start == 'separate') & (df.pt_videos == big)].drop_duplicates('seed')
     ref = lambda name: ' / '.join(f"{test.loc[name, f'{d}_MedR']:g}" for d in ('v2m', 'm2v'))
@@ -306,7 +311,7 @@ def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     medr = diffs[diffs.metric.str.endswith('MedR') & (diffs.fine_tuning != 'probe')]
     mix, ep = medr[medr.comparison == 'mixed − separate'], medr[medr.comparison == 'every-patch − mixed']
     return SimpleNamespace(seeds=len(done), planned=SEEDS, seed_list=', '.join(map(str, done)), core_h=core_h,
-                           seed_h=seed_h, biggest_min=biggest.pretrain_s.mean() / 60, biggest=f"{big:,}",
+                           seed_h=seed_h, elapsed_h=elapsed_h, per_seed_h=elapsed_h * full / len(df), biggest_min=biggest.pretrain_s.mean() / 60, biggest=f"{big:,}",
                            partial=sorted(set(per_seed.index) - set(done)), cells=len(df),
                            medr=medr_table(df), diffs=diff_table(diffs), verdict=verdict(diffs, df, scale),
                            chance=ref('chance'), cca_full=ref('CCA, full resolution'),
