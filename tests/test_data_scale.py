@@ -97,7 +97,10 @@ def test_study_end_to_end_resumes_and_restores(tmp_path):
     for (seed, f), g in rows.groupby(['seed', 'fraction']):             # paired: one subset and one order per seed
         assert g.pairs.nunique() == 1 and g.order.nunique() == 1
     diffs = pd.read_csv(stem.with_name(stem.name + '_diffs.csv'))
-    assert set(diffs.comparison) == {'mixed − separate', 'mixed − random', 'separate − random', 'every-patch − mixed'}
+    sizes = {f"{st}: {b} − {a} videos" for st in ('mixed', 'separate') for a, b in ((10, 42), (42, 168))}
+    sizes.add('every-patch: 168 − 42 videos')
+    assert set(diffs.comparison) == {'mixed − separate', 'mixed − random', 'separate − random',
+                                     'every-patch − mixed'} | sizes
     assert (diffs.n == 2).all() and (diffs.lo <= diffs['mean']).all() and (diffs['mean'] <= diffs.hi).all()
     assert stem.with_suffix('.png').is_file() and stem.with_name(stem.name + '_references.csv').is_file()
     recs = [json.loads(p.read_text()) for p in (tmp_path / 'results' / 'data_scale' / 'records').glob('*.json')]

@@ -17,9 +17,9 @@ from ..data_scale import (STARTS, START_NAMES, SIZE_SHARES, FRACTIONS, SEEDS, RO
                                 study_rows, references_path, published_path, check_study, run_study)
 
 # %% auto #0
-__all__ = ['COMPARISONS', 'DIFF_METRICS', 'paired_interval', 'paired_differences', 'references_table', 'summary', 'figure',
-           'stem', 'write', 'where_beyond', 'aims', 'verdict', 'plan', 'ensure_data', 'prepare', 'lines', 'medr_table',
-           'diff_table', 'scale_reading']
+__all__ = ['COMPARISONS', 'DIFF_METRICS', 'paired_interval', 'paired_differences', 'size_differences', 'references_table',
+           'summary', 'figure', 'stem', 'write', 'where_beyond', 'aims', 'verdict', 'plan', 'ensure_data', 'prepare',
+           'lines', 'medr_table', 'diff_table', 'scale_reading']
 
 # %% ../../nbs/09k_data_scale.ipynb #17337e92
 def paired_interval(a, b, level:float=0.95) -> dict:
@@ -34,30 +34,53 @@ def paired_interval(a, b, level:float=0.95) -> dict:
     half = float(student.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return dict(mean=mean, sd=sd, n=n, lo=mean - half, hi=mean + half)
 
-# %% ../../nbs/09k_data_scale.ipynb #8d61d84c
+# %% ../../nbs/09k_data_scale.ipynb #6833a700
 COMPARISONS = (('mixed', 'separate'), ('mixed', 'random'), ('separate', 'random'), ('every-patch', 'mixed'))
 DIFF_METRICS = ('v2m_MedR', 'm2v_MedR', 'v2m_R@10', 'm2v_R@10')
+
+def _diff_rows(m:pd.DataFrame, comparison:str, names:tuple, metrics, **keys) -> list:
+    "Rows of `paired_differences` for the seed-merged pairs `m` (columns `<metric>_a`, `<metric>_b`)."
+    rows = []
+    for k in metrics:
+        r = paired_interval(m[f'{k}_a'], m[f'{k}_b'])
+        low = k.endswith('MedR')
+        beyond = bool(r['lo'] > 0 or r['hi'] < 0)
+        ahead = (names[0] if (r['mean'] < 0) == low else names[1]) if beyond else 'neither'
+        rows.append(dict(comparison=comparison, **keys, metric=k, **r, beyond=beyond, ahead=ahead,
+                         seeds=' '.join(map(str, sorted(m.seed)))))
+    return rows
+
+def _with_how(df:pd.DataFrame) -> pd.DataFrame:
+    "`df` with `how`: the share of the pairs as text ('0.1'), or 'probe'."
+    return df.assign(how=np.where(df.probe, 'probe', df.fraction.map(lambda f: f"{f:g}")))
 
 def paired_differences(df:pd.DataFrame, comparisons=COMPARISONS, metrics=DIFF_METRICS) -> pd.DataFrame:
     """One row per comparison (a − b), set size, share (or 'probe') and metric: the paired mean difference over the
     seeds both have, its t-interval, n, whether it is beyond the interval and which start is ahead. The random encoder
     (pre-trained on nothing) is the b of every size."""
-    rows = []
-    df = df.assign(how=np.where(df.probe, 'probe', df.fraction.map(lambda f: f"{f:g}")))
+    rows, df = [], _with_how(df)
     for a, b in comparisons:
-        A = df[df.start == a]
-        for (n, how), ga in A.groupby(['pt_videos', 'how']):
+        for (n, how), ga in df[df.start == a].groupby(['pt_videos', 'how']):
             B = df[(df.start == b) & (df.how == how) & ((df.pt_videos == n) | (df.start == 'random'))]
             m = ga.merge(B, on='seed', suffixes=('_a', '_b'))
-            if not len(m):
-                continue
-            for k in metrics:
-                r = paired_interval(m[f'{k}_a'], m[f'{k}_b'])
-                low = k.endswith('MedR')
-                beyond = bool(r['lo'] > 0 or r['hi'] < 0)
-                ahead = ((a if (r['mean'] < 0) == low else b) if beyond else 'neither')
-                rows.append(dict(comparison=f"{a} − {b}", a=a, b=b, pt_videos=int(n), fine_tuning=how, metric=k, **r,
-                                 beyond=beyond, ahead=ahead, seeds=' '.join(map(str, sorted(m.seed)))))
+            if len(m):
+                rows += _diff_rows(m, f"{a} − {b}", (a, b), metrics, a=a, b=b, pt_videos=int(n), pt_videos_b=int(
+                    0 if b == 'random' else n), fine_tuning=how)
+    return pd.DataFrame(rows)
+
+def size_differences(df:pd.DataFrame, metrics=DIFF_METRICS) -> pd.DataFrame:
+    """The data-scale question itself, per start: each set against the next smaller one (the same seed, pair subset
+    and order; only the pre-training set differs), as rows of `paired_differences` ('<start>: 16,800 − 4,200')."""
+    rows, df = [], _with_how(df)
+    for st in (s for s in STARTS if s != 'random'):
+        sizes = sorted(df[df.start == st].pt_videos.unique())
+        for small, big in zip(sizes, sizes[1:]):
+            for how in sorted(df.how.unique()):
+                g = lambda n: df[(df.start == st) & (df.pt_videos == n) & (df.how == how)]
+                m = g(big).merge(g(small), on='seed', suffixes=('_a', '_b'))
+                if len(m):
+                    rows += _diff_rows(m, f"{st}: {int(big):,} − {int(small):,} videos", ('larger set', 'smaller set'),
+                                       metrics, a=st, b=st, pt_videos=int(big), pt_videos_b=int(small), fine_tuning=how)
     return pd.DataFrame(rows)
 
 # %% ../../nbs/09k_data_scale.ipynb #2baf5161
@@ -129,7 +152,7 @@ def figure(df:pd.DataFrame, refs:pd.DataFrame, path):
     plt.close(fig)
     return path
 
-# %% ../../nbs/09k_data_scale.ipynb #f1203d79
+# %% ../../nbs/09k_data_scale.ipynb #34e090d9
 def stem(results, scale:str) -> Path:
     "results/data_scale_synth_<scale>: the stem of the study's files."
     return project_path(results) / f"data_scale_synth_{scale}"
@@ -143,7 +166,7 @@ def write(runs='runs', results='results', scale:str='cpu') -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     keep = [c for c in df.columns if c not in ('test_pool', 'val_pool')]
     df[keep].to_csv(out.with_suffix('.csv'), index=False, float_format='%.4g')
-    diffs = paired_differences(df)
+    diffs = pd.concat([paired_differences(df), size_differences(df)], ignore_index=True)
     diffs.to_csv(out.with_name(out.name + '_diffs.csv'), index=False, float_format='%.4g')
     chance = df[[f'{d}_chance_{k}' for d in ('v2m', 'm2v') for k in ('R@10', 'MedR')]].head(1)
     chance.columns = [c.replace('_chance', '') for c in chance.columns]
@@ -158,7 +181,7 @@ def write(runs='runs', results='results', scale:str='cpu') -> dict:
     return dict(csv=str(out.with_suffix('.csv')), diffs=str(out.with_name(out.name + '_diffs.csv')),
                 png=str(out.with_suffix('.png')), rows=df, diff_table=diffs, references=refs, records=pub)
 
-# %% ../../nbs/09k_data_scale.ipynb #68939cb3
+# %% ../../nbs/09k_data_scale.ipynb #b286509d
 def _cell(r) -> str:
     "'−12.4 [−20.1, −4.7]'."
     return f"{r['mean']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]".replace('-', '−')
@@ -209,7 +232,8 @@ def verdict(diffs:pd.DataFrame, df:pd.DataFrame, scale:str='cpu') -> str:
     seeds = df.seed.nunique()
     out = [f"Paired over {seeds} seed{'s' * (seeds != 1)} ({', '.join(map(str, sorted(df.seed.unique())))}); "
            "differences a − b with 95 % t-intervals over seeds (median rank: negative means a is ahead)."]
-    for comp in (f"{a} − {b}" for a, b in COMPARISONS):
+    sizes = [c for c in dict.fromkeys(diffs.comparison) if c.endswith(' videos')]
+    for comp in [f"{a} − {b}" for a, b in COMPARISONS] + sizes:
         tuned, probed = _hits(diffs, comp, False), _hits(diffs, comp, True)
         if tuned or probed:
             out.append(f"- **{comp}**, fine-tuned: {tuned or 'no cell'}. Probes: {probed or 'none'}.")
@@ -248,7 +272,7 @@ def lines(written:dict, scale:str='cpu') -> str:
     with pd.option_context('display.width', 200, 'display.max_columns', 20):
         return s[cols].round(1).to_string(index=False) + '\n' + verdict(written['diff_table'], written['rows'], scale)
 
-# %% ../../nbs/09k_data_scale.ipynb #4c4b3570
+# %% ../../nbs/09k_data_scale.ipynb #d855f600
 def _ci(m, lo, hi, digits:int=0) -> str:
     "'53 [41, 65]' (NaN bounds: the mean alone)."
     f = lambda x: f"{x:.{digits}f}"
@@ -271,9 +295,10 @@ def medr_table(df:pd.DataFrame) -> str:
     return '\n'.join(out)
 
 def diff_table(diffs:pd.DataFrame) -> str:
-    """Markdown: each comparison at each set and share, the paired difference in V→M / M→V median rank with its
-    interval; bold where it is beyond the interval."""
+    """Markdown: each comparison at each set and share of the pairs (the probes are in the CSV), the paired difference
+    in V→M / M→V median rank with its interval; bold where it is beyond the interval."""
     out = ['| a − b | pre-training videos | fine-tuning | V→M MedR | M→V MedR | seeds |', '|---|---|---|---|---|---|']
+    diffs = diffs[diffs.fine_tuning != 'probe']
     for comp in dict.fromkeys(diffs.comparison):
         d = diffs[diffs.comparison == comp]
         for (n, how), g in d.groupby(['pt_videos', 'fine_tuning'], sort=True):
