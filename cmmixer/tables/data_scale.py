@@ -310,7 +310,7 @@ def diff_table(diffs:pd.DataFrame) -> str:
                        f"{int(g.n.min())} |")
     return '\n'.join(out)
 
-# %% ../../nbs/09k_data_scale.ipynb #7b3f00e2
+# %% ../../nbs/09k_data_scale.ipynb #75958615
 def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     "Every number of the README's data-scale section, from the committed files."
     st = stem(results, scale)
@@ -344,4 +344,8 @@ def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
                            mixed_ahead=int((mix.beyond & (mix.ahead == 'mixed')).sum()),
                            separate_ahead=int((mix.beyond & (mix.ahead == 'separate')).sum()), mix_cells=len(mix),
                            every_ahead=int((ep.beyond & (ep.ahead == 'every-patch')).sum()),
-                           masked_ahead=int((ep.beyond & (ep.ahead == 'mixed')).sum()), every_cells=len(ep))
+                           masked_ahead=int((ep.beyond & (ep.ahead == 'mixed')).sum()), every_cells=len(ep),
+                           more_data={st: (int((g.beyond & (g.ahead == 'larger set')).sum()),
+                                           int((g.beyond & (g.ahead == 'smaller set')).sum()), len(g))
+                                      for st in ('mixed', 'separate', 'every-patch')
+                                      for g in [medr[medr.comparison.str.startswith(f"{st}: ")]]})
