@@ -181,7 +181,7 @@ def write(runs='runs', results='results', scale:str='cpu') -> dict:
     return dict(csv=str(out.with_suffix('.csv')), diffs=str(out.with_name(out.name + '_diffs.csv')),
                 png=str(out.with_suffix('.png')), rows=df, diff_table=diffs, references=refs, records=pub)
 
-# %% ../../nbs/09k_data_scale.ipynb #436bce46
+# %% ../../nbs/09k_data_scale.ipynb #c4a4e024
 def _cell(r) -> str:
     "'−12.4 [−20.1, −4.7]'."
     return f"{r['mean']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]".replace('-', '−')
@@ -229,9 +229,11 @@ def _hits(diffs:pd.DataFrame, comp:str, probe:bool) -> str:
 
 def verdict(diffs:pd.DataFrame, df:pd.DataFrame, scale:str='cpu') -> str:
     "The study's answer in numbers (Markdown), from the paired differences: fine-tuned cells, then the probes."
-    seeds = df.seed.nunique()
-    out = [f"Paired over {seeds} seed{'s' * (seeds != 1)} ({', '.join(map(str, sorted(df.seed.unique())))}); "
-           "differences a − b with 95 % t-intervals over seeds (median rank: negative means a is ahead)."]
+    per_seed = df.groupby('seed').size()
+    done = [int(x) for x, n in per_seed.items() if n == per_seed.max()]
+    out = [f"Paired by seed (complete seeds: {', '.join(map(str, done))}; each difference uses the seeds both of its "
+           "starts have, n in the table); differences a − b with 95 % t-intervals over seeds (median rank: negative "
+           "means a is ahead)."]
     sizes = [c for c in dict.fromkeys(diffs.comparison) if c.endswith(' videos')]
     for comp in [f"{a} − {b}" for a, b in COMPARISONS] + sizes:
         tuned, probed = _hits(diffs, comp, False), _hits(diffs, comp, True)
