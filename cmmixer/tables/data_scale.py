@@ -21,20 +21,21 @@ __all__ = ['COMPARISONS', 'DIFF_METRICS', 'paired_interval', 'paired_differences
            'summary', 'figure', 'stem', 'write', 'where_beyond', 'aims', 'verdict', 'plan', 'ensure_data', 'prepare',
            'lines', 'medr_table', 'diff_table', 'scale_reading']
 
-# %% ../../nbs/09k_data_scale.ipynb #17337e92
+# %% ../../nbs/09k_data_scale.ipynb #4f2b16f5
 def paired_interval(a, b, level:float=0.95) -> dict:
     "Mean of the paired differences a − b, their sd, n and the t-interval at `level` (NaN bounds for n < 2)."
     from scipy.stats import t as student
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     check(d.ndim == 1 and len(d) > 0, 'a', f"expected two equal-length 1-d sequences, got {len(d)} differences")
-    n, mean = len(d), float(d.mean())
+    n = len(d)
+    mean = float(d.mean())
     if n < 2:
         return dict(mean=mean, sd=float('nan'), n=n, lo=float('nan'), hi=float('nan'))
     sd = float(d.std(ddof=1))
     half = float(student.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return dict(mean=mean, sd=sd, n=n, lo=mean - half, hi=mean + half)
 
-# %% ../../nbs/09k_data_scale.ipynb #6833a700
+# %% ../../nbs/09k_data_scale.ipynb #b803aaaa
 COMPARISONS = (('mixed', 'separate'), ('mixed', 'random'), ('separate', 'random'), ('every-patch', 'mixed'))
 DIFF_METRICS = ('v2m_MedR', 'm2v_MedR', 'v2m_R@10', 'm2v_R@10')
 
@@ -58,7 +59,8 @@ def paired_differences(df:pd.DataFrame, comparisons=COMPARISONS, metrics=DIFF_ME
     """One row per comparison (a − b), set size, share (or 'probe') and metric: the paired mean difference over the
     seeds both have, its t-interval, n, whether it is beyond the interval and which start is ahead. The random encoder
     (pre-trained on nothing) is the b of every size."""
-    rows, df = [], _with_how(df)
+    rows = []
+    df = _with_how(df)
     for a, b in comparisons:
         for (n, how), ga in df[df.start == a].groupby(['pt_videos', 'how']):
             B = df[(df.start == b) & (df.how == how) & ((df.pt_videos == n) | (df.start == 'random'))]
@@ -71,7 +73,8 @@ def paired_differences(df:pd.DataFrame, comparisons=COMPARISONS, metrics=DIFF_ME
 def size_differences(df:pd.DataFrame, metrics=DIFF_METRICS) -> pd.DataFrame:
     """The data-scale question itself, per start: each set against the next smaller one (the same seed, pair subset
     and order; only the pre-training set differs), as rows of `paired_differences` ('<start>: 16,800 − 4,200')."""
-    rows, df = [], _with_how(df)
+    rows = []
+    df = _with_how(df)
     for st in (s for s in STARTS if s != 'random'):
         sizes = sorted(df[df.start == st].pt_videos.unique())
         for small, big in zip(sizes, sizes[1:]):
@@ -79,8 +82,9 @@ def size_differences(df:pd.DataFrame, metrics=DIFF_METRICS) -> pd.DataFrame:
                 g = lambda n: df[(df.start == st) & (df.pt_videos == n) & (df.how == how)]
                 m = g(big).merge(g(small), on='seed', suffixes=('_a', '_b'))
                 if len(m):
-                    rows += _diff_rows(m, f"{st}: {int(big):,} − {int(small):,} videos", ('larger set', 'smaller set'),
-                                       metrics, a=st, b=st, pt_videos=int(big), pt_videos_b=int(small), fine_tuning=how)
+                    label = f"{st}: {int(big):,} − {int(small):,} videos"
+                    rows += _diff_rows(m, label, ('larger set', 'smaller set'), metrics, a=st, b=st,
+                                       pt_videos=int(big), pt_videos_b=int(small), fine_tuning=how)
     return pd.DataFrame(rows)
 
 # %% ../../nbs/09k_data_scale.ipynb #2baf5161
@@ -98,10 +102,10 @@ def references_table(refs:dict, chance:pd.DataFrame) -> pd.DataFrame:
                                                          for m in ('R@1', 'R@5', 'R@10', 'MedR')}))
     return pd.DataFrame(rows)
 
-# %% ../../nbs/09k_data_scale.ipynb #b322db95
+# %% ../../nbs/09k_data_scale.ipynb #bb4959ee
 def summary(df:pd.DataFrame, metrics=DIFF_METRICS) -> pd.DataFrame:
     "Mean, t-interval bounds and seeds of each metric per start, set size and share (probes as share 'probe')."
-    df = df.assign(how=np.where(df.probe, 'probe', df.fraction.map(lambda f: f"{f:g}")))
+    df = _with_how(df)
     rows = []
     for (st, n, how), g in df.groupby(['start', 'pt_videos', 'how'], sort=False):
         row = dict(start=st, pt_videos=int(n), fine_tuning=how, seeds=len(g))
@@ -121,7 +125,8 @@ def figure(df:pd.DataFrame, refs:pd.DataFrame, path):
     test_refs = refs[refs.split == 'test'].set_index('reference')
     for j, how in enumerate(shares):
         for i, d in enumerate(('v2m', 'm2v')):
-            ax, k = axes[i][j], f'{d}_MedR'
+            ax = axes[i][j]
+            k = f'{d}_MedR'
             for c, st in enumerate(STARTS):
                 g = s[(s.start == st) & (s.fine_tuning == how)].sort_values('pt_videos')
                 if not len(g):
@@ -181,7 +186,7 @@ def write(runs='runs', results='results', scale:str='cpu') -> dict:
     return dict(csv=str(out.with_suffix('.csv')), diffs=str(out.with_name(out.name + '_diffs.csv')),
                 png=str(out.with_suffix('.png')), rows=df, diff_table=diffs, references=refs, records=pub)
 
-# %% ../../nbs/09k_data_scale.ipynb #c4a4e024
+# %% ../../nbs/09k_data_scale.ipynb #6cb386d7
 def _cell(r) -> str:
     "'−12.4 [−20.1, −4.7]'."
     return f"{r['mean']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]".replace('-', '−')
@@ -248,7 +253,8 @@ def verdict(diffs:pd.DataFrame, df:pd.DataFrame, scale:str='cpu') -> str:
     mix = a['mixed_beats_separate']
     one = [(n, h, k) for k in ('v2m_MedR', 'm2v_MedR') for n, h, who, _ in
            where_beyond(diffs[diffs.fine_tuning != 'probe'], 'mixed − separate', k) if who == 'mixed']
-    one = ', '.join(f"{'V→M' if k == 'v2m_MedR' else 'M→V'} at {n:,} videos / {float(h) * 100:g} %" for n, h, k in one)
+    name = {'v2m_MedR': 'V→M', 'm2v_MedR': 'M→V'}
+    one = ', '.join(f"{name[k]} at {n:,} videos / {float(h) * 100:g} %" for n, h, k in one)
     if mix:
         aim2 = f"met at {', '.join(f'{n:,} videos / {float(h) * 100:g} %' for n, h in mix)}."
     elif one:
@@ -281,7 +287,7 @@ def lines(written:dict, scale:str='cpu') -> str:
     with pd.option_context('display.width', 200, 'display.max_columns', 20):
         return s[cols].round(1).to_string(index=False) + '\n' + verdict(written['diff_table'], written['rows'], scale)
 
-# %% ../../nbs/09k_data_scale.ipynb #d855f600
+# %% ../../nbs/09k_data_scale.ipynb #ee38c643
 def _ci(m, lo, hi, digits:int=0) -> str:
     "'53 [41, 65]' (NaN bounds: the mean alone)."
     f = lambda x: f"{x:.{digits}f}"
@@ -306,7 +312,8 @@ def medr_table(df:pd.DataFrame) -> str:
 def diff_table(diffs:pd.DataFrame) -> str:
     """Markdown: each comparison at each set and share of the pairs (the probes are in the CSV), the paired difference
     in V→M / M→V median rank with its interval; bold where it is beyond the interval."""
-    out = ['| a − b | pre-training videos | fine-tuning | V→M MedR | M→V MedR | seeds |', '|---|---|---|---|---|---|']
+    out = ['| a − b | pre-training videos | fine-tuning | V→M MedR | M→V MedR | seeds |',
+           '|---|---|---|---|---|---|']
     diffs = diffs[diffs.fine_tuning != 'probe']
     for comp in dict.fromkeys(diffs.comparison):
         d = diffs[diffs.comparison == comp]
@@ -319,7 +326,7 @@ def diff_table(diffs:pd.DataFrame) -> str:
                        f"{int(g.n.min())} |")
     return '\n'.join(out)
 
-# %% ../../nbs/09k_data_scale.ipynb #75958615
+# %% ../../nbs/09k_data_scale.ipynb #8a12fc43
 def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     "Every number of the README's data-scale section, from the committed files."
     st = stem(results, scale)
@@ -345,7 +352,8 @@ def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     medr = diffs[diffs.metric.str.endswith('MedR') & (diffs.fine_tuning != 'probe')]
     mix, ep = medr[medr.comparison == 'mixed − separate'], medr[medr.comparison == 'every-patch − mixed']
     return SimpleNamespace(seeds=len(done), planned=SEEDS, seed_list=', '.join(map(str, done)), core_h=core_h,
-                           seed_h=seed_h, elapsed_h=elapsed_h, per_seed_h=elapsed_h * full / len(df), biggest_min=biggest.pretrain_s.mean() / 60, biggest=f"{big:,}",
+                           seed_h=seed_h, elapsed_h=elapsed_h, per_seed_h=elapsed_h * full / len(df),
+                           biggest_min=biggest.pretrain_s.mean() / 60, biggest=f"{big:,}",
                            partial=sorted(set(per_seed.index) - set(done)), cells=len(df),
                            medr=medr_table(df), diffs=diff_table(diffs), verdict=verdict(diffs, df, scale),
                            chance=ref('chance'), cca_full=ref('CCA, full resolution'),
