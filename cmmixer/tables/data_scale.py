@@ -19,7 +19,7 @@ from ..data_scale import (STARTS, START_NAMES, SIZE_SHARES, FRACTIONS, SEEDS, RO
 # %% auto #0
 __all__ = ['COMPARISONS', 'DIFF_METRICS', 'paired_interval', 'paired_differences', 'size_differences', 'references_table',
            'summary', 'figure', 'stem', 'write', 'where_beyond', 'aims', 'verdict', 'plan', 'ensure_data', 'prepare',
-           'lines', 'medr_table', 'diff_table', 'scale_reading']
+           'lines', 'medr_table', 'diff_table', 'group_span', 'busy_hours', 'scale_reading']
 
 # %% ../../nbs/09k_data_scale.ipynb #4f2b16f5
 def paired_interval(a, b, level:float=0.95) -> dict:
@@ -326,7 +326,32 @@ def diff_table(diffs:pd.DataFrame) -> str:
                        f"{int(g.n.min())} |")
     return '\n'.join(out)
 
-# %% ../../nbs/09k_data_scale.ipynb #8a12fc43
+# %% ../../nbs/09k_data_scale.ipynb #153ed090
+def group_span(recs:list) -> tuple:
+    "Start and end (timestamps) of one pre-training group: its pre-training and its cells, run one after another."
+    created = pd.to_datetime([r['created'] for r in recs])
+    starts = [c - pd.Timedelta(seconds=r['wall_s']) for c, r in zip(created, recs)]
+    return min(starts) - pd.Timedelta(seconds=recs[0]['pretrain_s']), max(created)
+
+# %% ../../nbs/09k_data_scale.ipynb #8c3b0fe7
+def busy_hours(recs:list) -> float:
+    "Hours during which at least one group of the study ran: the union of the groups' spans."
+    groups = {}
+    for r in recs:
+        key = (r['cell']['start'], r['cell']['pt_videos'], r['cell']['seed'])
+        groups.setdefault(key, []).append(r)
+    spans = sorted(group_span(g) for g in groups.values())
+    total = pd.Timedelta(0)
+    end = None
+    for a, b in spans:
+        if end is not None and a < end:
+            a = end
+        if b > a:
+            total += b - a
+        end = b if end is None else max(end, b)
+    return total.total_seconds() / 3600
+
+# %% ../../nbs/09k_data_scale.ipynb #3e18274e
 def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     "Every number of the README's data-scale section, from the committed files."
     st = stem(results, scale)
@@ -342,9 +367,7 @@ def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     seed_h = core_s(df[df.seed.isin(done)]) / 3600 / max(len(done), 1) / 2  # wall time of a seed, two runs at a time
     recs = [json.loads(p.read_text()) for p in sorted((project_path(results) / 'data_scale' / 'records').glob(
         f'{scale}_*.json'))]
-    first = min(recs, key=lambda r: r['created'])
-    when = pd.to_datetime([r['created'] for r in recs])
-    elapsed_h = ((when.max() - when.min()).total_seconds() + first['pretrain_s'] + first['wall_s']) / 3600
+    elapsed_h = busy_hours(recs)
     big = int(df.pt_videos.max())
     biggest = df[(df.start == 'separate') & (df.pt_videos == big)].drop_duplicates('seed')
     ref = lambda name: ' / '.join(f"{test.loc[name, f'{d}_MedR']:g}" for d in ('v2m', 'm2v'))
