@@ -100,7 +100,13 @@ def test_study_end_to_end_resumes_and_restores(tmp_path):
     sizes = {f"{st}: {b} − {a} videos" for st in ('mixed', 'separate') for a, b in ((10, 42), (42, 168))}
     sizes.add('every-patch: 168 − 42 videos')
     assert set(diffs.comparison) == {'mixed − separate', 'mixed − random', 'separate − random',
-                                     'every-patch − mixed'} | sizes
+                                     'every-patch − mixed', 'mixed − cca-inputs', 'mixed − cca-full'} | sizes
+    budget = pd.read_csv(stem.with_name(stem.name + '_budget_references.csv'))
+    assert len(budget) == 2 * 2 * 2 and set(budget.start) == {'cca-inputs', 'cca-full'}   # kinds x shares x seeds
+    cells = rows[~rows.probe].drop_duplicates(['seed', 'fraction']).set_index(['seed', 'fraction'])
+    for r in budget.itertuples():                                       # fitted on the very pairs the cells tuned on
+        assert r.pairs == cells.loc[(r.seed, r.fraction), 'pairs'] and r.train_pairs == cells.loc[
+            (r.seed, r.fraction), 'train_pairs']
     assert (diffs.n == 2).all() and (diffs.lo <= diffs['mean']).all() and (diffs['mean'] <= diffs.hi).all()
     assert stem.with_suffix('.png').is_file() and stem.with_name(stem.name + '_references.csv').is_file()
     recs = [json.loads(p.read_text()) for p in (tmp_path / 'results' / 'data_scale' / 'records').glob('*.json')]
