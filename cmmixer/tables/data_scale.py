@@ -22,10 +22,10 @@ from ..data_scale import (STARTS, START_NAMES, SIZE_SHARES, FRACTIONS, SEEDS, RO
                                 study_rows, references_path, published_path, check_study, run_study, main_cache)
 
 # %% auto #0
-__all__ = ['COMPARISONS', 'DIFF_METRICS', 'GATHER', 'BUDGET_REFERENCES', 'BUDGET_COMPARISONS', 'NAMES', 'paired_interval',
-           'paired_differences', 'size_differences', 'references_table', 'budget_path', 'budget_references', 'summary',
-           'figure', 'stem', 'write', 'where_beyond', 'aims', 'verdict', 'plan', 'ensure_data', 'prepare', 'lines',
-           'medr_table', 'diff_table', 'group_span', 'busy_hours', 'scale_reading']
+__all__ = ['COMPARISONS', 'DIFF_METRICS', 'BUDGET_REFERENCES', 'paired_interval', 'paired_differences', 'size_differences',
+           'references_table', 'budget_path', 'budget_references', 'summary', 'figure', 'stem', 'write', 'where_beyond',
+           'aims', 'complete_seeds', 'verdict', 'plan', 'ensure_data', 'prepare', 'lines', 'medr_table', 'diff_table',
+           'group_span', 'busy_hours', 'scale_reading']
 
 # %% ../../nbs/09k_data_scale.ipynb #4f2b16f5
 def paired_interval(a, b, level:float=0.95) -> dict:
@@ -41,7 +41,7 @@ def paired_interval(a, b, level:float=0.95) -> dict:
     half = float(student.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return dict(mean=mean, sd=sd, n=n, lo=mean - half, hi=mean + half)
 
-# %% ../../nbs/09k_data_scale.ipynb #89210684
+# %% ../../nbs/09k_data_scale.ipynb #7639ab00
 COMPARISONS = (('mixed', 'separate'), ('mixed', 'random'), ('separate', 'random'), ('every-patch', 'mixed'))
 DIFF_METRICS = ('v2m_MedR', 'm2v_MedR', 'v2m_R@10', 'm2v_R@10')
 
@@ -85,8 +85,9 @@ def size_differences(df:pd.DataFrame, metrics=DIFF_METRICS) -> pd.DataFrame:
         sizes = sorted(df[df.start == st].pt_videos.unique())
         for small, big in zip(sizes, sizes[1:]):
             for how in sorted(df.how.unique()):
-                g = lambda n: df[(df.start == st) & (df.pt_videos == n) & (df.how == how)]
-                m = g(big).merge(g(small), on='seed', suffixes=('_a', '_b'))
+                sel = (df.start == st) & (df.how == how)
+                m = df[sel & (df.pt_videos == big)].merge(df[sel & (df.pt_videos == small)], on='seed',
+                                                          suffixes=('_a', '_b'))
                 if len(m):
                     label = f"{st}: {int(big):,} − {int(small):,} videos"
                     rows += _diff_rows(m, label, ('larger set', 'smaller set'), metrics, a=st, b=st,
@@ -108,12 +109,12 @@ def references_table(refs:dict, chance:pd.DataFrame) -> pd.DataFrame:
                                                          for m in ('R@1', 'R@5', 'R@10', 'MedR')}))
     return pd.DataFrame(rows)
 
-# %% ../../nbs/09k_data_scale.ipynb #ffe7c633
-GATHER = 'cmmixer.tables.data_scale'   # the code of the same-pairs references (the gather's digest)
+# %% ../../nbs/09k_data_scale.ipynb #d1394cd5
+_GATHER = 'cmmixer.tables.data_scale'   # the code of the same-pairs references (the gather's digest)
 BUDGET_REFERENCES = {'cca-inputs': "CCA on the model's inputs, the same pairs",
                      'cca-full': 'CCA at full resolution, the same pairs'}
-BUDGET_COMPARISONS = (('mixed', 'cca-inputs'), ('mixed', 'cca-full'))
-NAMES = {**START_NAMES, **BUDGET_REFERENCES}
+_BUDGET_COMPARISONS = (('mixed', 'cca-inputs'), ('mixed', 'cca-full'))
+_NAMES = {**START_NAMES, **BUDGET_REFERENCES}
 
 def budget_path(runs, scale:str) -> Path:
     "runs/data_scale/budget_references_<scale>.json: the same-pairs references of the gather's code version."
@@ -123,7 +124,8 @@ def _budget_features(scale:str, data_root, workers:int) -> tuple:
     "Per kind: the features of every train record (by cache row) and of the test records; the test split."
     main = main_cache(scale, data_root, workers)
     full = as_cache(full_resolution_cache(main, root=project_path(data_root), workers=workers))
-    train, test = RetrievalDataset(main, 'train'), RetrievalDataset(main, 'test')
+    train = RetrievalDataset(main, 'train')
+    test = RetrievalDataset(main, 'test')
     row_of = dict(zip(full.manifest['id'], full.manifest['index'].astype(int)))
     ids = main.manifest['id'].to_numpy()
     kinds = {'cca-inputs': lambda rows: input_features(main, rows, scale_config(scale).image_size),
@@ -134,13 +136,13 @@ def _budget_features(scale:str, data_root, workers:int) -> tuple:
         feats[kind] = (dict(zip(map(int, train.rows), range(len(train.rows)))), V, A, *f(test.rows))
     return main, test, feats
 
-# %% ../../nbs/09k_data_scale.ipynb #baf28de7
+# %% ../../nbs/09k_data_scale.ipynb #3800a2fb
 def budget_references(scale:str='cpu', seeds=range(SEEDS), fractions=FRACTIONS, runs='runs', data_root='data',
                       workers:int=2) -> pd.DataFrame:
     """CCA on the model's inputs and at full resolution fitted on the pairs each seed fine-tunes on at each share, on
     the study's test pool: one row per kind, share and seed, with the records' metric columns (`pt_videos` 0)."""
     p = budget_path(runs, scale)
-    today = code_digest(GATHER)
+    today = code_digest(_GATHER)
     old = json.loads(p.read_text()) if p.is_file() else {}
     have = {(r['start'], r['fraction'], r['seed']): r for r in old.get('rows', [])} if is_current(old, today) else {}
     want = [(k, float(f), int(s)) for k in BUDGET_REFERENCES for f in fractions for s in seeds]
@@ -155,10 +157,10 @@ def budget_references(scale:str='cpu', seeds=range(SEEDS), fractions=FRACTIONS, 
             metrics = {f'{d}_{m}': res[d][m] for d in ('v2m', 'm2v') for m in ('R@1', 'R@5', 'R@10', 'MedR')}
             have[(k, f, s)] = dict(start=k, pt_videos=0, fraction=f, seed=s, probe=False, scale=scale,
                                    train_pairs=len(rows), pairs=digest(sub.tolist(), 12), **metrics)
-        write_json(p, dict(rows=list(have.values()), code=provenance(GATHER)))
+        write_json(p, dict(rows=list(have.values()), code=provenance(_GATHER)))
     return pd.DataFrame([have[w] for w in want])
 
-# %% ../../nbs/09k_data_scale.ipynb #4bff9b0d
+# %% ../../nbs/09k_data_scale.ipynb #66784e09
 def summary(df:pd.DataFrame, metrics=DIFF_METRICS) -> pd.DataFrame:
     "Mean, t-interval bounds and seeds of each metric per start, set size and share (probes as share 'probe')."
     df = _with_how(df)
@@ -200,7 +202,7 @@ def figure(df:pd.DataFrame, refs:pd.DataFrame, path):
                     ax.axhline(test_refs.loc[ref, k], color='gray', ls=ls, lw=1, label=f"{ref}, all pairs")
             b = s[(s.start == 'cca-inputs') & (s.fine_tuning == how)]
             if len(b):
-                ax.axhline(b[f'{k}_mean'].iloc[0], color='k', ls='--', lw=1.2, label=NAMES['cca-inputs'])
+                ax.axhline(b[f'{k}_mean'].iloc[0], color='k', ls='--', lw=1.2, label=_NAMES['cca-inputs'])
                 ax.axhspan(b[f'{k}_lo'].iloc[0], b[f'{k}_hi'].iloc[0], color='k', alpha=.08)
             ch = df[f'{d}_chance_MedR'].iloc[0]
             pairs = int(df[(df.fraction == float(how)) & ~df.probe].train_pairs.iloc[0])
@@ -218,7 +220,7 @@ def figure(df:pd.DataFrame, refs:pd.DataFrame, path):
     plt.close(fig)
     return path
 
-# %% ../../nbs/09k_data_scale.ipynb #e4c0ddaa
+# %% ../../nbs/09k_data_scale.ipynb #aa2348d5
 def stem(results, scale:str) -> Path:
     "results/data_scale_synth_<scale>: the stem of the study's files."
     return project_path(results) / f"data_scale_synth_{scale}"
@@ -241,7 +243,7 @@ def write(runs='runs', results='results', scale:str='cpu', data_root='data') -> 
     check(len(m) == len(budget) and (m.pairs == m.pairs_cells).all(), 'runs',
           "the same-pairs references were not fitted on the pairs the cells fine-tuned on")
     both = pd.concat([df, budget], ignore_index=True)
-    diffs = pd.concat([paired_differences(both, COMPARISONS + BUDGET_COMPARISONS), size_differences(df)],
+    diffs = pd.concat([paired_differences(both, COMPARISONS + _BUDGET_COMPARISONS), size_differences(df)],
                       ignore_index=True)
     diffs.to_csv(out.with_name(out.name + '_diffs.csv'), index=False, float_format='%.4g')
     chance = df[[f'{d}_chance_{k}' for d in ('v2m', 'm2v') for k in ('R@10', 'MedR')]].head(1)
@@ -257,7 +259,7 @@ def write(runs='runs', results='results', scale:str='cpu', data_root='data') -> 
     return dict(csv=str(out.with_suffix('.csv')), diffs=str(out.with_name(out.name + '_diffs.csv')),
                 png=str(out.with_suffix('.png')), rows=df, diff_table=diffs, references=refs, records=pub)
 
-# %% ../../nbs/09k_data_scale.ipynb #4553b6ae
+# %% ../../nbs/09k_data_scale.ipynb #711d87c4
 def _cell(r) -> str:
     "'−12.4 [−20.1, −4.7]'."
     return f"{r['mean']:+.1f} [{r['lo']:+.1f}, {r['hi']:+.1f}]".replace('-', '−')
@@ -292,8 +294,8 @@ def _hits(diffs:pd.DataFrame, comp:str, probe:bool) -> str:
         n_all = len(d[(d.comparison == comp) & (d.metric == k)])
         if n_all:
             hits = where_beyond(d, comp, k)
-            at = lambda h: 'probe' if probe else f"{float(h) * 100:g} %"
-            txt = '; '.join(f"{n:,} videos, {at(h)}: {t}, {a} ahead" for n, h, a, t in hits)
+            txt = '; '.join(f"{n:,} videos, {'probe' if probe else f'{float(h) * 100:g} %'}: {t}, {a} ahead"
+                            for n, h, a, t in hits)
             parts.append(f"{name} median rank beyond the interval in {len(hits)} of {n_all}" + (f" ({txt})" if hits
                                                                                                else ''))
     r10 = d[(d.comparison == comp) & d.metric.str.endswith('R@10')]
@@ -303,16 +305,21 @@ def _hits(diffs:pd.DataFrame, comp:str, probe:bool) -> str:
         parts.append(f"R@10 beyond in {int(r10.beyond.sum())} of {len(r10)}" + (f" ({who})" if who else ''))
     return '; '.join(parts)
 
+def complete_seeds(df:pd.DataFrame) -> list:
+    "The seeds that have every cell of the study (as many rows as the fullest seed)."
+    per_seed = df.groupby('seed').size()
+    return sorted(int(s) for s, n in per_seed.items() if n == per_seed.max())
+
 def verdict(diffs:pd.DataFrame, df:pd.DataFrame, scale:str='cpu') -> str:
     "The study's answer in numbers (Markdown), from the paired differences: fine-tuned cells, then the probes."
-    per_seed = df.groupby('seed').size()
-    done = [int(x) for x, n in per_seed.items() if n == per_seed.max()]
+    done = complete_seeds(df)
     out = [f"Paired by seed (complete seeds: {', '.join(map(str, done))}; each difference uses the seeds both of its "
            "starts have, n in the table); differences a − b with 95 % t-intervals over seeds (median rank: negative "
            "means a is ahead)."]
     sizes = [c for c in dict.fromkeys(diffs.comparison) if c.endswith(' videos')]
-    for comp in [f"{a} − {b}" for a, b in COMPARISONS + BUDGET_COMPARISONS] + sizes:
-        tuned, probed = _hits(diffs, comp, False), _hits(diffs, comp, True)
+    for comp in [f"{a} − {b}" for a, b in COMPARISONS + _BUDGET_COMPARISONS] + sizes:
+        tuned = _hits(diffs, comp, False)
+        probed = _hits(diffs, comp, True)
         if tuned or probed:
             out.append(f"- **{comp}**, fine-tuned: {tuned or 'no cell'}. Probes: {probed or 'none'}.")
     a = aims(diffs, scale)
@@ -358,11 +365,12 @@ def lines(written:dict, scale:str='cpu') -> str:
     with pd.option_context('display.width', 200, 'display.max_columns', 20):
         return s[cols].round(1).to_string(index=False) + '\n' + verdict(written['diff_table'], written['rows'], scale)
 
-# %% ../../nbs/09k_data_scale.ipynb #12efa77a
+# %% ../../nbs/09k_data_scale.ipynb #590080d2
 def _ci(m, lo, hi, digits:int=0) -> str:
     "'53 [41, 65]' (NaN bounds: the mean alone)."
-    f = lambda x: f"{x:.{digits}f}"
-    return f(m) if math.isnan(lo) else f"{f(m)} [{f(lo)}, {f(hi)}]"
+    if math.isnan(lo):
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 def medr_table(df:pd.DataFrame) -> str:
     """Markdown: one row per start and set, V→M / M→V median rank (mean and 95 % t-interval over seeds) per share of
@@ -377,7 +385,7 @@ def medr_table(df:pd.DataFrame) -> str:
             g = s[(s.start == st) & (s.pt_videos == n)].set_index('fine_tuning')
             cells = [' / '.join(_ci(g.loc[h, f'{d}_MedR_mean'], g.loc[h, f'{d}_MedR_lo'], g.loc[h, f'{d}_MedR_hi'])
                                 for d in ('v2m', 'm2v')) if h in g.index else '' for h in hows]
-            out.append(f"| {NAMES[st]} | {n:,} | {int(g.seeds.min())} | " + ' | '.join(cells) + ' |')
+            out.append(f"| {_NAMES[st]} | {n:,} | {int(g.seeds.min())} | " + ' | '.join(cells) + ' |')
     return '\n'.join(out)
 
 def diff_table(diffs:pd.DataFrame) -> str:
@@ -390,10 +398,10 @@ def diff_table(diffs:pd.DataFrame) -> str:
         d = diffs[diffs.comparison == comp]
         for (n, how), g in d.groupby(['pt_videos', 'fine_tuning'], sort=True):
             g = g.set_index('metric')
-            cell = lambda k: (f"**{_ci(*g.loc[k, ['mean', 'lo', 'hi']], 1)}**" if g.loc[k, 'beyond']
-                              else _ci(*g.loc[k, ['mean', 'lo', 'hi']], 1))
+            text = {k: _ci(*g.loc[k, ['mean', 'lo', 'hi']], 1) for k in ('v2m_MedR', 'm2v_MedR')}
+            cell = {k: f"**{t}**" if g.loc[k, 'beyond'] else t for k, t in text.items()}
             share = 'probe' if how == 'probe' else f"{float(how) * 100:g} %"
-            out.append(f"| {comp} | {int(n):,} | {share} | {cell('v2m_MedR')} | {cell('m2v_MedR')} | "
+            out.append(f"| {comp} | {int(n):,} | {share} | {cell['v2m_MedR']} | {cell['m2v_MedR']} | "
                        f"{int(g.n.min())} |")
     return '\n'.join(out)
 
@@ -404,7 +412,7 @@ def group_span(recs:list) -> tuple:
     starts = [c - pd.Timedelta(seconds=r['wall_s']) for c, r in zip(created, recs)]
     return min(starts) - pd.Timedelta(seconds=recs[0]['pretrain_s']), max(created)
 
-# %% ../../nbs/09k_data_scale.ipynb #a8e8465c
+# %% ../../nbs/09k_data_scale.ipynb #9cee41c3
 def busy_hours(recs:list) -> float:
     "Hours during which at least one group of the study ran: the union of the groups' spans."
     groups = {}
@@ -413,43 +421,39 @@ def busy_hours(recs:list) -> float:
         groups.setdefault(key, []).append(r)
     spans = sorted(group_span(g) for g in groups.values())
     total = pd.Timedelta(0)
-    end = None
+    end = spans[0][0] if spans else None
     for a, b in spans:
-        if end is not None and a < end:
-            a = end
-        if b > a:
-            total += b - a
-        end = b if end is None else max(end, b)
+        total += max(b - max(a, end), pd.Timedelta(0))              # only what no earlier span covered
+        end = max(end, b)
     return total.total_seconds() / 3600
 
-# %% ../../nbs/09k_data_scale.ipynb #44d76e10
+# %% ../../nbs/09k_data_scale.ipynb #63b3d628
 def scale_reading(results='results', scale:str='cpu') -> SimpleNamespace:
     "Every number of the README's data-scale section, from the committed files."
     st = stem(results, scale)
     df = pd.read_csv(st.with_suffix('.csv'))
-    bp = st.with_name(st.name + '_budget_references.csv')
-    budget = pd.read_csv(bp) if bp.is_file() else df.head(0)
+    budget = pd.read_csv(st.with_name(st.name + '_budget_references.csv'))
     diffs = pd.read_csv(st.with_name(st.name + '_diffs.csv'), dtype={'fine_tuning': str})
     refs = pd.read_csv(st.with_name(st.name + '_references.csv'))
     test = refs[refs.split == 'test'].set_index('reference')
     per_seed = df.groupby('seed').size()
-    full = int(per_seed.max())
-    done = sorted(int(s) for s, n in per_seed.items() if n == full)
-    core_s = lambda d: d.drop_duplicates(['start', 'pt_videos', 'seed']).pretrain_s.sum() + d.finetune_s.sum()
-    core_h = core_s(df) / 3600                                            # a pre-training counted once
-    seed_h = core_s(df[df.seed.isin(done)]) / 3600 / max(len(done), 1) / 2  # wall time of a seed, two runs at a time
+    done = complete_seeds(df)
+    pretrainings = df.drop_duplicates(['start', 'pt_videos', 'seed'])            # a pre-training counted once
+    core_h = (pretrainings.pretrain_s.sum() + df.finetune_s.sum()) / 3600
     recs = [json.loads(p.read_text()) for p in sorted((project_path(results) / 'data_scale' / 'records').glob(
         f'{scale}_*.json'))]
     elapsed_h = busy_hours(recs)
     big = int(df.pt_videos.max())
     biggest = df[(df.start == 'separate') & (df.pt_videos == big)].drop_duplicates('seed')
-    ref = lambda name: ' / '.join(f"{test.loc[name, f'{d}_MedR']:g}" for d in ('v2m', 'm2v'))
+    def ref(name):
+        return ' / '.join(f"{test.loc[name, f'{d}_MedR']:g}" for d in ('v2m', 'm2v'))
     a = aims(diffs, scale)
     medr = diffs[diffs.metric.str.endswith('MedR') & (diffs.fine_tuning != 'probe')]
-    mix, ep = medr[medr.comparison == 'mixed − separate'], medr[medr.comparison == 'every-patch − mixed']
+    mix = medr[medr.comparison == 'mixed − separate']
+    ep = medr[medr.comparison == 'every-patch − mixed']
     own = medr[medr.comparison == 'mixed − cca-inputs']
     return SimpleNamespace(seeds=len(done), planned=SEEDS, seed_list=', '.join(map(str, done)), core_h=core_h,
-                           seed_h=seed_h, elapsed_h=elapsed_h, per_seed_h=elapsed_h * full / len(df),
+                           elapsed_h=elapsed_h, per_seed_h=elapsed_h * per_seed.max() / len(df),
                            biggest_min=biggest.pretrain_s.mean() / 60, biggest=f"{big:,}",
                            partial=sorted(set(per_seed.index) - set(done)), cells=len(df),
                            medr=medr_table(pd.concat([df, budget], ignore_index=True)), diffs=diff_table(diffs),
